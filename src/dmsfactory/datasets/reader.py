@@ -1,0 +1,78 @@
+"""Reading a dataset back: a thin layer over plain ``webdataset`` for training jobs.
+
+``open_shards(DIR, split="train")`` returns a ``webdataset.WebDataset`` (a torch
+``IterableDataset``) yielding dicts ``{"__key__", "image": uint8 HxWx3 RGB, "json": dict}``; pass it
+to a ``torch.utils.data.DataLoader`` (with ``batch_size=None`` or a ``collate_fn``) or map it.
+Shards are listed from ``manifest.json`` when present, so a partially written directory is never
+read as a dataset.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import webdataset as wds
+
+from dmsfactory.datasets.shards import QUARANTINE_DIR, decode_image, iter_tar_docs
+
+
+def load_manifest(dataset_dir: str | Path) -> dict[str, Any]:
+    p = Path(dataset_dir) / "manifest.json"
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no manifest; is {dataset_dir} a finished dmsfactory dataset (run `dmsfactory run`)?")
+    return json.loads(p.read_text())
+
+
+def shard_paths(dataset_dir: str | Path, split: str | None = None, quarantine: bool = False) -> list[Path]:
+    d = Path(dataset_dir)
+    try:
+        m = load_manifest(d)
+        entries = m["quarantine" if quarantine else "shards"]
+        return [d / e["path"] for e in entries if split is None or e["split"] == split]
+    except FileNotFoundError:
+        base = d / QUARANTINE_DIR if quarantine else d
+        pat = f"{split}-*.tar" if split else "*.tar"
+        return sorted(base.glob(pat))
+
+
+def _decode(sample: dict[str, Any]) -> dict[str, Any]:
+    raw = sample.get("jpg") or sample.get("png")
+    return {
+        "__key__": sample["__key__"],
+        "image": decode_image(raw) if raw is not None else None,
+        "json": json.loads(sample["json"]),
+    }
+
+
+def open_shards(
+    dataset_dir: str | Path,
+    split: str = "train",
+    *,
+    shuffle: int = 0,
+    transform: Callable[[dict[str, Any]], Any] | None = None,
+) -> wds.WebDataset:
+    """A WebDataset over one split's shards, decoding images (cv2) and labels (json)."""
+    paths = shard_paths(dataset_dir, split)
+    if not paths:
+        raise FileNotFoundError(f"no '{split}' shards in {dataset_dir}")
+    ds = wds.WebDataset([str(p) for p in paths], shardshuffle=False, empty_check=False)
+    if shuffle:
+        ds = ds.shuffle(shuffle)
+    ds = ds.map(_decode)
+    if transform is not None:
+        ds = ds.map(transform)
+    return ds
+
+
+def iter_records(
+    dataset_dir: str | Path, *, include_quarantine: bool = True, with_images: bool = False
+) -> Iterator[tuple[dict[str, Any], np.ndarray | None]]:
+    """Every written sample's JSON document (and image if asked), accepted then quarantined."""
+    for p in shard_paths(dataset_dir):
+        yield from iter_tar_docs(p, with_images)
+    if include_quarantine:
+        for p in shard_paths(dataset_dir, quarantine=True):
+            yield from iter_tar_docs(p, with_images)

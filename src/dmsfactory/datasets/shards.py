@@ -1,0 +1,194 @@
+"""WebDataset shard writing with crash-safe resume.
+
+Layout of a dataset directory::
+
+    DIR/train-000000.tar ...   accepted samples, one tar per planned batch, per split
+    DIR/val-000000.tar ...
+    DIR/quarantine/train-000000.tar ...   rejected samples of that batch, with their reasons
+    DIR/.progress/train-000000.json       written last: the batch is finished
+    DIR/manifest.json  DIR/README.md (dataset card)  DIR/card/*.png
+
+Each sample is ``<key>.jpg`` (or ``.png``) + ``<key>.json`` (:meth:`FaceSample.to_json`).
+A batch is written to ``*.tar.partial`` and renamed atomically; its progress record (keys,
+counts, sha256 of the tar files, spec hash) is written after the rename. On a rerun a batch is
+skipped only if its record exists, matches the spec hash and planned keys, and the files still
+hash to the recorded values; anything else (a SIGKILL mid-write, a corrupted file) is rewritten.
+Every planned key therefore ends up exactly once in the dataset, in a shard or in quarantine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import webdataset as wds
+
+from dmsfactory.sample import FaceSample
+
+PROGRESS_DIR = ".progress"
+QUARANTINE_DIR = "quarantine"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def encode_image(image: np.ndarray, fmt: str, quality: int) -> bytes:
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be uint8 HxWx3, got {image.dtype} {image.shape}")
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    if fmt == "jpg":
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    else:
+        ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:
+        raise RuntimeError(f"cv2 failed to encode a {fmt} image")
+    return buf.tobytes()
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if arr is None:
+        raise ValueError("undecodable image bytes")
+    return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+
+
+def _write_tar(path: Path, samples: list[FaceSample], fmt: str, quality: int, max_bytes: int) -> dict[str, Any]:
+    tmp = path.with_name(path.name + ".partial")
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    with open(tmp, "wb") as stream:
+        # fixed mtime: the same samples give byte-identical shards (sha256 in the manifest)
+        with wds.TarWriter(stream, mtime=0.0) as tw:
+            for s in samples:
+                doc = s.to_json()
+                rec = {"__key__": s.key, "json": json.dumps(doc, sort_keys=True).encode()}
+                if s.image is not None:
+                    rec[fmt] = encode_image(s.image, fmt, quality)
+                tw.write(rec)
+        stream.flush()
+        os.fsync(stream.fileno())
+    size = tmp.stat().st_size
+    if size > max_bytes:
+        tmp.unlink()
+        raise ValueError(
+            f"shard {path.name} would be {size} bytes > shards.max_bytes={max_bytes}; lower shards.size"
+        )
+    os.replace(tmp, path)
+    return {"name": str(path.name), "count": len(samples), "bytes": size, "sha256": sha256_file(path)}
+
+
+def progress_path(out_dir: Path, name: str, subdir: str = "") -> Path:
+    return Path(out_dir) / subdir / PROGRESS_DIR / f"{name}.json"
+
+
+def finished_record(
+    out_dir: Path, name: str, spec_hash: str, keys: list[str], subdir: str = ""
+) -> dict[str, Any] | None:
+    """The batch's progress record if the batch is complete and intact, else None.
+
+    ``subdir`` is where the batch's ``.progress`` lives (``"clips"`` for clip shards)."""
+    p = progress_path(out_dir, name, subdir)
+    if not p.is_file():
+        return None
+    try:
+        rec = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if rec.get("spec_hash") != spec_hash or rec.get("planned_keys") != keys:
+        return None
+    for part in ("shard", "quarantine"):
+        info = rec.get(part)
+        if info is None:
+            continue
+        f = Path(out_dir) / info["path"]
+        if not f.is_file() or sha256_file(f) != info["sha256"]:
+            return None
+    return rec
+
+
+def write_batch(
+    out_dir: Path,
+    name: str,
+    samples: list[FaceSample],
+    *,
+    spec_hash: str,
+    planned_keys: list[str],
+    fmt: str = "jpg",
+    quality: int = 95,
+    max_bytes: int = 1 << 30,
+) -> dict[str, Any]:
+    """Write one batch: accepted samples to ``DIR/<name>.tar``, rejected to ``DIR/quarantine/<name>.tar``."""
+    out_dir = Path(out_dir)
+    ok = [s for s in samples if not s.quarantined]
+    bad = [s for s in samples if s.quarantined]
+    planned = set(planned_keys)
+    roots = {s.source_key or s.key for s in samples}
+    missing = planned - roots
+    if missing:  # the stage contract was broken somewhere: fail loudly rather than lose samples
+        raise RuntimeError(f"batch {name}: {len(missing)} planned samples vanished, e.g. {sorted(missing)[:3]}")
+    rec: dict[str, Any] = {
+        "name": name,
+        "split": name.rsplit("-", 1)[0],
+        "spec_hash": spec_hash,
+        "planned_keys": list(planned_keys),
+        "shard": None,
+        "quarantine": None,
+    }
+    for sub, group, part in (("", ok, "shard"), (QUARANTINE_DIR, bad, "quarantine")):
+        path = out_dir / sub / f"{name}.tar" if sub else out_dir / f"{name}.tar"
+        if group:
+            info = _write_tar(path, group, fmt, quality, max_bytes)
+            info["path"] = str(path.relative_to(out_dir))
+            rec[part] = info
+        elif path.exists():  # left over from an earlier, different attempt
+            path.unlink()
+    rec["counts"] = {"accepted": len(ok), "quarantined": len(bad)}
+    rec["quarantine_reasons"] = {s.key: s.quarantine_reasons for s in bad}
+    p = progress_path(out_dir, name)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(".json.partial")
+    tmp.write_text(json.dumps(rec, sort_keys=True))
+    os.replace(tmp, p)
+    return rec
+
+
+def clean_partials(out_dir: Path) -> int:
+    """Remove ``*.partial`` files left by a killed run. Returns how many were removed."""
+    n = 0
+    for p in Path(out_dir).rglob("*.partial"):
+        p.unlink()
+        n += 1
+    return n
+
+
+def iter_tar_docs(path: Path, with_images: bool = False):
+    """Yield (json doc, image or None) from one shard with the stdlib tarfile (no decoding pipeline)."""
+    import tarfile
+
+    pending: dict[str, dict[str, bytes]] = {}
+    with tarfile.open(path) as tf:
+        for m in tf:
+            if not m.isfile():
+                continue
+            key, _, ext = m.name.partition(".")
+            data = tf.extractfile(m).read()  # type: ignore[union-attr]
+            pending.setdefault(key, {})[ext] = data
+    for key, parts in pending.items():
+        if "json" not in parts:
+            continue
+        doc = json.loads(parts["json"])
+        img = None
+        if with_images:
+            raw = parts.get("jpg") or parts.get("png")
+            img = decode_image(raw) if raw else None
+        yield doc, img
+

@@ -1,0 +1,179 @@
+"""Labels as a pure function of the recorded generation parameters (schema: docs/labels.md).
+
+No label is ever derived from prompt words. Geometry that only the generator knows (head pose in
+the camera frame, per-eye gaze vectors, eyelid aperture in mm) is read from ``params["render"]``
+(the procedural renderer, also used for ControlNet/img2img geometry) when present; without it
+(diffusion text-to-image) those fields are ``None`` and ``geometry_source`` says so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dmsfactory.plan import FATIGUE_LEVEL
+from dmsfactory.sample import FaceSample
+
+SCHEMA_VERSION = "1.0.0"
+
+CLOSED_OPENNESS = 0.2  # openness <= 0.2 means >= 80 % closed: "close" (the PERCLOS P80 criterion)
+# Eyes on the road: the forward view and the mirrors (driving-related glances), as in the clip labels
+DRIVING_ZONES = ("front", "left_mirror", "center_mirror", "right_mirror")
+
+
+def ibug68_index_map() -> tuple[int, ...] | None:
+    """The 68-point iBUG subset as indices into the 478 landmarks (owned by the renderer's topology)."""
+    try:
+        from dmsfactory.generators.procedural.topology import IBUG68_FROM_MEDIAPIPE
+    except ImportError:  # pragma: no cover - the renderer package is part of the install
+        return None
+    return tuple(int(i) for i in IBUG68_FROM_MEDIAPIPE)
+
+
+def eye_state(openness: float) -> str:
+    """DMD eye state for a single frame: "open" or "close" (closing/opening need time: clips)."""
+    return "close" if openness <= CLOSED_OPENNESS else "open"
+
+
+def hands_on_wheel(action: str, yawn: str) -> str:
+    busy = None
+    if action.endswith("_left"):
+        busy = "left"
+    elif action.endswith("_right"):
+        busy = "right"
+    if yawn == "yawning_with_hand":
+        busy = "both" if busy else "left"
+    if busy == "both":
+        return "none"
+    if busy == "left":
+        return "only_right"
+    if busy == "right":
+        return "only_left"
+    return "both"
+
+
+def camera_labels(params: dict[str, Any]) -> dict[str, Any]:
+    cam = params["camera"]
+    nir = params["lighting"] == "night_ir"
+    return {
+        "mount": cam["mount"],
+        "modality": "nir_mono" if nir else "rgb",
+        "wavelength_nm": 940 if nir else None,
+        "fov_deg": cam["fov_deg"],
+        "distance_m": cam["distance_m"],
+        "image_size": cam["image_size"],
+    }
+
+
+def make_labels(params: dict[str, Any]) -> dict[str, Any]:
+    """The label document for one sample; a pure function of ``params`` (no pixels, no prompts)."""
+    st = params["state"]
+    render = params.get("render") or {}
+    cls = params["class"]
+    acc = params["accessory"]
+    nir = params["lighting"] == "night_ir"
+    # sunglasses block visible light; at 940 nm most are transparent (DESIGN.md: IR transmittance).
+    # The renderer records the lens transmittance it used; below 0.5 the eyes count as hidden.
+    lens_t = render.get("lens_transmittance")
+    if acc == "sunglasses":
+        eyes_hidden = (lens_t < 0.5) if isinstance(lens_t, (int, float)) else not nir
+    else:
+        eyes_hidden = False
+    aperture = render.get("eye_aperture_mm") or {}
+    gaze_cam = render.get("gaze_camera") or {}
+
+    def eye(side: str) -> dict[str, Any]:
+        o = float(st[f"eye_openness_{side}"])
+        return {
+            "state": eye_state(o),
+            "openness": o,
+            "aperture_mm": aperture.get(side),
+            "visible": not eyes_hidden,
+        }
+
+    def gaze(side: str) -> dict[str, Any]:
+        g = gaze_cam.get(side)
+        if isinstance(g, dict):
+            return {"vector": g.get("vector"), "yaw": g.get("yaw"), "pitch": g.get("pitch")}
+        yp = gaze_cam.get(f"{side}_yaw_pitch_deg") or (None, None)
+        return {"vector": g, "yaw": yp[0], "pitch": yp[1]}
+
+    ident = params["identity_params"]
+    mix = ident.get("mixup")
+    phone = params.get("phone")
+    labels: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "geometry_source": "renderer" if render else "none",
+        "class": cls,
+        "fatigue_level": FATIGUE_LEVEL[cls],
+        "kss": params["kss"],
+        "drowsy": params["kss"] >= 7,
+        "eyes": {"left": eye("left"), "right": eye("right")},
+        "mouth": {
+            "openness": float(st["mouth_open"]),
+            "opening_mm": render.get("mouth_opening_mm"),
+            "yawn": st["yawn"],
+            "yawning": st["yawn"] != "none",
+        },
+        "gaze": {
+            "left": gaze("left"),
+            "right": gaze("right"),
+            "in_head": params["gaze_in_head"],
+            "zone": params["gaze_zone"],
+            "on_road": params["gaze_zone"] in DRIVING_ZONES,
+        },
+        "gaze_zone_dmd": params["gaze_zone"],
+        "head_pose": {k: render["head_pose_camera"][k] for k in ("yaw", "pitch", "roll")}
+        if render.get("head_pose_camera")
+        else None,
+        "head_pose_car": params["head_pose_car"],
+        "head_rotation_matrix": (render.get("head_pose_camera") or {}).get("rotation_matrix"),
+        "head_translation_m": (render.get("head_pose_camera") or {}).get("translation_m"),
+        "action": params["action"],
+        "distracted": cls == "distracted",
+        "phone": {
+            "present": phone is not None,
+            "hand": phone["hand"] if phone else None,
+            "use": phone["use"] if phone else None,
+            "location": (("at_ear_" + phone["hand"]) if phone["use"] == "call" else ("in_hand_" + phone["hand"]))
+            if phone
+            else None,
+        },
+        "uses_phone": phone is not None,
+        "hands_on_wheel": hands_on_wheel(params["action"], st["yawn"]),
+        "lighting": params["lighting"],
+        "illuminance_lux": params["illuminance_lux"],
+        "camera": camera_labels(params),
+        "accessory": acc,
+        "identity": {
+            "id": params["identity"],
+            "mixup": None
+            if not mix
+            else {"a": mix["a"], "b": mix["b"], "lam": mix["lam"], "soft": {mix["a"]: 1 - mix["lam"], mix["b"]: mix["lam"]}},
+        },
+        "demographics": {k: ident[k] for k in ("sex", "age", "age_group", "skin_tone")},
+        "clip": {"clip_id": params.get("clip_id"), "frame_index": params.get("frame_index")},
+        "landmark_format": {
+            "order": "mediapipe_refined_478",
+            "right_iris_center": 468,
+            "left_iris_center": 473,
+            "ibug68": "manifest.json: landmark_format.ibug68_from_mediapipe",
+        },
+    }
+    return labels
+
+
+class LabelStage:
+    """Stage: fills ``sample.labels`` from ``sample.params`` (exact, versioned)."""
+
+    name = "label"
+
+    def setup(self) -> None:
+        pass
+
+    def process(self, batch: list[FaceSample]) -> list[FaceSample]:
+        for s in batch:
+            try:
+                s.labels = make_labels(s.params)
+            except (KeyError, TypeError, ValueError) as e:
+                s.quarantine("label", f"cannot derive labels from params: {e!r}")
+        return batch

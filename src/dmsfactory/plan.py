@@ -1,0 +1,303 @@
+"""Spec -> per-sample parameters, deterministically.
+
+The plan is the only place where randomness is drawn for a sample's *content*; generators render
+deterministically from a plan entry (docs/CONTRACT.md). Same spec (content hash) and seed give the
+same plan, entry for entry.
+
+Stratification: every categorical axis gets exact counts by largest-remainder allocation of its
+weights (per split for per-image axes, over all identities for identity axes), then the values are
+shuffled with a seeded RNG. So a 6-class spec with 1,000 images has each class within one image of
+its weight, in every split.
+
+Splits are drawn per identity, so they are identity-disjoint by construction; a mixed identity
+(SynFace mixup) takes both of its parents from base identities of its own split.
+
+The fatigue -> appearance mapping (docs/labels.md) is the table ``CLASS_STATES`` below.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dmsfactory.spec import AGE_RANGES, DatasetSpec
+
+# class -> (KSS range, eye openness range, P(yawn), head pitch bias deg, head nod extra (deg, prob))
+# KSS: Karolinska sleepiness scale 1..9; KSS >= 7 counts as drowsy (Euro NCAP / DESIGN.md).
+# Openness 0..1 is the share of the fully-open eyelid aperture; <= 0.2 is "closed" (P80 criterion).
+CLASS_STATES: dict[str, dict[str, Any]] = {
+    "alert": {"kss": (1, 5), "openness": (0.75, 1.0), "p_yawn": 0.0, "pitch_bias": 0.0, "nod": (0.0, 0.0)},
+    "mild_fatigue": {"kss": (6, 7), "openness": (0.45, 0.75), "p_yawn": 0.25, "pitch_bias": -3.0, "nod": (6.0, 0.2)},
+    "moderate_fatigue": {"kss": (7, 8), "openness": (0.22, 0.5), "p_yawn": 0.35, "pitch_bias": -6.0, "nod": (12.0, 0.35)},
+    "severe_fatigue": {"kss": (8, 9), "openness": (0.0, 0.18), "p_yawn": 0.15, "pitch_bias": -10.0, "nod": (20.0, 0.6)},
+    "distracted": {"kss": (1, 6), "openness": (0.7, 1.0), "p_yawn": 0.0, "pitch_bias": 0.0, "nod": (0.0, 0.0)},
+    "phone": {"kss": (1, 6), "openness": (0.7, 1.0), "p_yawn": 0.0, "pitch_bias": 0.0, "nod": (0.0, 0.0)},
+}
+FATIGUE_LEVEL = {
+    "alert": "alert",
+    "mild_fatigue": "mild",
+    "moderate_fatigue": "moderate",
+    "severe_fatigue": "severe",
+    "distracted": "alert",
+    "phone": "alert",
+}
+
+# DMD gaze zones -> gaze direction in the car frame (yaw, pitch) in degrees, left-hand-drive car,
+# driver on the left. yaw > 0 = towards the driver's left, pitch > 0 = up.
+GAZE_ZONES: dict[str, tuple[float, float]] = {
+    "front": (0.0, 0.0),
+    "left_mirror": (55.0, -5.0),
+    "left": (70.0, 0.0),
+    "center_mirror": (-30.0, 12.0),
+    "front_right": (-28.0, 0.0),
+    "right_mirror": (-62.0, -6.0),
+    "right": (-72.0, 0.0),
+    "infotainment": (-30.0, -30.0),
+    "steering_wheel": (0.0, -38.0),
+}
+DISTRACTION_ZONES = ("left", "right", "front_right", "infotainment", "steering_wheel", "center_mirror")
+EYE_IN_HEAD_LIMIT = (30.0, 22.0)  # max |yaw|, |pitch| the eyes take before the head turns
+
+LUX = {"daylight": (2_000, 100_000), "tunnel": (10, 300), "night_ir": (0.1, 10), "backlight": (20_000, 100_000)}
+
+
+def _seed(*parts: Any) -> int:
+    h = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
+
+
+def _rng(*parts: Any) -> np.random.Generator:
+    return np.random.default_rng(_seed(*parts))
+
+
+def allocate(weights: dict, n: int) -> list:
+    """Largest-remainder allocation of ``n`` items to the keys of ``weights`` (exact counts)."""
+    keys = list(weights)
+    w = np.array([float(weights[k]) for k in keys])
+    quotas = w / w.sum() * n
+    counts = np.floor(quotas).astype(int)
+    rest = n - counts.sum()
+    order = sorted(range(len(keys)), key=lambda i: (-(quotas[i] - counts[i]), i))
+    for i in order[:rest]:
+        counts[i] += 1
+    out: list = []
+    for k, c in zip(keys, counts):
+        out.extend([k] * int(c))
+    return out
+
+
+def stratified(weights: dict, n: int, rng: np.random.Generator) -> list:
+    vals = allocate(weights, n)
+    perm = rng.permutation(len(vals))
+    return [vals[i] for i in perm]
+
+
+def _r(x: float, nd: int = 4) -> float:
+    return float(round(float(x), nd))
+
+
+@dataclass(frozen=True)
+class Identity:
+    id: str
+    seed: int
+    split: str
+    params: dict[str, Any]
+
+
+def make_identities(spec: DatasetSpec) -> list[Identity]:
+    n = spec.identities.count
+    rng = _rng(spec.seed, "identities")
+    n_mix = int(round(spec.identities.mixup_fraction * n))
+    n_base = n - n_mix
+    split_w = spec.splits.model_dump()
+    splits = stratified(split_w, n, rng)
+    sexes = stratified(dict(spec.conditions.sex), n, rng)
+    ages = stratified(dict(spec.conditions.age_group), n, rng)
+    tones = stratified(dict(spec.conditions.skin_tone), n, rng)
+
+    def demo(i: int) -> dict[str, Any]:
+        lo, hi = AGE_RANGES[ages[i]]
+        r = _rng(spec.seed, "age", i)
+        return {
+            "sex": sexes[i],
+            "age_group": ages[i],
+            "age": int(r.integers(lo, hi + 1)),
+            "skin_tone": int(tones[i]),
+            "mixup": None,
+        }
+
+    base = [Identity(f"id{i:06d}", _seed(spec.seed, "identity", i), splits[i], demo(i)) for i in range(n_base)]
+    out = list(base)
+    for j in range(n_base, n):
+        split = splits[j]
+        pool = [b for b in base if b.split == split]
+        if len(pool) < 2:
+            raise ValueError(
+                f"identities.mixup_fraction: split '{split}' has {len(pool)} base identities, a mixed identity "
+                "needs 2 from its own split (raise identities.count or lower mixup_fraction)"
+            )
+        r = _rng(spec.seed, "mixup", j)
+        a, b = r.choice(len(pool), size=2, replace=False)
+        pa, pb = pool[int(a)], pool[int(b)]
+        lam = _r(r.uniform(0.3, 0.7))
+        params = dict(pa.params)  # demographics for the planner follow the dominant parent
+        if lam > 0.5:
+            params = dict(pb.params)
+        params["mixup"] = {
+            "a": pa.id,
+            "b": pb.id,
+            "a_seed": pa.seed,
+            "b_seed": pb.seed,
+            "a_params": {k: v for k, v in pa.params.items() if k != "mixup"},
+            "b_params": {k: v for k, v in pb.params.items() if k != "mixup"},
+            "lam": lam,
+        }
+        out.append(Identity(f"mx{j:06d}", _seed(spec.seed, "identity", j), split, params))
+    return out
+
+
+def _head_and_eyes(zone: str, r: np.random.Generator) -> tuple[dict, dict]:
+    """Split a gaze target into head rotation and eye-in-head rotation (owl vs lizard)."""
+    ty, tp = GAZE_ZONES[zone]
+    ty += r.uniform(-4, 4)
+    tp += r.uniform(-3, 3)
+    head_share = r.uniform(0.45, 0.85)  # owl (head) share of the movement; the rest is lizard (eyes)
+    hy, hp = ty * head_share, tp * head_share
+    ey, ep = ty - hy, tp - hp
+    ey = float(np.clip(ey, -EYE_IN_HEAD_LIMIT[0], EYE_IN_HEAD_LIMIT[0]))
+    ep = float(np.clip(ep, -EYE_IN_HEAD_LIMIT[1], EYE_IN_HEAD_LIMIT[1]))
+    hy, hp = float(np.clip(ty - ey, -75, 75)), float(np.clip(tp - ep, -45, 45))
+    return {"yaw": hy, "pitch": hp}, {"yaw": ey, "pitch": ep}
+
+
+def make_entry(spec: DatasetSpec, spec_hash: str, index: int, ident: Identity, cond: dict[str, Any]) -> dict[str, Any]:
+    r = _rng(spec.seed, "sample", index)
+    cls = cond["class"]
+    st = CLASS_STATES[cls]
+    c = spec.conditions
+    kss = int(r.integers(st["kss"][0], st["kss"][1] + 1))
+    base_open = r.uniform(*st["openness"])
+    asym = r.uniform(-0.04, 0.04)
+    eo_l = float(np.clip(base_open + asym, 0, 1))
+    eo_r = float(np.clip(base_open - asym, 0, 1))
+
+    yawn = "none"
+    mouth = r.uniform(0.0, 0.12)
+    if r.random() < st["p_yawn"]:
+        yawn = "yawning_with_hand" if r.random() < 0.4 else "yawning_without_hand"
+        mouth = r.uniform(0.65, 1.0)
+        eo_l, eo_r = eo_l * 0.7, eo_r * 0.7  # eyes narrow during a yawn
+
+    head = {
+        "yaw": r.uniform(c.head_pose.yaw.min, c.head_pose.yaw.max),
+        "pitch": r.uniform(c.head_pose.pitch.min, c.head_pose.pitch.max) + st["pitch_bias"],
+        "roll": r.uniform(c.head_pose.roll.min, c.head_pose.roll.max),
+    }
+    nod_deg, nod_p = st["nod"]
+    if nod_deg and r.random() < nod_p:
+        head["pitch"] -= r.uniform(0.5, 1.0) * nod_deg
+        head["roll"] += r.uniform(-0.3, 0.3) * nod_deg
+    gaze = {"yaw": r.uniform(c.gaze.yaw.min, c.gaze.yaw.max), "pitch": r.uniform(c.gaze.pitch.min, c.gaze.pitch.max)}
+    zone = "front"
+    action = "safe_drive"
+    phone = None
+    if cls == "distracted":
+        zone = str(r.choice(DISTRACTION_ZONES))
+        h, gaze = _head_and_eyes(zone, r)
+        head = {"yaw": h["yaw"], "pitch": h["pitch"], "roll": head["roll"]}
+    elif cls == "phone":
+        hand = "left" if r.random() < 0.5 else "right"
+        use = "call" if r.random() < 0.5 else "texting"
+        phone = {"hand": hand, "use": use}
+        action = f"phone_call_{hand}" if use == "call" else f"texting_{hand}"
+        if use == "texting":
+            zone = "steering_wheel"
+            h, gaze = _head_and_eyes(zone, r)
+            head = {"yaw": h["yaw"], "pitch": h["pitch"], "roll": head["roll"]}
+    head["pitch"] = float(np.clip(head["pitch"], -45, 45))
+    head["roll"] = float(np.clip(head["roll"], -45, 45))
+
+    lo, hi = LUX[cond["lighting"]]
+    lux = math.exp(r.uniform(math.log(lo), math.log(hi)))
+    return {
+        "key": f"{spec_hash[:10]}-{index:07d}",
+        "index": index,
+        "split": ident.split,
+        "identity": ident.id,
+        "identity_seed": ident.seed,
+        "sample_seed": _seed(spec.seed, "pixels", index),
+        "identity_params": ident.params,
+        "class": cls,
+        "kss": kss,
+        "lighting": cond["lighting"],
+        "illuminance_lux": _r(lux, 3),
+        "accessory": cond["accessory"],
+        "camera": {
+            "mount": cond["mount"],
+            "fov_deg": float(c.camera.fov_deg),
+            "distance_m": _r(r.uniform(c.camera.distance_m.min, c.camera.distance_m.max)),
+            "image_size": spec.image.size,
+        },
+        "state": {
+            "eye_openness_left": _r(eo_l),
+            "eye_openness_right": _r(eo_r),
+            "mouth_open": _r(mouth),
+            "yawn": yawn,
+            "brow_raise": _r(r.uniform(0, 0.3) if cls in ("alert", "distracted", "phone") else r.uniform(0, 0.1)),
+            "smile": _r(r.uniform(0, 0.4) if cls == "alert" and yawn == "none" else 0.0),
+        },
+        "head_pose_car": {k: _r(v, 3) for k, v in head.items()},
+        "gaze_in_head": {k: _r(v, 3) for k, v in gaze.items()},
+        "gaze_zone": zone,
+        "action": action,
+        "phone": phone,
+    }
+
+
+def make_plan(spec: DatasetSpec, limit: int | None = None) -> list[dict[str, Any]]:
+    """Every sample's parameters, in index order (identity-major: index = identity * depth + image)."""
+    spec_hash = spec.content_hash()
+    idents = make_identities(spec)
+    depth = spec.identities.images_per_identity
+    c = spec.conditions
+    # per-image axes stratified within each split
+    conds: dict[int, dict[str, Any]] = {}
+    for split in ("train", "val", "test"):
+        idx = [i * depth + j for i, ident in enumerate(idents) if ident.split == split for j in range(depth)]
+        if not idx:
+            continue
+        r = _rng(spec.seed, "conditions", split)
+        cls = stratified(dict(spec.classes), len(idx), r)
+        light = stratified(dict(c.lighting), len(idx), r)
+        acc = stratified(dict(c.accessory), len(idx), r)
+        mount = stratified(dict(c.camera.mount), len(idx), r)
+        for k, i in enumerate(idx):
+            conds[i] = {"class": cls[k], "lighting": light[k], "accessory": acc[k], "mount": mount[k]}
+    total = spec.total_samples if limit is None else min(limit, spec.total_samples)
+    return [make_entry(spec, spec_hash, i, idents[i // depth], conds[i]) for i in range(total)]
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    split: str
+    shard: int  # index of the shard within its split
+    entries: tuple  # plan entries (dicts)
+
+    @property
+    def name(self) -> str:
+        return f"{self.split}-{self.shard:06d}"
+
+
+def shard_jobs(spec: DatasetSpec, plan: list[dict[str, Any]]) -> list[ShardJob]:
+    """Group a plan into shard-sized batches, one tar per batch, per split, in index order."""
+    jobs = []
+    for split in ("train", "val", "test"):
+        entries = [e for e in plan if e["split"] == split]
+        size = spec.shards.size
+        for s in range(0, len(entries), size):
+            jobs.append(ShardJob(split, s // size, tuple(entries[s : s + size])))
+    return jobs

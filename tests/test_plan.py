@@ -1,0 +1,90 @@
+import json
+from collections import Counter
+
+import pytest
+
+from dmsfactory.plan import GAZE_ZONES, allocate, make_identities, make_plan, shard_jobs
+from dmsfactory.spec import parse_spec
+
+
+def test_allocate_is_exact_largest_remainder():
+    assert Counter(allocate({"a": 1, "b": 1, "c": 1}, 10)) == {"a": 4, "b": 3, "c": 3}
+    assert len(allocate({"a": 0.25, "b": 0.75}, 7)) == 7
+
+
+def test_plan_is_deterministic_and_seed_sensitive(tiny_spec_dict):
+    spec = parse_spec(tiny_spec_dict)
+    a = json.dumps(make_plan(spec), sort_keys=True)
+    b = json.dumps(make_plan(parse_spec(tiny_spec_dict)), sort_keys=True)
+    tiny_spec_dict["seed"] += 1
+    c = json.dumps(make_plan(parse_spec(tiny_spec_dict)), sort_keys=True)
+    assert a == b != c
+
+
+def test_keys_unique_and_stable(tiny_spec_dict):
+    spec = parse_spec(tiny_spec_dict)
+    plan = make_plan(spec)
+    keys = [e["key"] for e in plan]
+    assert len(set(keys)) == len(keys) == spec.total_samples
+    assert all(k.startswith(spec.content_hash()[:10]) and "." not in k for k in keys)
+    assert make_plan(spec, limit=5) == plan[:5]
+
+
+def test_splits_are_identity_disjoint_and_classes_stratified_per_split(tiny_spec_dict):
+    tiny_spec_dict["identities"] = {"count": 20, "images_per_identity": 6}
+    spec = parse_spec(tiny_spec_dict)
+    plan = make_plan(spec)
+    split_of = {}
+    for e in plan:
+        assert split_of.setdefault(e["identity"], e["split"]) == e["split"]
+    n_ids = Counter(split_of.values())
+    assert n_ids == {"train": 12, "val": 4, "test": 4}
+    for split in ("train", "val", "test"):
+        cls = Counter(e["class"] for e in plan if e["split"] == split)
+        assert max(cls.values()) - min(cls.values()) <= 1, (split, cls)
+
+
+def test_mixup_parents_come_from_the_same_split(tiny_spec_dict):
+    tiny_spec_dict["identities"] = {"count": 30, "images_per_identity": 2, "mixup_fraction": 0.2}
+    spec = parse_spec(tiny_spec_dict)
+    idents = {i.id: i for i in make_identities(spec)}
+    mixed = [i for i in idents.values() if i.params["mixup"]]
+    assert len(mixed) == 6
+    for m in mixed:
+        mx = m.params["mixup"]
+        assert idents[mx["a"]].split == idents[mx["b"]].split == m.split
+        assert 0.3 <= mx["lam"] <= 0.7 and mx["a"] != mx["b"]
+
+
+def test_mixup_impossible_split_is_a_named_error(tiny_spec_dict):
+    tiny_spec_dict["identities"] = {"count": 4, "images_per_identity": 1, "mixup_fraction": 0.5}
+    with pytest.raises(ValueError, match="identities.mixup_fraction"):
+        make_identities(parse_spec(tiny_spec_dict))
+
+
+def test_class_drives_state(tiny_spec_dict):
+    tiny_spec_dict["identities"] = {"count": 20, "images_per_identity": 12}
+    plan = make_plan(parse_spec(tiny_spec_dict))
+    for e in plan:
+        st = e["state"]
+        if e["class"] == "severe_fatigue":
+            assert max(st["eye_openness_left"], st["eye_openness_right"]) <= 0.22
+        if e["class"] == "alert":
+            assert min(st["eye_openness_left"], st["eye_openness_right"]) >= 0.7 and st["yawn"] == "none"
+        if e["class"] == "distracted":
+            assert e["gaze_zone"] != "front" and e["gaze_zone"] in GAZE_ZONES
+        if e["class"] == "phone":
+            assert e["phone"] and e["action"] != "safe_drive"
+        else:
+            assert e["phone"] is None
+        assert -75 <= e["head_pose_car"]["yaw"] <= 75
+
+
+def test_shard_jobs_cover_plan_once(tiny_spec_dict):
+    spec = parse_spec(tiny_spec_dict)
+    plan = make_plan(spec)
+    jobs = shard_jobs(spec, plan)
+    keys = [e["key"] for j in jobs for e in j.entries]
+    assert sorted(keys) == sorted(e["key"] for e in plan)
+    assert all(len(j.entries) <= spec.shards.size for j in jobs)
+    assert all(e["split"] == j.split for j in jobs for e in j.entries)
