@@ -1,0 +1,68 @@
+"""Procedural renderer throughput on one core at 256x256 (cv2/torch threads = 1).
+
+    python benchmarks/renderer_speed.py [--n 200] [--ids 10] [--size 256]
+
+Identities are cached (as in a dataset run: many images per identity); the identity build time
+(shape + texture atlas) is reported separately. Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from dmsfactory.generators.procedural import ProceduralConfig, example_plan_entry, render  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--ids", type=int, default=10)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--supersample", type=int, default=1)
+    a = ap.parse_args()
+    cv2.setNumThreads(1)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except Exception:
+        pass
+    rng = np.random.default_rng(0)
+    cfg = ProceduralConfig(supersample=a.supersample)
+    lights = ("daylight", "night_ir", "tunnel", "backlight")
+    accs = ("none", "glasses", "sunglasses", "mask", "cap")
+    entries = []
+    for i in range(a.n):
+        k = i % a.ids
+        entries.append(example_plan_entry(
+            identity_seed=1000 + k, sample_seed=i, lighting=lights[i % 4], accessory=accs[i % 5],
+            identity_params={"sex": ("female", "male")[k % 2], "age": 20 + 5 * k, "skin_tone": 1 + k % 6},
+            camera={"image_size": a.size}, head_pose_car={"yaw": float(rng.uniform(-45, 45)), "pitch": float(rng.uniform(-15, 15))},
+            state={"eye_openness_left": float(rng.uniform(0, 1)), "eye_openness_right": float(rng.uniform(0, 1)), "mouth_open": float(rng.uniform(0, 1))},
+            phone=({"hand": "left", "use": "call"} if i % 7 == 0 else None)))
+    t0 = time.perf_counter()
+    for e in entries[: a.ids]:
+        render(e, cfg)
+    t_ids = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for e in entries:
+        render(e, cfg)
+    dt = time.perf_counter() - t0
+    res = {"size": a.size, "supersample": a.supersample, "images": a.n, "images_per_s_one_core": round(a.n / dt, 1),
+           "ms_per_image": round(1000 * dt / a.n, 2), "identity_build_s_each_incl_first_render": round(t_ids / a.ids, 3), "target_images_per_s": 100}
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()

