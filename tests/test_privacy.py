@@ -1,0 +1,419 @@
+"""Privacy gate: presence, identity leakage against real galleries, memorisation, report, leakcheck.
+
+Real photos (scikit-image astronaut + LFW subset, matplotlib grace_hopper) are the *gallery*; they are
+never generator input. dlib / MediaPipe / Haar run for real: nothing here fakes a model's output.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+
+from dmsfactory.privacy.config import PrivacyConfig
+from dmsfactory.privacy.duplicates import hamming_pairs, pack_hashes, phash
+from dmsfactory.privacy.leakage import ExactIndex
+from dmsfactory.sample import FaceSample
+
+torch.set_num_threads(1)
+cv2.setNumThreads(1)
+
+
+# ------------------------------------------------------------------ real photos (gallery only)
+def _astronaut() -> np.ndarray:
+    from skimage import data
+
+    return data.astronaut()
+
+
+def _grace() -> np.ndarray:
+    import matplotlib.cbook as cb
+    from PIL import Image
+
+    return np.asarray(Image.open(cb.get_sample_data("grace_hopper.jpg")).convert("RGB"))
+
+
+def _lfw(i: int) -> np.ndarray:
+    from skimage import data
+
+    return (data.lfw_subset()[i] * 255).round().astype(np.uint8)  # 25x25 grey face (0..99 are faces)
+
+
+LFW_IN_GALLERY = (0, 3, 7, 12)
+
+
+def _rot(img, deg):
+    h, w = img.shape[:2]
+    return cv2.warpAffine(img, cv2.getRotationMatrix2D((w / 2, h / 2), deg, 1.0), (w, h), borderMode=cv2.BORDER_REFLECT)
+
+
+def _jpeg(img, q):
+    ok, buf = cv2.imencode(".jpg", img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
+    return np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
+
+
+def _bright(img, f):
+    return np.clip(img.astype(np.float32) * f, 0, 255).astype(np.uint8)
+
+
+def _crop(img):
+    h, w = img.shape[:2]
+    return np.ascontiguousarray(img[h // 12 : h - h // 5, w // 10 : w - w // 8])
+
+
+AUGMENTS = {
+    "rot15": lambda im: _rot(im, 15),
+    "rot-25": lambda im: _rot(im, -25),
+    "bright1.4": lambda im: _bright(im, 1.4),
+    "dark0.6": lambda im: _bright(im, 0.6),
+    "jpeg25": lambda im: _jpeg(im, 25),
+    "crop": _crop,
+    "half": lambda im: cv2.resize(im, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA),
+}
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory) -> Path:
+    g = tmp_path_factory.mktemp("gallery")
+    cv2.imwrite(str(g / "astronaut.png"), _astronaut()[..., ::-1])
+    (g / "people").mkdir()
+    cv2.imwrite(str(g / "people" / "grace_hopper.jpg"), _grace()[..., ::-1])
+    for i in LFW_IN_GALLERY:
+        cv2.imwrite(str(g / "people" / f"lfw_{i:03d}.png"), _lfw(i))
+    (g / "broken.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
+    cv2.imwrite(str(g / "noise.png"), np.random.default_rng(0).integers(0, 255, (120, 120, 3), dtype=np.uint8))
+    return g
+
+
+@pytest.fixture(scope="module")
+def cfg(gallery, tmp_path_factory) -> PrivacyConfig:
+    return PrivacyConfig(galleries=[str(gallery)], cache_dir=str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="module")
+def stage(cfg):
+    from dmsfactory.privacy.stage import PrivacyStage
+
+    st = PrivacyStage(cfg)
+    st.setup()
+    return st
+
+
+def _sample(key, img, identity=None, index=0, **kw) -> FaceSample:
+    return FaceSample(key=key, index=index, params={}, image=img, identity=identity, **kw)
+
+
+# ------------------------------------------------------------------ config
+def test_config_validation_names_the_field(tmp_path):
+    with pytest.raises(ValidationError, match=r"galleries\[0\].*does not exist"):
+        PrivacyConfig(galleries=[str(tmp_path / "nope")])
+    (tmp_path / "f.txt").write_text("x")
+    with pytest.raises(ValidationError, match=r"galleries\[0\].*not a directory"):
+        PrivacyConfig(galleries=[str(tmp_path / "f.txt")])
+    with pytest.raises(ValidationError, match="extra"):
+        PrivacyConfig(treshold=0.5)
+    with pytest.raises(ValidationError, match="presence_detectors"):
+        PrivacyConfig(presence_detectors=["yolo"])
+    with pytest.raises(ValidationError, match="at least one detector"):
+        PrivacyConfig(descriptor_detectors=[])
+    with pytest.raises(ValidationError, match="threshold"):
+        PrivacyConfig(threshold=0)
+    # disabled gate: paths are not checked (spec validated on another machine)
+    assert PrivacyConfig(enabled=False, galleries=[str(tmp_path / "nope")]).threshold == 0.6
+    assert PrivacyConfig(duplicate_identity_threshold=0.3).identity_threshold == 0.3
+
+
+def test_spec_section_round_trip():
+    from dmsfactory.spec import DatasetSpec
+
+    assert DatasetSpec.model_fields["privacy"].annotation is PrivacyConfig
+    c = PrivacyConfig.model_validate({"threshold": 0.55, "presence_detectors": ["mediapipe"]})
+    assert PrivacyConfig.model_validate(c.model_dump()) == c
+
+
+# ------------------------------------------------------------------ search + hashes
+@pytest.mark.parametrize("n,chunk", [(1, 16), (7, 3), (2000, 256), (5000, 16384)])
+def test_exact_index_equals_brute_force(n, chunk):
+    rng = np.random.default_rng(n)
+    X = rng.normal(size=(n, 128)).astype(np.float32)
+    Q = np.concatenate([X[:3] + 1e-3, rng.normal(size=(40, 128)).astype(np.float32)])
+    D, I = ExactIndex(X, chunk).search(Q, 2)
+    full = np.linalg.norm(Q[:, None].astype(np.float64) - X[None].astype(np.float64), axis=2)
+    order = np.argsort(full, 1)[:, :2]
+    k = min(2, n)
+    assert (I[:, :k] == order[:, :k]).all()
+    assert np.allclose(D[:, :k], np.take_along_axis(full, order, 1)[:, :k], atol=1e-6)
+    if n == 1:
+        assert np.isinf(D[:, 1]).all() and (I[:, 1] == -1).all()
+
+
+def test_faiss_backend_matches_exact_index():
+    pytest.importorskip("faiss")  # optional backend for > 10^6 gallery faces (pip install faiss-cpu)
+    from dmsfactory.privacy.leakage import FaissIndex
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(3000, 128)).astype(np.float32)
+    Q = rng.normal(size=(64, 128)).astype(np.float32)
+    D1, I1 = FaissIndex(X).search(Q, 2)
+    D2, I2 = ExactIndex(X, 512).search(Q, 2)
+    assert (I1 == I2).all() and np.allclose(D1, D2, atol=1e-4)
+
+
+def test_phash_near_duplicates():
+    a, g = _astronaut(), _grace()
+    ha, hj, hg, hc = phash(a), phash(_jpeg(a, 40)), phash(g), phash(_crop(a))
+    assert ha.shape == (64,) and ha.dtype == bool
+    assert np.count_nonzero(ha != hj) <= 4  # re-encoded copy: near-duplicate
+    assert np.count_nonzero(ha != hg) > 16  # different photo
+    pairs = hamming_pairs(pack_hashes(np.stack([ha, hg, hj, hc])), 4)
+    assert (0, 2) in [(i, j) for i, j, _ in pairs]
+    assert all((i, j) != (0, 1) for i, j, _ in pairs)
+
+
+# ------------------------------------------------------------------ galleries
+def test_gallery_cache_problems_and_content_hash(cfg, gallery, stage):
+    from dmsfactory.privacy.analyze import FaceAnalyzer
+    from dmsfactory.privacy.leakage import load_gallery
+
+    g = stage.galleries[0]
+    probs = {p["file"]: p["problem"] for p in g.problems}
+    assert "not a decodable image" in probs["broken.jpg"]
+    assert probs["noise.png"] == "no face found"
+    assert g.n_files == 8
+    # all four 25x25 LFW thumbnails, astronaut and grace hopper have at least one face
+    assert {r for r in g.face_refs} >= {"astronaut.png", "people/grace_hopper.jpg"} | {f"people/lfw_{i:03d}.png" for i in LFW_IN_GALLERY}
+    an = FaceAnalyzer(cfg)
+    again = load_gallery(gallery, an, cfg, cfg.resolved_cache_dir())
+    assert again.reused == 8 and again.computed == 0
+    assert again.content_hash == g.content_hash
+    assert np.array_equal(again.descriptors, g.descriptors)
+    # a changed file is recomputed and changes the content hash
+    extra = gallery.parent / (gallery.name + "_copy")
+    import shutil
+
+    shutil.copytree(gallery, extra)
+    cv2.imwrite(str(extra / "people" / "lfw_000.png"), _lfw(20))
+    changed = load_gallery(extra, an, cfg, cfg.resolved_cache_dir())
+    assert changed.content_hash != g.content_hash and changed.computed == 8  # different root: own cache
+    changed2 = load_gallery(extra, an, cfg, cfg.resolved_cache_dir())
+    assert changed2.reused == 8
+    cv2.imwrite(str(extra / "people" / "lfw_000.png"), _lfw(21))
+    changed3 = load_gallery(extra, an, cfg, cfg.resolved_cache_dir())
+    assert changed3.computed == 1 and changed3.reused == 7 and changed3.content_hash != changed2.content_hash
+
+
+# ------------------------------------------------------------------ leakage
+def test_real_photos_and_augmented_copies_are_caught(stage, cfg):
+    batch = []
+    for src_name, img, ref in (("astro", _astronaut(), "astronaut.png"), ("grace", _grace(), "people/grace_hopper.jpg")):
+        for aug_name, f in AUGMENTS.items():
+            batch.append((_sample(f"{src_name}-{aug_name}", f(img), identity="id1", index=len(batch)), ref))
+    for i in LFW_IN_GALLERY[:2]:
+        up = cv2.resize(_lfw(i), (150, 150), interpolation=cv2.INTER_CUBIC)
+        batch.append((_sample(f"lfw{i}-up-bright", np.stack([_bright(up, 1.2)] * 3, -1), index=len(batch)), f"people/lfw_{i:03d}.png"))
+        batch.append((_sample(f"lfw{i}-up-rot10", np.stack([_rot(up, 10)] * 3, -1), index=len(batch)), f"people/lfw_{i:03d}.png"))
+    originals = {s.key: s.image.copy() for s, _ in batch}
+    out = stage.process([s for s, _ in batch])
+    missed = []
+    for s, (_, ref) in zip(out, batch):
+        leak = [v for v in s.verdicts if v["check"] == "leakage"]
+        assert len(leak) == 1
+        v = leak[0]
+        if v["verdict"] != "quarantine":
+            missed.append((s.key, v["scores"].get("distance")))
+            continue
+        sc = v["scores"]
+        assert sc["file"] == ref, (s.key, sc)
+        thr = cfg.low_res_threshold if ref.startswith("people/lfw") else cfg.threshold  # 25-px LFW faces: low-res tier
+        assert sc["low_res_gallery_face"] is ref.startswith("people/lfw") and sc["match_threshold"] == thr
+        assert sc["distance"] < thr and sc["margin"] == pytest.approx(thr - sc["distance"], abs=1e-3)
+        assert "identity leak" in v["reason"] and ref in v["reason"]
+        # the real face never reaches the output: pixels redacted, biometric template dropped
+        assert "face_descriptor" not in s.arrays
+        assert not np.array_equal(s.image, originals[s.key])
+        assert stage.analyzer.analyze(s.image, presence=False).faces == [] or all(
+            np.linalg.norm(f.descriptor - stage.galleries[0].descriptors, axis=1).min() >= cfg.threshold
+            for f in stage.analyzer.analyze(s.image, presence=False).faces
+        )
+    assert missed == [], missed
+
+
+def test_presence_quarantines_faceless_only_when_a_face_is_expected(stage):
+    blank = np.full((256, 256, 3), 90, np.uint8)
+    lm = np.tile(np.array([[128.0, 128.0]], np.float32), (478, 1))
+    expected = _sample("blank-expected", blank.copy(), landmarks=lm, visibility=np.ones(478, bool))
+    hidden = _sample("blank-hidden", blank.copy(), index=1, landmarks=lm, visibility=np.zeros(478, bool))
+    labelled = _sample("blank-label", blank.copy(), index=2, labels={"face_visible": False})
+    out = stage.process([expected, hidden, labelled])
+    assert out[0].quarantined and "no face detected" in out[0].quarantine_reasons[0]
+    assert "visible landmark fraction 1.00" in out[0].quarantine_reasons[0]
+    for s in out[1:]:
+        assert not s.quarantined
+        pres = [v for v in s.verdicts if v["check"] == "presence"][0]
+        assert pres["verdict"] == "undetectable" and pres["scores"]["expected"] is False
+        assert [v for v in s.verdicts if v["check"] == "leakage"][0]["verdict"] == "undetectable"
+
+
+def test_leakcheck_bad_input_exit_2(tmp_path, gallery, cfg):
+    from dmsfactory.privacy.leakcheck import leakcheck
+
+    base = cfg.model_dump()
+    logs = []
+    assert leakcheck(tmp_path / "missing", [gallery], tmp_path / "r.json", config=cfg, log=logs.append) == 2
+    assert "does not exist" in logs[-1]
+    (tmp_path / "empty").mkdir()
+    assert leakcheck(tmp_path / "empty", [gallery], tmp_path / "r.json", config=cfg, log=logs.append) == 2
+    assert "no .tar shards and no images" in logs[-1]
+    inp = tmp_path / "in"
+    inp.mkdir()
+    cv2.imwrite(str(inp / "a.png"), _grace()[..., ::-1])
+    assert leakcheck(inp, [tmp_path / "nogal"], tmp_path / "r.json", config=cfg, log=logs.append) == 2
+    assert "galleries[0]" in logs[-1] and "does not exist" in logs[-1]
+    bad_gal = tmp_path / "badgal"
+    bad_gal.mkdir()
+    (bad_gal / "x.jpg").write_bytes(b"nope")
+    assert leakcheck(inp, [bad_gal], tmp_path / "r.json", config=cfg, log=logs.append) == 2
+    assert "no face descriptors" in logs[-1]
+    assert leakcheck(inp, [], tmp_path / "r.json", config=cfg, log=logs.append) == 2
+    assert base == cfg.model_dump()  # the caller's config is not mutated
+
+
+# ------------------------------------------------------------------ synthetic renders (procedural generator)
+def _plan(ident, seed, sample_seed, yaw, index, size=160, **kw):
+    from dmsfactory.generators.procedural import example_plan_entry
+
+    return example_plan_entry(
+        key=f"{ident}-{sample_seed}", index=index, identity=ident, identity_seed=seed, sample_seed=sample_seed,
+        head_pose_car={"yaw": yaw, "pitch": 0.0, "roll": 0.0}, camera={"image_size": size}, **kw,
+    )
+
+
+@pytest.fixture(scope="module")
+def renders():
+    from dmsfactory.generators.procedural import ProceduralConfig, ProceduralGenerator
+
+    gen = ProceduralGenerator(ProceduralConfig())
+    gen.setup()
+    plan = []
+    for k, (seed, sex, tone) in enumerate(((11, "female", 2), (22, "male", 5), (33, "female", 4), (44, "male", 1))):
+        for j, yaw in enumerate((-12.0, 10.0)):
+            plan.append(_plan(f"id{k:06d}", seed, 100 * k + j, yaw, len(plan), identity_params={"sex": sex, "skin_tone": tone}))
+    # identity 0 again under another id: the same face (memorisation), another sample seed, yaw 3 degrees off
+    plan.append(_plan("id000099", 11, 999, -9.0, len(plan), identity_params={"sex": "female", "skin_tone": 2}))
+    return gen.generate(plan)
+
+
+def test_renders_pass_and_duplicate_identity_is_flagged(stage, renders, cfg):
+    out = stage.process([s.copy() for s in renders])
+    for s in out:
+        leak = [v for v in s.verdicts if v["check"] == "leakage"][0]
+        assert leak["verdict"] == "keep", (s.key, leak)
+        assert leak["scores"]["distance"] >= cfg.threshold or leak["scores"]["low_res_gallery_face"]
+        assert s.arrays["face_descriptor"].shape == (128,) and s.arrays["phash"].shape == (64,)
+    sec = stage.finalize(Path("."), [s.to_json() for s in out], image_lookup={s.key: s.image for s in out}.get)
+    d = sec.data
+    json.dumps(d)  # JSON-serialisable as is
+    assert sec.json_name == "privacy_report.json"
+    assert d["verdicts"]["clean"] == len(renders) and d["verdicts"]["leaked"] == 0
+    pairs = d["memorisation"]["identity_pairs_same_face"]
+    assert pairs, "the duplicated identity was not flagged"
+    assert {pairs[0]["identity_a"], pairs[0]["identity_b"]} == {"id000000", "id000099"}, pairs
+    assert pairs[0]["min_distance"] < cfg.identity_threshold
+    c = d["identity_consistency"]
+    assert c["identities_judged"] == 4 and 0.0 <= c["consistent_fraction"] <= 1.0
+    assert c["intra"]["n"] == 4 and c["inter"]["n"] > 0
+    assert {"privacy/gallery_distances.png", "privacy/identity_distances.png",
+            "privacy/closest_gallery_matches.png", "privacy/closest_cross_identity_pairs.png"} <= set(sec.files)
+    assert all(b.startswith(b"\x89PNG") for b in sec.files.values())
+    assert "Data handling" in sec.markdown and "gallery_distances.png" in sec.markdown
+    assert d["galleries"][0]["content_hash"] == stage.galleries[0].content_hash
+    assert d["presence_rates"]["all"]["all"]["rate_any"] == 1.0
+    # determinism: the same input gives the same descriptors and verdicts
+    again = stage.process([s.copy() for s in renders[:2]])
+    for a, b in zip(out[:2], again):
+        assert np.array_equal(a.arrays["face_descriptor"], b.arrays["face_descriptor"]) and a.verdicts == b.verdicts
+
+
+def _write_shard(path: Path, samples: list[FaceSample]) -> None:
+    with tarfile.open(path, "w") as tf:
+        for s in samples:
+            for ext, blob in (("jpg", cv2.imencode(".jpg", s.image[..., ::-1])[1].tobytes()), ("json", json.dumps(s.to_json()).encode())):
+                info = tarfile.TarInfo(f"{s.key}.{ext}")
+                info.size = len(blob)
+                tf.addfile(info, io.BytesIO(blob))
+
+
+def test_leakcheck_on_shards_and_image_dirs(tmp_path, gallery, cfg, renders):
+    from dmsfactory.privacy.leakcheck import leakcheck
+
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    _write_shard(clean / "train-000000.tar", renders[:4])
+    logs: list[str] = []
+    rep = tmp_path / "r1" / "privacy_report.json"
+    assert leakcheck(clean, [gallery], rep, config=cfg, log=logs.append) == 0, logs
+    d = json.loads(rep.read_text())
+    assert d["verdicts"]["clean"] == 4 and d["input"]["mode"] == "shards"
+    assert rep.with_suffix(".md").is_file() and (rep.parent / "privacy" / "gallery_distances.png").is_file()
+
+    dirty = tmp_path / "dirty"
+    dirty.mkdir()
+    leak = _sample("leak-grace", _jpeg(_rot(_grace(), 12), 60), index=9)
+    _write_shard(dirty / "train-000000.tar", renders[:3] + [leak])
+    rep2 = tmp_path / "r2" / "privacy_report.json"
+    assert leakcheck(dirty, [gallery], rep2, config=cfg, log=logs.append) == 1
+    d2 = json.loads(rep2.read_text())
+    assert [x["key"] for x in d2["leaked"]] == ["leak-grace"] and d2["leaked"][0]["file"] == "people/grace_hopper.jpg"
+    assert "leaked 1" in logs[-1]
+    # gallery pixels are not copied into the report; thumbnails of the sample side only
+    assert not any("grace" in p.name for p in (rep2.parent / "privacy").iterdir())
+
+    imgs = tmp_path / "imgs"
+    (imgs / "personA").mkdir(parents=True)
+    for s in renders[:2]:
+        cv2.imwrite(str(imgs / "personA" / f"{s.key}.png"), s.image[..., ::-1])
+    cv2.imwrite(str(imgs / "astro_copy.jpg"), _bright(_crop(_astronaut()), 0.8)[..., ::-1])
+    (imgs / "corrupt.png").write_bytes(b"garbage")
+    rep3 = tmp_path / "r3.json"
+    assert leakcheck(imgs, [gallery], rep3, config=cfg, log=logs.append) == 1
+    d3 = json.loads(rep3.read_text())
+    assert [x["file"] for x in d3["leaked"]] == ["astronaut.png"]
+    assert d3["input"]["mode"] == "images" and d3["input"]["problems"][0]["file"] == "corrupt.png"
+    assert d3["verdicts"]["clean"] == 2
+
+
+def test_shard_gallery_and_argparse_front_end(tmp_path, cfg):
+    from dmsfactory.privacy.leakcheck import leakcheck, leakcheck_main
+
+    gal = tmp_path / "shard_gallery"
+    gal.mkdir()
+    _write_shard(gal / "real-000000.tar", [_sample("hopper", _grace()), _sample("noise", np.zeros((64, 64, 3), np.uint8), index=1)])
+    inp = tmp_path / "in"
+    inp.mkdir()
+    cv2.imwrite(str(inp / "copy.jpg"), _bright(_grace(), 1.3)[..., ::-1])
+    rep = tmp_path / "rep.json"
+    c = cfg.model_copy(update={"galleries": []})
+    assert leakcheck(inp, [gal], rep, config=c, log=lambda m: None) == 1
+    d = json.loads(rep.read_text())
+    assert d["leaked"][0]["file"] == "real-000000.tar:hopper.jpg"
+    assert {p["file"] for p in d["galleries"][0]["problems"]} == {"real-000000.tar:noise.jpg"}
+    assert leakcheck_main([str(inp)]) == 2  # --gallery is required
+    assert leakcheck_main([str(tmp_path / "nope"), "--gallery", str(gal), "--report", str(rep)]) == 2
+
+
+def test_reference_gallery_writer_is_idempotent(tmp_path):
+    from dmsfactory.privacy.testgallery import write_reference_gallery
+
+    g = write_reference_gallery(tmp_path / "g", lfw_faces=3)
+    files = sorted(p.relative_to(g).as_posix() for p in g.rglob("*") if p.is_file())
+    assert files == ["astronaut.png", "grace_hopper.jpg", "lfw/lfw_000.png", "lfw/lfw_001.png", "lfw/lfw_002.png"]
+    before = {f: (g / f).stat().st_mtime_ns for f in files}
+    write_reference_gallery(g, lfw_faces=3)
+    assert {f: (g / f).stat().st_mtime_ns for f in files} == before  # unchanged files keep the cache valid
