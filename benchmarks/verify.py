@@ -125,7 +125,7 @@ def main() -> None:
     ear_s, ear_t = np.array(ear_s), np.array(ear_t, bool)
     mar_s, mar_t = np.array(mar_s), np.array(mar_t, bool)
     ear_rows = sweep(ear_s, ear_t, np.arange(0.08, 0.36, 0.02), below=True)
-    mar_rows = sweep(mar_s, mar_t, np.arange(0.1, 0.8, 0.05), below=False)
+    mar_rows = sweep(mar_s, mar_t, np.r_[np.arange(0.02, 0.1, 0.02), np.arange(0.1, 0.8, 0.05)], below=False)
     best_ear = max(ear_rows, key=lambda r: r["balanced_acc"])
     best_mar = max(mar_rows, key=lambda r: r["balanced_acc"])
     pe = np.abs(np.array(pose_err)) if pose_err else np.zeros((0, 3))

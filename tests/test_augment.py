@@ -303,3 +303,101 @@ def test_bad_input_gets_a_clear_error(photo):
     s2.image = s2.image.astype(np.float32)
     v2 = AugmentStage(_only("affine"), seed=0).process([s2])[1]
     assert v2.quarantined and "uint8" in v2.quarantine_reasons[0]
+
+
+# --- round 2: albumentations-backed ops, noise bank, copies ---------------------------------------
+def test_standard_ops_are_albumentations_transforms_with_recorded_params(photo):
+    import albumentations as A
+
+    s = _sample(photo)
+    img = s.image
+    h, w = img.shape[:2]
+    for name, impl in [("affine", "A.Affine"), ("brightness_contrast", "A.RandomBrightnessContrast"),
+                       ("saturation", "A.ColorJitter"), ("occlusion", "A.CoarseDropout"),
+                       ("motion_blur", "A.MotionBlur"), ("jpeg", "A.ImageCompression")]:
+        v = AugmentStage(_only(name), seed=21).augment_one(s, 0)
+        p = [e for e in v.aug if e["op"] == name][0]["params"]
+        assert p["impl"] == impl, name
+        # the same albumentations transform, called directly with the recorded parameters
+        if name == "affine":
+            m = np.eye(3)
+            m[:2] = np.asarray(p["matrix"])
+            m[:2, 2] = m[:2, :2] @ [0.5, 0.5] + m[:2, 2] - 0.5
+            ref = A.Affine(p=1.0, border_mode=cv2.BORDER_CONSTANT, fill=0).apply(img, matrix=m, output_shape=(h, w))
+        elif name == "brightness_contrast":
+            ref = A.RandomBrightnessContrast(p=1.0).apply(img, alpha=p["alpha"], beta=p["beta"])
+            assert 0.85 - 1e-9 <= p["alpha"] <= 1.15 + 1e-9 and abs(p["beta"]) <= 0.2 * 255 + 1e-9
+        elif name == "saturation":
+            ref = A.ColorJitter(p=1.0).apply(img, brightness=1.0, contrast=1.0, saturation=p["factor"], hue=0.0,
+                                             order=[2])
+        elif name == "occlusion":
+            x0, y0 = max(0, round(p["x0"])), max(0, round(p["y0"]))
+            x1, y1 = min(w, round(p["x1"])), min(h, round(p["y1"]))
+            ref = A.CoarseDropout(p=1.0, fill=p["colour"][0]).apply(img, holes=np.array([[x0, y0, x1, y1]]), seed=0)
+        elif name == "motion_blur":
+            k = np.asarray(p["kernel"], np.float32)
+            assert k.shape[0] % 2 == 1 and 3 <= k.shape[0] <= 11 and abs(k.sum() - 1) < 1e-5
+            ref = A.MotionBlur(p=1.0).apply(img, kernel=k)
+        else:
+            ref = A.ImageCompression(p=1.0).apply(img, quality=p["quality"], image_type=".jpg")
+        assert np.array_equal(v.image, ref), name
+        assert not np.array_equal(v.image, img), name
+
+
+def test_gaussian_noise_bank_has_the_recorded_sigma(photo):
+    from dmsfactory.augment.ops import NOISE_BANK_ID
+
+    s = _sample(photo)
+    s.image = np.full_like(s.image, 128)  # no clipping: the difference is the noise itself
+    st = AugmentStage(_only("gaussian_noise", noise_sigma={"min": 0.04, "max": 0.04}), seed=3)
+    diffs = []
+    for j in range(3):
+        v = st.augment_one(s, j)
+        p = [e for e in v.aug if e["op"] == "gaussian_noise"][0]["params"]
+        assert p["bank"] == NOISE_BANK_ID and p["sigma"] == pytest.approx(0.04)
+        d = v.image.astype(np.float64) - 128
+        assert abs(d.mean()) < 0.2 and d.std() == pytest.approx(0.04 * 255, rel=0.03), d.std()
+        # neighbouring pixels are uncorrelated
+        assert abs(np.corrcoef(d[:, :-1].ravel(), d[:, 1:].ravel())[0, 1]) < 0.02
+        diffs.append(d)
+    assert not np.array_equal(diffs[0], diffs[1])
+    bad = [dict(e, params=dict(e["params"], bank="other")) if e["op"] == "gaussian_noise" else e for e in v.aug]
+    with pytest.raises(ValueError, match="noise bank"):
+        AugmentStage.replay(s, bad)
+
+
+def test_round1_records_still_replay(photo):
+    s = _sample(photo)
+    rec = [{"stage": "augment", "view": 0, "op": "view", "params": {"seed": 0, "source_key": s.key}},
+           {"stage": "augment", "view": 0, "op": "brightness_contrast", "params": {"alpha": 1.1, "beta": 10.0}},
+           {"stage": "augment", "view": 0, "op": "motion_blur", "params": {"length": 5, "angle": 30.0}},
+           {"stage": "augment", "view": 0, "op": "gaussian_noise", "params": {"sigma": 0.02, "seed": 5}},
+           {"stage": "augment", "view": 0, "op": "jpeg", "params": {"quality": 50}}]
+    a, b = AugmentStage.replay(s, rec), AugmentStage.replay(s, rec)
+    assert np.array_equal(a.image, b.image) and not np.array_equal(a.image, s.image)
+    one = AugmentStage.replay(s, rec[:2])  # round-1 brightness/contrast: contrast around the grey mean
+    mean = cv2.cvtColor(s.image, cv2.COLOR_RGB2GRAY).mean()
+    lut = np.clip(np.round(np.arange(256) * 1.1 + (1 - 1.1) * mean + 10.0), 0, 255).astype(np.uint8)
+    assert np.array_equal(one.image, cv2.LUT(s.image, lut))
+
+
+def test_views_never_write_into_the_source_or_each_other(photo):
+    s = _sample(photo)
+    img0, lab0, lm0 = s.image.copy(), repr(s.labels), s.landmarks.copy()
+    params0 = repr(s.params)
+    cfg = AugmentConfig(enabled=True, views_per_image=3, probabilities={n: 1.0 for n in OPS})
+    out = AugmentStage(cfg, seed=8).process([s])
+    # every in-place writer fired (occluders), yet the source is untouched
+    assert np.array_equal(s.image, img0) and repr(s.labels) == lab0 and np.array_equal(s.landmarks, lm0)
+    assert repr(s.params) == params0
+    views = out[1:]
+    for i, v in enumerate(views):
+        assert not np.shares_memory(v.image, s.image)
+        assert v.labels is not s.labels and v.params is not s.params
+        for u in views[i + 1:]:
+            assert not np.shares_memory(v.image, u.image) and v.labels is not u.labels
+    # an op chain that leaves the pixels alone still hands out a private image
+    s2 = _sample(photo)
+    s2.labels["gaze"]["zone"] = "front_right"
+    v = AugmentStage(_only("hflip"), seed=1).augment_one(s2, 0)
+    assert np.array_equal(v.image, s2.image) and not np.shares_memory(v.image, s2.image)

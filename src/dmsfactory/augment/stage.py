@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from dmsfactory.augment.config import OP_NAMES, AugmentConfig
-from dmsfactory.augment.ops import OPS, View
+from dmsfactory.augment.ops import ALB, OPS, View, copy_labels
 from dmsfactory.sample import FaceSample
 
 STAGE = "augment"
@@ -35,14 +35,15 @@ def _to_view(s: FaceSample) -> View:
     img = np.asarray(s.image)
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"sample {s.key}: image must be uint8 HxWx3 (got {img.dtype} {img.shape})")
-    lm = None if s.landmarks is None else np.asarray(s.landmarks, np.float64).reshape(-1, 2)
+    lm = None if s.landmarks is None else np.array(s.landmarks, np.float64).reshape(-1, 2)
     vis = None
     if lm is not None:
         vis = np.ones(len(lm), bool) if s.visibility is None else np.asarray(s.visibility, bool).copy()
         if len(vis) != len(lm):
             raise ValueError(f"sample {s.key}: visibility has {len(vis)} entries for {len(lm)} landmarks")
-    return View(image=np.ascontiguousarray(img.copy()), landmarks=lm, visibility=vis, corners=_bbox_corners(s.bbox),
-                labels=copy.deepcopy(s.labels), arrays={k: np.asarray(v).copy() for k, v in s.arrays.items()})
+    # no pixel copy: ops return new arrays, and in-place writers take view.writable_image() first
+    return View(image=img, landmarks=lm, visibility=vis, corners=_bbox_corners(s.bbox),
+                labels=copy_labels(s.labels), arrays=dict(s.arrays), source_image=img)
 
 
 def _bbox_from_corners(c: np.ndarray | None, h: int, w: int):
@@ -80,18 +81,21 @@ def run_ops(view: View, ops: list[dict]) -> View:
 
 def _finish(src: FaceSample, view: View, key: str, ops: list[dict]) -> FaceSample:
     h, w = view.hw
+    # params: a view shares the source's nested parameter values (stages never edit them in place; a
+    # stage that must, copies first); only the top level is its own. aug/verdicts: new lists, the
+    # source's entries shared the same way. labels, image and geometry are the view's own.
     out = FaceSample(
         key=key,
         index=src.index,
-        params=copy.deepcopy(src.params),
-        image=view.image,
+        params=dict(src.params),
+        image=view.owned_image(),
         labels=view.labels,
         landmarks=None if view.landmarks is None else view.landmarks.astype(np.float32),
         visibility=view.visibility,
         bbox=_bbox_from_corners(view.corners, h, w),
         arrays=view.arrays,
-        aug=copy.deepcopy(src.aug) + ops,
-        verdicts=copy.deepcopy(src.verdicts),
+        aug=list(src.aug) + ops,
+        verdicts=[dict(v) for v in src.verdicts],
         split=src.split,
         identity=src.identity,
         source_key=src.key,
@@ -123,15 +127,16 @@ class AugmentStage:
         rng = np.random.default_rng(view_seed(self.seed, src.key, j))
         recorded = [{"stage": STAGE, "view": j, "op": "view",
                      "params": {"seed": self.seed, "source_key": src.key, "policy": cfg.policy,
-                                "strength": cfg.strength}}]
-        for name in OPS:
-            # every op consumes the same draws whether or not it fires: a view stays the same when
-            # another op's probability is changed
-            fire = rng.random() < cfg.probability(name)
-            sub = np.random.default_rng(int(rng.integers(0, 2**63 - 1)))
-            if not fire:
+                                "strength": cfg.strength, "impl": ALB}}]
+        # all firing draws and per-op seeds in two vector draws: every op gets the same draws whether
+        # or not it (or any other op) fires, so changing one op's probability leaves the others alone
+        names = list(OPS)
+        u = rng.random(len(names))
+        seeds = rng.integers(0, 2**63 - 1, len(names))
+        for i, name in enumerate(names):
+            if not u[i] < cfg.probability(name):
                 continue
-            params = OPS[name][0](sub, cfg, view)
+            params = OPS[name][0](np.random.default_rng(int(seeds[i])), cfg, view)
             if params is None:
                 recorded.append({"stage": STAGE, "view": j, "op": "skipped", "params": {"op": name}})
                 continue
