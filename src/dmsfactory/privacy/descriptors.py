@@ -111,11 +111,9 @@ class Face:
 
 
 def _sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from dmsfactory.datasets.shards import sha256_file
+
+    return sha256_file(path)
 
 
 @functools.lru_cache(maxsize=1)
