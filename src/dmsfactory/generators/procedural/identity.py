@@ -6,13 +6,17 @@ skin/lip/iris/hair colours, brow/lash/facial-hair/freckle/wrinkle strengths, hai
 Everything is a float, so SynFace mixup is ``(1 - lam) * a + lam * b`` on the code (exact at
 lam = 0 and lam = 1); discrete choices derived from floats (hair style) flip at lam = 0.5.
 
-Documented ranges (1 sd unless stated; the mean-shape is an adult of neither sex):
+Documented ranges (per basis unit; named codes are drawn with sd 1.4 (eye_size/eye_tilt/eye_depth
+1.25), random fields with sd 1.25; the mean-shape is an adult of neither sex):
 head_size 3.5 % (+3 % male, -3 % female) | face_width 5 % | face_length 4 % | face_depth 6 %
 jaw_width 10 % of lower-face width | chin_length 5 mm | chin_protrusion 4 mm | cheekbone 3 mm
 cheek_fat 4 mm | brow_ridge 3 mm | forehead_slope 4.6 deg | nose_length 4 mm | nose_width 3 mm/side
 nose_bridge 3 mm | nose_protrusion 4 mm | nose_tip_up 2 mm | lip_upper / lip_lower 2 mm
 mouth_width 8 % | eye_size 8 % | eye_spacing 2 mm/side | eye_tilt 4 deg | eye_depth 2 mm
-sag 3 mm at age 80 | 16 random smooth symmetric fields of 2.5 mm each.
+sag 3 mm at age 80 | 16 random smooth symmetric fields of 2.5 mm each (15-30 mm support) |
+40 local symmetric fields of 2.5 mm (8-14 mm support) centred on nose, mouth, jaw, cheek and brow
+vertices (none on the eye aperture: they would turn open-eye EAR into identity noise) |
+lid_rest 0.78-1.0 (relaxed upper-lid height; openness 1 = this height).
 """
 
 from __future__ import annotations
@@ -24,14 +28,19 @@ import numpy as np
 
 from .topology import mean_shape
 
-CODE_VERSION = "id-v1"
+CODE_VERSION = "id-v2"
+SHAPE_SD = 1.4  # sd of the named shape codes (eye codes: 1.25, see EYE_KEYS)
+RBF_SD = 1.25  # sd of the random smooth fields (rbf*, loc*)
+N_LOCAL = 40  # local feature fields (nose, mouth, jaw, cheeks, brows)
+LOC_MM = 2.5  # amplitude of one local field at 1 code unit
+EYE_KEYS = ("eye_size", "eye_tilt", "eye_depth")
 
 SHAPE_KEYS = (
     "face_width", "face_length", "face_depth", "jaw_width", "chin_length", "chin_protrusion", "cheekbone",
     "cheek_fat", "brow_ridge", "forehead_slope", "nose_length", "nose_width", "nose_bridge", "nose_protrusion",
     "nose_tip_up", "lip_upper", "lip_lower", "mouth_width", "eye_size", "eye_spacing", "eye_tilt", "eye_depth",
     "sag",
-) + tuple(f"rbf{i:02d}" for i in range(16))
+) + tuple(f"rbf{i:02d}" for i in range(16)) + tuple(f"loc{i:02d}" for i in range(N_LOCAL))
 
 SKIN_FITZPATRICK = {  # sRGB albedo-ish base colours
     1: (238, 204, 186), 2: (226, 184, 156), 3: (200, 154, 118), 4: (162, 114, 82), 5: (118, 78, 54), 6: (74, 48, 34),
@@ -112,6 +121,25 @@ def shape_basis() -> dict[str, np.ndarray]:
         g2_ = np.exp(-((v - cm) ** 2).sum(1) / (2 * s * s))
         f = 0.0025 * (g1[:, None] * d + g2_[:, None] * (d * np.array([-1, 1, 1])))
         B[f"rbf{i:02d}"] = f
+    # local fields on the features a face-recognition network keys on (eye region, nose, mouth,
+    # jaw/chin, cheeks, brows): smaller support (8-14 mm), 2 mm each, symmetric
+    # (no local fields on the eye aperture itself: they would make the open-eye EAR identity-noise)
+    feat = {"nose": [1, 4, 5, 195, 197, 98, 327, 48, 278, 64, 294],
+            "mouth": [0, 17, 61, 291, 37, 267, 84, 314, 13, 14], "jaw": [152, 148, 377, 172, 397, 136, 365, 150, 379],
+            "cheek": [50, 280, 123, 352, 116, 345, 205, 425], "brow": [70, 300, 105, 334, 107, 336, 46, 276]}
+    keys = list(feat)
+    for i in range(N_LOCAL):
+        grp = feat[keys[i % len(keys)]]
+        c = v[grp[r.integers(0, len(grp))]]
+        s = r.uniform(0.008, 0.014)
+        d = r.normal(size=3)
+        d /= np.linalg.norm(d)
+        g1 = np.exp(-((v - c) ** 2).sum(1) / (2 * s * s))
+        cm = c * np.array([-1, 1, 1])
+        g2_ = np.exp(-((v - cm) ** 2).sum(1) / (2 * s * s))
+        if abs(c[0]) < 1e-6:
+            g2_ = 0 * g2_
+        B[f"loc{i:02d}"] = LOC_MM * 0.001 * (g1[:, None] * d + g2_[:, None] * (d * np.array([-1, 1, 1])))
     return B
 
 
@@ -131,7 +159,7 @@ def sample_code(seed: int, params: dict) -> dict[str, float]:
     r = _rng("identity", CODE_VERSION, int(seed))
     c: dict[str, float] = {}
     for k in SHAPE_KEYS:
-        c[k] = float(r.normal() * (1.25 if not k.startswith("rbf") else 1.0))
+        c[k] = float(r.normal() * (RBF_SD if k.startswith(("rbf", "loc")) else 1.25 if k in EYE_KEYS else SHAPE_SD))
     for k, off in SEX_OFFSETS.get(sex, {}).items():
         c[k] += off
     a01 = np.clip((age - 16) / 64, 0, 1)
@@ -161,7 +189,7 @@ def sample_code(seed: int, params: dict) -> dict[str, float]:
     c.update(iris_r=iris[0], iris_g=iris[1], iris_b=iris[2])
     hp = np.array([5, 3, 2, 1, 1, 0.4, 0, 0]) if tone <= 3 else np.array([8, 3, 0.5, 0.1, 0, 0.05, 0, 0])
     hp = hp / hp.sum()
-    hair = HAIR_COLOURS[r.choice(8, p=hp)] * (1 + 0.08 * r.normal(size=3))
+    hair = HAIR_COLOURS[r.choice(8, p=hp)] * (1 + 0.08 * r.normal()) * (1 + 0.025 * r.normal(size=3))  # keep the hue
     grey = float(np.clip((age - 40) / 40 + 0.2 * r.normal(), 0, 1))
     hair = hair * (1 - grey) + HAIR_COLOURS[6 + int(r.uniform() < 0.4)] * grey
     c.update(hair_r=hair[0], hair_g=hair[1], hair_b=hair[2])
@@ -187,6 +215,7 @@ def sample_code(seed: int, params: dict) -> dict[str, float]:
     c["ear_angle"] = float(np.clip(0.35 + 0.15 * r.normal(), 0.05, 0.8))
     c["clothing"] = float(r.uniform())
     c["tex_seed"] = float(r.integers(0, 2**31 - 1))
+    c["lid_rest"] = float(np.clip(0.9 + 0.06 * r.normal(), 0.78, 1.0))  # neutral upper-lid height (fraction of the mesh aperture)
     return {k: float(v) for k, v in c.items()}
 
 

@@ -302,7 +302,7 @@ def neck_and_torso(clothing: float, head_size: float) -> list[Part]:
     return parts
 
 
-def neck(face: np.ndarray, sp: dict, Rw_h: np.ndarray, tw_h: np.ndarray) -> Part:
+def neck(face: np.ndarray, sp: dict, Rw_h: np.ndarray, tw_h: np.ndarray, tris: np.ndarray | None = None) -> Part:
     """Neck tube: top ring in head frame (under the skull), bottom ring fixed in the world frame."""
     nu = 16
     ang = np.linspace(0, 2 * np.pi, nu, endpoint=False)
@@ -315,7 +315,7 @@ def neck(face: np.ndarray, sp: dict, Rw_h: np.ndarray, tw_h: np.ndarray) -> Part
     bot_w = np.stack([0.060 * np.cos(ang), np.full(nu, -0.12), 0.058 * np.sin(ang) - 0.05], 1)
     low_w = np.stack([0.075 * np.cos(ang), np.full(nu, -0.16), 0.07 * np.sin(ang) - 0.05], 1)
     v = np.concatenate([top_w, mid_w, bot_w, low_w])
-    t = orient_outward(v, _grid_tris(nu, 4, True), v.mean(0))
+    t = orient_outward(v, _grid_tris(nu, 4, True), v.mean(0)) if tris is None else tris
     k = np.repeat(np.arange(4), nu)
     uv = np.stack([SKIN_RECT[0] + 8 + np.tile(np.arange(nu), 4) * 7, SKIN_RECT[1] + 20 + k * 25], 1).astype(float)
     return Part("neck", v, t, uv, frame="world")

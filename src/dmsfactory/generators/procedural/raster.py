@@ -6,7 +6,9 @@ on a row, so the span is an interval). Candidate fragments are therefore (almost
 covered pixels, not the bounding box. Inverse depth is affine in screen space, so the z-test uses a
 per-triangle plane; the nearest fragment per pixel wins through ``np.minimum.at`` on a packed
 (depth, triangle id) int64 key (deterministic: ties broken by the triangle id). Barycentrics
-(perspective-correct) are computed for the winning fragments only. Pixel centres are at
+(perspective-correct) are computed for the winning fragments only. With numba installed the same
+algorithm (per-pixel edge test, same packed key, same tie-break) runs compiled (``rasterize``);
+``rasterize_numpy`` is the pure-numpy fallback. Pixel centres are at
 (c + 0.5, r + 0.5) in the continuous image coordinates used for landmarks (MediaPipe's convention:
 x_px = x_norm * W).
 """
@@ -45,46 +47,52 @@ def _empty(H, W) -> Fragments:
     return Fragments(e, e, np.zeros((0, 3), np.float32), np.zeros(0, np.float32), H, W)
 
 
-def rasterize(xy: np.ndarray, z: np.ndarray, tris: np.ndarray, H: int, W: int, cull: np.ndarray | None = None) -> Fragments:
+def rasterize_numpy(xy: np.ndarray, z: np.ndarray, tris: np.ndarray, H: int, W: int, cull: np.ndarray | None = None) -> Fragments:
     """xy (N,2) pixels, z (N,) camera depth (>0 in front), tris (F,3). ``cull`` (F,) bool: cull
     back faces of these triangles (outward counter-clockwise triangles, y up, project with a
     positive signed area in our y-down formula when they face away)."""
-    p = xy[tris].astype(np.float64)  # F,3,2
-    zt = z[tris].astype(np.float64)
-    x0, y0 = p[:, 0, 0], p[:, 0, 1]
-    x1, y1 = p[:, 1, 0], p[:, 1, 1]
-    x2, y2 = p[:, 2, 0], p[:, 2, 1]
+    xy = np.asarray(xy, np.float64)
+    X, Y = xy[:, 0], xy[:, 1]
+    i0, i1, i2 = tris[:, 0], tris[:, 1], tris[:, 2]
+    x0, x1, x2 = X[i0], X[i1], X[i2]
+    y0, y1, y2 = Y[i0], Y[i1], Y[i2]
+    z = np.asarray(z, np.float64)
+    z0, z1, z2 = z[i0], z[i1], z[i2]
     area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
-    ok = (np.abs(area) > 1e-9) & (zt.min(1) > 1e-3)
+    ok = (np.abs(area) > 1e-9) & (np.minimum(np.minimum(z0, z1), z2) > 1e-3)
     if cull is not None:
         ok &= ~(cull & (area > 0))
-    xs, ys = p[:, :, 0], p[:, :, 1]
-    xmin = np.ceil(xs.min(1) - 0.5).clip(0, W)
-    xmax = np.floor(xs.max(1) - 0.5).clip(-1, W - 1)
-    ymin = np.ceil(ys.min(1) - 0.5).clip(0, H)
-    ymax = np.floor(ys.max(1) - 0.5).clip(-1, H - 1)
+    xmin = np.ceil(np.minimum(np.minimum(x0, x1), x2) - 0.5)
+    xmax = np.floor(np.maximum(np.maximum(x0, x1), x2) - 0.5)
+    ymin = np.ceil(np.minimum(np.minimum(y0, y1), y2) - 0.5)
+    ymax = np.floor(np.maximum(np.maximum(y0, y1), y2) - 0.5)
+    np.clip(xmin, 0, W, out=xmin)
+    np.clip(xmax, -1, W - 1, out=xmax)
+    np.clip(ymin, 0, H, out=ymin)
+    np.clip(ymax, -1, H - 1, out=ymax)
     ok &= (xmax >= xmin) & (ymax >= ymin)
     idx = np.nonzero(ok)[0]
     if len(idx) == 0:
         return _empty(H, W)
+    x0, x1, x2, y0, y1, y2 = x0[idx], x1[idx], x2[idx], y0[idx], y1[idx], y2[idx]
+    xmin, xmax, ymin, ymax = xmin[idx], xmax[idx], ymin[idx], ymax[idx]
     # edge functions e_i(x, y) = (c_i + a_i x + d_i y) / area  (= barycentric b_i)
-    a = np.stack([y1 - y2, y2 - y0, y0 - y1], 1)[idx]
-    d = np.stack([x2 - x1, x0 - x2, x1 - x0], 1)[idx]
-    c = np.stack([x1 * y2 - x2 * y1, x2 * y0 - x0 * y2, x0 * y1 - x1 * y0], 1)[idx]
     s = np.sign(area[idx])[:, None]
-    a, d, c = a * s, d * s, c * s  # now inside <=> c + a x + d y >= 0 for all i
-    iz = 1.0 / zt[idx]
+    a = np.stack([y1 - y2, y2 - y0, y0 - y1], 1) * s
+    d = np.stack([x2 - x1, x0 - x2, x1 - x0], 1) * s
+    c = np.stack([x1 * y2 - x2 * y1, x2 * y0 - x0 * y2, x0 * y1 - x1 * y0], 1) * s  # inside <=> c + a x + d y >= 0
+    iz = 1.0 / np.stack([z0[idx], z1[idx], z2[idx]], 1)
     inv_area = 1.0 / np.abs(area[idx])
     # inverse depth plane: iz(x, y) = P x + Q y + R
     P = (a * iz).sum(1) * inv_area
     Q = (d * iz).sum(1) * inv_area
     Rr = (c * iz).sum(1) * inv_area
     # ---- rows
-    h = (ymax[idx] - ymin[idx] + 1).astype(np.int64)
+    h = (ymax - ymin + 1).astype(np.int64)
     nrow = int(h.sum())
     tr = np.repeat(np.arange(len(idx)), h)
     start = np.cumsum(h) - h
-    py = (np.repeat(ymin[idx].astype(np.int64), h) + np.arange(nrow, dtype=np.int64) - np.repeat(start, h))
+    py = (np.repeat(ymin.astype(np.int64), h) + np.arange(nrow, dtype=np.int64) - np.repeat(start, h))
     cy = py + 0.5
     ar, dr, cr = a[tr], d[tr], c[tr]
     k = cr + dr * cy[:, None]  # (rows, 3): inside <=> k_i + a_i x >= 0
@@ -94,8 +102,8 @@ def rasterize(xy: np.ndarray, z: np.ndarray, tris: np.ndarray, H: int, W: int, c
     hi = np.where(ar < 0, bound, np.inf).min(1) + _EPS
     # a_i == 0: constant condition on the row
     dead = ((ar == 0) & (k < -1e-9 * np.abs(k).max(initial=1.0))).any(1)
-    xl = np.maximum(np.ceil(lo - 0.5), xmin[idx][tr])
-    xr = np.minimum(np.floor(hi - 0.5), xmax[idx][tr])
+    xl = np.maximum(np.ceil(lo - 0.5), xmin[tr])
+    xr = np.minimum(np.floor(hi - 0.5), xmax[tr])
     n = np.where(dead, 0, xr - xl + 1).clip(0).astype(np.int64)
     keep = n > 0
     tr, py, xl, n = tr[keep], py[keep], xl[keep].astype(np.int64), n[keep]
@@ -121,3 +129,118 @@ def rasterize(xy: np.ndarray, z: np.ndarray, tris: np.ndarray, H: int, W: int, c
     e = (c[tw] + a[tw] * cxw[:, None] + d[tw] * cyw[:, None]) * inv_area[tw][:, None]
     pb = e * iz[tw] * dw[:, None]
     return Fragments(pix[win], tid[win], pb.astype(np.float32), dw.astype(np.float32), H, W)
+
+
+try:  # compiled path (numba); falls back to numpy when numba is unavailable
+    import numba as _nb
+except Exception:  # pragma: no cover - exercised only without numba
+    _nb = None
+
+if _nb is not None:
+
+    @_nb.njit(cache=True, nogil=True)
+    def _raster_kernel(X, Y, Z, tris, cull, H, W, kbuf):  # pragma: no cover - compiled
+        big = np.int64(1) << np.int64(40)
+        for f in range(tris.shape[0]):
+            i0, i1, i2 = tris[f, 0], tris[f, 1], tris[f, 2]
+            x0, x1, x2 = X[i0], X[i1], X[i2]
+            y0, y1, y2 = Y[i0], Y[i1], Y[i2]
+            z0, z1, z2 = Z[i0], Z[i1], Z[i2]
+            if min(z0, min(z1, z2)) <= 1e-3:
+                continue
+            area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+            if abs(area) <= 1e-9 or (cull[f] and area > 0):
+                continue
+            xmin = max(0, int(np.ceil(min(x0, min(x1, x2)) - 0.5)))
+            xmax = min(W - 1, int(np.floor(max(x0, max(x1, x2)) - 0.5)))
+            ymin = max(0, int(np.ceil(min(y0, min(y1, y2)) - 0.5)))
+            ymax = min(H - 1, int(np.floor(max(y0, max(y1, y2)) - 0.5)))
+            if xmax < xmin or ymax < ymin:
+                continue
+            sg = 1.0 if area > 0 else -1.0
+            a0, a1, a2 = (y1 - y2) * sg, (y2 - y0) * sg, (y0 - y1) * sg
+            d0, d1, d2 = (x2 - x1) * sg, (x0 - x2) * sg, (x1 - x0) * sg
+            c0, c1, c2 = (x1 * y2 - x2 * y1) * sg, (x2 * y0 - x0 * y2) * sg, (x0 * y1 - x1 * y0) * sg
+            ia = 1.0 / abs(area)
+            P = (a0 / z0 + a1 / z1 + a2 / z2) * ia
+            Q = (d0 / z0 + d1 / z1 + d2 / z2) * ia
+            R = (c0 / z0 + c1 / z1 + c2 / z2) * ia
+            tol = -1e-7 * (abs(a0) + abs(a1) + abs(a2) + 1.0)
+            for py in range(ymin, ymax + 1):
+                cy = py + 0.5
+                k0, k1, k2 = c0 + d0 * cy, c1 + d1 * cy, c2 + d2 * cy
+                for px in range(xmin, xmax + 1):
+                    cx = px + 0.5
+                    if k0 + a0 * cx < tol or k1 + a1 * cx < tol or k2 + a2 * cx < tol:
+                        continue
+                    iz = P * cx + Q * cy + R
+                    if iz <= 1e-12:
+                        continue
+                    q = (1.0 / iz) * 1e5
+                    kq = big if q >= 2.0 ** 40 else np.int64(q)
+                    key = (kq << np.int64(21)) | np.int64(f)
+                    pix = py * W + px
+                    if key < kbuf[pix]:
+                        kbuf[pix] = key
+
+    @_nb.njit(cache=True, nogil=True)
+    def _resolve_kernel(X, Y, Z, tris, pix, tid, W, bary, depth):  # pragma: no cover - compiled
+        for j in range(pix.shape[0]):
+            f = tid[j]
+            i0, i1, i2 = tris[f, 0], tris[f, 1], tris[f, 2]
+            x0, x1, x2 = X[i0], X[i1], X[i2]
+            y0, y1, y2 = Y[i0], Y[i1], Y[i2]
+            cx = pix[j] % W + 0.5
+            cy = pix[j] // W + 0.5
+            area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+            b0 = ((x1 - cx) * (y2 - cy) - (x2 - cx) * (y1 - cy)) / area
+            b1 = ((x2 - cx) * (y0 - cy) - (x0 - cx) * (y2 - cy)) / area
+            b2 = 1.0 - b0 - b1
+            w0, w1, w2 = b0 / Z[i0], b1 / Z[i1], b2 / Z[i2]
+            s = w0 + w1 + w2
+            dz = 1.0 / s
+            depth[j] = dz
+            bary[j, 0] = w0 * dz
+            bary[j, 1] = w1 * dz
+            bary[j, 2] = w2 * dz
+
+
+def rasterize(xy: np.ndarray, z: np.ndarray, tris: np.ndarray, H: int, W: int, cull: np.ndarray | None = None) -> Fragments:
+    """Compiled rasteriser (numba) with the numpy algorithm's semantics; see ``rasterize_numpy``."""
+    if _nb is None:
+        return rasterize_numpy(xy, z, tris, H, W, cull)
+    X = np.ascontiguousarray(xy[:, 0], np.float64)
+    Y = np.ascontiguousarray(xy[:, 1], np.float64)
+    Z = np.ascontiguousarray(z, np.float64)
+    T = np.ascontiguousarray(tris, np.int64)
+    cl = np.zeros(len(T), np.bool_) if cull is None else np.ascontiguousarray(cull, np.bool_)
+    kbuf = np.full(H * W, np.iinfo(np.int64).max, np.int64)
+    _raster_kernel(X, Y, Z, T, cl, H, W, kbuf)
+    pix = np.nonzero(kbuf != np.iinfo(np.int64).max)[0]
+    tid = kbuf[pix] & _ID_MASK
+    bary = np.empty((len(pix), 3), np.float64)
+    depth = np.empty(len(pix), np.float64)
+    _resolve_kernel(X, Y, Z, T, pix, tid, W, bary, depth)
+    return Fragments(pix, tid, bary.astype(np.float32), depth.astype(np.float32), H, W)
+
+
+if _nb is not None:
+
+    @_nb.njit(cache=True, nogil=True)
+    def _interp_kernel(tv, b, attr, out):  # pragma: no cover - compiled
+        for j in range(tv.shape[0]):
+            i0, i1, i2 = tv[j, 0], tv[j, 1], tv[j, 2]
+            w0, w1, w2 = b[j, 0], b[j, 1], b[j, 2]
+            for k in range(attr.shape[1]):
+                out[j, k] = w0 * attr[i0, k] + w1 * attr[i1, k] + w2 * attr[i2, k]
+
+
+def interpolate(fr: Fragments, tris: np.ndarray, attr: np.ndarray) -> np.ndarray:
+    """Per-vertex attributes (V, C) -> per-fragment (N, C) float32 with the fragments' barycentrics."""
+    tv = tris[fr.tri]
+    if _nb is None:
+        a = attr.astype(np.float32)
+        return (fr.b[:, 0:1] * a[tv[:, 0]] + fr.b[:, 1:2] * a[tv[:, 1]] + fr.b[:, 2:3] * a[tv[:, 2]]).astype(np.float32)
+    out = np.empty((len(tv), attr.shape[1]), np.float32)
+    _interp_kernel(np.ascontiguousarray(tv, np.int64), fr.b, np.ascontiguousarray(attr, np.float32), out)
+    return out

@@ -29,10 +29,10 @@ from . import parts as P
 from . import topology as T
 from .config import ProceduralConfig
 from .identity import identity_code, identity_shape
-from .raster import rasterize
+from .raster import interpolate, rasterize
 from .texture import build_atlas, face_uv
 
-RENDERER_VERSION = "procedural-0.1.0"
+RENDERER_VERSION = "procedural-0.2.0"
 PIVOT_IN_HEAD = np.array([0.0, -0.065, -0.075])
 F_FLIP = np.diag([1.0, -1.0, -1.0])
 
@@ -158,15 +158,113 @@ def validate(entry: dict) -> None:
 
 # ----------------------------------------------------------------------------- identity cache
 class IdentityModel:
+    """Everything that depends only on the identity, built once and cached (LRU) per worker."""
+
     def __init__(self, seed: int, params: dict):
         self.code, self.info = identity_code(seed, params)
         self.face0 = identity_shape(self.code)
         self.rgb, self.nir = build_atlas(self.code)
+        self.atlas_f = {"rgb": self.rgb.astype(np.float32) / 255.0, "nir": self.nir.astype(np.float32)[..., None] / 255.0}
         self.sp = P.skull_params(self.face0)
         self.ears = [P.ear(self.face0, self.sp, s, self.code["ear_size"], self.code["ear_angle"]) for s in ("right", "left")]
         self.hair = P.hair(self.face0, self.sp, self.code)
+        self.hair_under_cap = None
+        if self.hair is not None:
+            h = self.hair
+            keep = h.v[h.t].mean(1)[:, 1] < self.sp["c"][1] + 0.035
+            self.hair_under_cap = P.Part("hair", h.v, h.t[keep], h.uv, cull=False, spec=0.5, occluder=True)
         self.eyes = {s: P.eye_geometry(self.face0, s) for s in ("right", "left")}
+        self.eyeballs = {s: P.eyeball(np.zeros(3), R)[0] for s, (c, R) in self.eyes.items()}
         self.lid = _lid_weights(self.face0)
+        self.lid_push = {}
+        for side in ("right", "left"):
+            U, L, iu, il = self.lid[side]
+            idx = list(U) + [k for k, _, _ in iu]
+            wts = [1.0] * len(U) + [w for _, _, w in iu]
+            self.lid_push[side] = (np.array(idx), np.array(wts))
+        self.skull0 = P.skull(self.face0, self.sp)
+        self.oval = np.array(T.FACE_OVAL)
+        self.fans = {}
+        for side, contour in (("right", P.EYE_R_CONTOUR), ("left", P.EYE_L_CONTOUR)):
+            self.fans[side] = P.fan(self.face0, contour, 0.010, "socket", "socket")
+        m = P.fan(self.face0, P.MOUTH_CONTOUR, 0.022, "mouth", "mouth")
+        m.uv[1:10] = P.swatch_uv("teeth")
+        self.fans["mouth"] = m
+        self._acc: dict = {}
+        self._neck_t = None
+
+    def skull(self, face: np.ndarray) -> "P.Part":
+        d = face[self.oval] - self.face0[self.oval]
+        sk = self.skull0
+        if not d.any():
+            return sk
+        n = len(self.oval)
+        K = (len(sk.v) - 1) // n
+        w = np.maximum(0.0, 1.0 - np.arange(K) / K * 2.5)
+        v = sk.v.copy()
+        v[: K * n] += (w[:, None, None] * d[None]).reshape(-1, 3)
+        return P.Part("skull", v, sk.t, sk.uv)
+
+    def fan(self, key: str, face: np.ndarray, contour: np.ndarray, depth: float) -> "P.Part":
+        f = self.fans[key]
+        pts = face[contour]
+        v = np.concatenate([pts, (pts.mean(0) + np.array([0, 0, -depth]))[None]])
+        return P.Part(f.name, v, f.t, f.uv, cull=False)
+
+    def accessory(self, acc: str, face: np.ndarray, face_n: np.ndarray) -> list:
+        if acc == "mask":
+            if "mask" not in self._acc:
+                self._acc["mask"] = _mask_model(self.face0)
+            return [_mask_part(self._acc["mask"], face, face_n)]
+        if acc not in self._acc:
+            if acc in ("glasses", "sunglasses"):
+                self._acc[acc] = P.glasses(self.face0, self.sp, acc == "sunglasses")
+            elif acc == "cap":
+                self._acc[acc] = P.cap(self.sp)
+            else:
+                self._acc[acc] = []
+        return self._acc[acc]
+
+
+def _mask_model(face0: np.ndarray) -> dict:
+    """Vertex selection + neighbour-averaging matrix of the surgical mask (identity-level cache)."""
+    tris = T.triangles()
+    y_top = face0[6, 1] - 0.004
+    sel = (face0[:, 1] < y_top) & (np.abs(face0[:, 0]) < 0.068)
+    t = tris[sel[tris].all(1)]
+    used = np.unique(t)
+    remap = -np.ones(len(face0), np.int64)
+    remap[used] = np.arange(len(used))
+    tl = remap[t]
+    n = len(used)
+    A = np.zeros((n, n))
+    for a, b, c in tl:
+        A[a, b] += 1; A[a, c] += 1; A[b, a] += 1; A[b, c] += 1; A[c, a] += 1; A[c, b] += 1
+    deg = A.sum(1)
+    A[deg == 0, deg == 0] = 1.0
+    A /= A.sum(1, keepdims=True)
+    uvx = np.full(n + 1, P.swatch_uv("mask")[0])
+    # the face mesh has a hole at the mouth: close it with a fan around an extra centre vertex (n)
+    mc = remap[P.MOUTH_CONTOUR]
+    mc = mc[mc >= 0]
+    fan = np.array([(mc[i], mc[(i + 1) % len(mc)], n) for i in range(len(mc))], np.int64)
+    return {"used": used, "t": np.concatenate([tl, fan]), "A": A, "uvx": uvx, "mouth": mc}
+
+
+def _mask_part(m: dict, face: np.ndarray, normals: np.ndarray) -> "P.Part":
+    used, A = m["used"], m["A"]
+    nu = normals[used]
+    base = face[used] + nu * 0.004
+    v = base.copy()
+    for _ in range(10):  # smooth: the mask spans the nose-cheek and lip concavities, staying outside the skin
+        v = 0.5 * v + 0.5 * (A @ v)
+        push = np.clip(((base - v) * nu).sum(1), 0, None)
+        v += nu * push[:, None]
+    v = np.concatenate([v, v[m["mouth"]].mean(0, keepdims=True) + [0.0, 0.0, 0.002]])
+    v[:, 2] += 0.002
+    uv = np.stack([np.clip(m["uvx"] + v[:, 0] * 80, P.SWATCH_RECT[0] + 6 * 16 + 1, P.SWATCH_RECT[0] + 7 * 16 - 1),
+                   np.full(len(v), P.swatch_uv("mask")[1])], 1)
+    return P.Part("mask", v, m["t"], uv, cull=False, spec=0.05, occluder=True)
 
 
 _CACHE: "OrderedDict[str, IdentityModel]" = OrderedDict()
@@ -253,7 +351,8 @@ def apply_expression(face0: np.ndarray, st: dict, im: IdentityModel) -> np.ndarr
         s_ = np.clip((y - 0.009) / 0.009, 0, 1)
         w = s_ * s_ * (3 - 2 * s_) * np.exp(-np.clip(y - 0.025, 0, None) / 0.025)
         v += b * w[:, None] * np.array([0.0, 0.006, 0.0006])
-    for side, o in (("right", st["eye_openness_right"]), ("left", st["eye_openness_left"])):
+    rest = float(im.code.get("lid_rest", 1.0))  # openness 1 = this identity's relaxed lid height
+    for side, o in (("right", st["eye_openness_right"] * rest), ("left", st["eye_openness_left"] * rest)):
         if o >= 1.0:
             continue
         U, L, iu, il = im.lid[side]
@@ -268,6 +367,14 @@ def apply_expression(face0: np.ndarray, st: dict, im: IdentityModel) -> np.ndarr
             v[k] += w * Dl[j]
         v[U] += Du
         v[L] += Dl
+        # lids slide over the eyeball: keep the moving lid (and the skin it drags) outside the
+        # sphere + 0.6 mm, so the closed lid hides the whole eyeball (no sclera at the corners)
+        c, R = im.eyes[side]
+        idx, wts = im.lid_push[side]
+        d = v[idx] - c
+        r = np.linalg.norm(d, axis=1)
+        out = np.maximum(R + 0.0006 - r, 0.0) * wts * min(1.0, (1.0 - o) * 4.0)
+        v[idx] += d / r[:, None] * out[:, None]
     return v
 
 
@@ -287,11 +394,14 @@ class RenderResult:
 
 
 def _normals(v: np.ndarray, t: np.ndarray) -> np.ndarray:
-    fn = np.cross(v[t[:, 1]] - v[t[:, 0]], v[t[:, 2]] - v[t[:, 0]])
-    n = np.zeros_like(v)
-    for i in range(3):
-        np.add.at(n, t[:, i], fn)
-    n /= np.linalg.norm(n, axis=1, keepdims=True) + 1e-12
+    """Area-weighted vertex normals (one bincount per axis)."""
+    a, b, c = v[t[:, 0]], v[t[:, 1]], v[t[:, 2]]
+    e1, e2 = b - a, c - a
+    fn = np.stack([e1[:, 1] * e2[:, 2] - e1[:, 2] * e2[:, 1], e1[:, 2] * e2[:, 0] - e1[:, 0] * e2[:, 2],
+                   e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]], 1)
+    flat = t.ravel()
+    n = np.stack([np.bincount(flat, np.repeat(fn[:, k], 3), minlength=len(v)) for k in range(3)], 1)
+    n /= np.sqrt((n * n).sum(1, keepdims=True)) + 1e-12
     return n
 
 
@@ -371,17 +481,23 @@ def _project(Xc: np.ndarray, K: np.ndarray) -> np.ndarray:
 
 
 def paint_background(S: int, cam: dict, K: np.ndarray, light: dict, rng: np.random.Generator) -> np.ndarray:
-    yy = np.linspace(0, 1, S, dtype=np.float32)[:, None, None]
-    img = np.empty((S, S, 3), np.float32)
-    img[:] = light["interior"] * (1.15 - 0.5 * yy)
+    """Cabin behind the driver (S x S x 3 float32 in [0, 1]); painted at half resolution (it is
+    out of focus) and upsampled."""
+    s2 = max(16, S // 2)
+    k = s2 / S
+    K2 = K.copy()
+    K2[:2] *= k
+    yy = np.linspace(0, 1, s2, dtype=np.float32)[:, None, None]
+    img = np.empty((s2, s2, 3), np.float32)
+    img[:] = (light["interior"] / 255.0).astype(np.float32) * (1.15 - 0.5 * yy)
     R, C = cam["R_cw"], cam["C"]
 
-    def poly(pts_w, col, shade=None):
+    def poly(pts_w, col):
         Xc = (np.asarray(pts_w, float) - C) @ R.T
         if (Xc[:, 2] < 0.05).any():
             return
-        uv = _project(Xc, K)
-        cv2.fillPoly(img, [np.round(uv * 4).astype(np.int32)], tuple(float(c) for c in col), cv2.LINE_AA, shift=2)
+        uv = _project(Xc, K2)
+        cv2.fillPoly(img, [np.round(uv * 4).astype(np.int32)], tuple(float(c) / 255.0 for c in col), cv2.LINE_AA, shift=2)
 
     win = light["window"] * light["bg"]
     # side window on the driver's left door, rear window, roof lining
@@ -395,8 +511,63 @@ def paint_background(S: int, cam: dict, K: np.ndarray, light: dict, rng: np.rand
     ang = np.linspace(0, 2 * np.pi, 20, endpoint=False)
     poly(np.stack([0.27 * np.cos(ang), -0.45 + 0.33 * np.sin(ang), np.full(20, -0.24)], 1), seat)
     poly(np.stack([0.13 * np.cos(ang), 0.06 + 0.09 * np.sin(ang), np.full(20, -0.21)], 1), seat * 1.1)
-    img *= 1 + 0.06 * cv2.resize(rng.normal(size=(8, 8)).astype(np.float32), (S, S))[..., None]
-    return img
+    img *= 1 + 0.06 * cv2.resize(rng.normal(size=(8, 8)).astype(np.float32), (s2, s2))[..., None]
+    return cv2.resize(img, (S, S), interpolation=cv2.INTER_LINEAR)
+
+
+_BG_CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
+BG_BUCKETS = 16
+
+
+def _background(entry: dict, S: int, ss: int, R_cw: np.ndarray, C: np.ndarray, K: np.ndarray):
+    """Cached cabin background (+ backlight veiling glow) per (size, camera, lighting mode, seed
+    bucket): the cabin does not depend on the driver, so a dataset reuses a few hundred of them.
+    The camera distance is quantised to 2.5 cm for the key only (the cabin is out of focus)."""
+    cam = entry["camera"]
+    mode = entry["lighting"]
+    bucket = int(entry["sample_seed"]) % BG_BUCKETS
+    key = (S, ss, cam["mount"], round(float(cam["fov_deg"]), 2), round(float(cam["distance_m"]) / 0.025), mode, bucket)
+    hit = _BG_CACHE.get(key)
+    if hit is not None:
+        _BG_CACHE.move_to_end(key)
+        return hit
+    r = np.random.default_rng(int.from_bytes(hashlib.sha256(repr(("bg", key)).encode()).digest()[:8], "little"))
+    bl = light_setup(entry, r)
+    qcam = camera_setup({"camera": {**cam, "distance_m": key[4] * 0.025}})  # the key alone defines the image
+    bg = paint_background(S, {"R_cw": qcam["R_cw"], "C": qcam["C"]}, K, bl, r)
+    if mode == "night_ir":
+        bg = bg.mean(2, keepdims=True)
+    glow = None
+    if mode == "backlight":
+        glow = cv2.GaussianBlur((bg > 0.9).astype(np.float32) * 0.25, (0, 0), 6 * ss)
+        if glow.ndim == 2:
+            glow = glow[..., None]
+    bg.setflags(write=False)
+    _BG_CACHE[key] = (bg, glow)
+    if len(_BG_CACHE) > 48:
+        _BG_CACHE.popitem(last=False)
+    return bg, glow
+
+
+_NOISE_BANK: dict = {}
+
+
+def _noise(entry: dict, size: int, ch: int) -> np.ndarray:
+    """Unit Gaussian sensor noise (size, size, ch): a random window (offset, flips) of a fixed
+    per-worker bank of 2*size x 2*size normals, chosen by ``sample_seed`` (deterministic, and
+    ~20x cheaper than drawing fresh normals)."""
+    n = max(2 * size, 64)
+    bank = _NOISE_BANK.get(n)
+    if bank is None:
+        bank = _NOISE_BANK[n] = np.random.default_rng(1234567).standard_normal((n, n, 3), dtype=np.float32)
+    r = _srng(entry, "noise")
+    oy, ox = (int(v) for v in r.integers(0, n - size + 1, 2))
+    w = bank[oy:oy + size, ox:ox + size, :ch]
+    if r.uniform() < 0.5:
+        w = w[::-1]
+    if r.uniform() < 0.5:
+        w = w[:, ::-1]
+    return w
 
 
 def _srng(entry: dict, tag: str) -> np.random.Generator:
@@ -418,6 +589,32 @@ def iris_points(centre: np.ndarray, R: float, Rg: np.ndarray, r_iris: float = 0.
     d = math.sqrt(R * R - r_iris * r_iris)
     loc = np.array([[0, 0, d], [r_iris, 0, d], [0, r_iris, d], [-r_iris, 0, d], [0, -r_iris, d]])
     return centre + loc @ Rg.T
+
+
+def _torso_parts(hs: float) -> list:
+    key = round(float(hs), 6)
+    m = _TORSO.get(key)
+    if m is None:
+        m = _TORSO[key] = P.neck_and_torso(0.0, hs)
+        if len(_TORSO) > 64:
+            _TORSO.pop(next(iter(_TORSO)))
+    return m
+
+
+_TORSO: dict = {}
+
+
+def _sample_tex(atlas: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Bilinear atlas lookup at (u, v) atlas pixels (centres at integer + 0.5), float32 (N, C)."""
+    n = len(u)
+    w = 256
+    rows = max(1, -(-n // w))
+    mx = np.full(rows * w, -10, np.float32)
+    my = np.full(rows * w, -10, np.float32)
+    mx[:n] = u - 0.5
+    my[:n] = v - 0.5
+    out = cv2.remap(atlas, mx.reshape(rows, w), my.reshape(rows, w), cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return out.reshape(rows * w, -1)[:n]
 
 
 def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
@@ -448,33 +645,24 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
     ftris = T.triangles()
 
     parts: list[P.Part] = [P.Part("face", face, ftris, face_uv(), spec=0.22)]
-    skull = P.skull(face, im.sp)
-    parts.append(skull)
+    parts.append(im.skull(face))
     parts += im.ears
-    if im.hair is not None and acc != "cap":
-        parts.append(im.hair)
-    elif im.hair is not None:  # under a cap only the hair below the cap shows: keep the lower part
-        h = im.hair
-        keep = h.v[h.t].mean(1)[:, 1] < im.sp["c"][1] + 0.035
-        parts.append(P.Part("hair", h.v, h.t[keep], h.uv, cull=False, spec=0.5, occluder=True))
+    if im.hair is not None:
+        parts.append(im.hair if acc != "cap" else im.hair_under_cap)
     eye_pts = {}
     for side, contour in (("right", P.EYE_R_CONTOUR), ("left", P.EYE_L_CONTOUR)):
-        parts.append(P.fan(face, contour, 0.010, "socket", "socket"))
+        parts.append(im.fan(side, face, contour, 0.010))
         c, R = im.eyes[side]
-        eb, _ = P.eyeball(np.zeros(3), R)
-        eb.v = eb.v @ Rg.T + c
-        parts.append(eb)
+        tpl = im.eyeballs[side]
+        o = float(st[f"eye_openness_{side}"])
+        sink = np.array([0.0, 0.0, -0.0015 * (1.0 - o) ** 2])  # a closing eye's ball never pokes through the lid skin
+        parts.append(P.Part("eyeball", tpl.v @ Rg.T + c + sink, tpl.t, tpl.uv, spec=tpl.spec))
         eye_pts[side] = iris_points(c, R, Rg)
-    mouth = P.fan(face, P.MOUTH_CONTOUR, 0.022, "mouth", "mouth")
-    mouth.uv[1:10] = P.swatch_uv("teeth")
-    parts.append(mouth)
-    face_n = _normals(face, ftris)
-    if acc in ("glasses", "sunglasses"):
-        parts += P.glasses(face, im.sp, acc == "sunglasses")
-    elif acc == "mask":
-        parts.append(P.surgical_mask(face, face_n, ftris))
-    elif acc == "cap":
-        parts += P.cap(im.sp)
+    parts.append(im.fan("mouth", face, P.MOUTH_CONTOUR, 0.022))
+    if acc == "mask":
+        parts += im.accessory(acc, face, _normals(face, ftris))
+    elif acc != "none":
+        parts += im.accessory(acc, face, None)
     srng = _srng(entry, "props")
     phone = entry.get("phone")
     world_parts: list[P.Part] = []
@@ -510,71 +698,57 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
         hc = lip + np.array([s * 0.02, -0.005, 0.038])
         parts += P.hand(hc, Rh)
         parts.append(P.tube(hc + np.array([s * 0.05, -0.03, 0.0]), hc + np.array([s * 0.12, -0.30, -0.02]), 0.028, 0.04, name="arm", occluder=True))
-    world_parts.append(P.neck(face, im.sp, R_wh, t_wh))
-    world_parts += P.neck_and_torso(im.code["clothing"], hs)
+    if im._neck_t is None:  # triangle orientation from the neutral pose (order-independent cache)
+        im._neck_t = P.neck(im.face0, im.sp, np.eye(3), -PIVOT_IN_HEAD * hs).t
+    neck = P.neck(face, im.sp, R_wh, t_wh, tris=im._neck_t)
+    world_parts.append(neck)
+    world_parts += _torso_parts(hs)
 
-    # ---- assemble in the camera frame
-    allp = [(p, R_ch, t_ch) for p in parts] + [(p, R_cw, -R_cw @ C) for p in world_parts]
-    Vs, Ns, UVs, Ts, pid, cull, spec, ao = [], [], [], [], [], [], [], []
+    # ---- assemble in the camera frame (one array per attribute)
+    Vs, UVs, Ts, pid, cull, spec, aos = [], [], [], [], [], [], []
     lens_parts = []
     names: list[str] = []
     off = 0
-    face_oval_n = None
-    for p, R_, t_ in allp:
+    tc_h, tc_w = t_ch, -R_cw @ C
+    for p, head in [(p, True) for p in parts] + [(p, False) for p in world_parts]:
         if p.name == "lens":
-            lens_parts.append((p, R_, t_))
+            lens_parts.append(p)
             continue
-        v = p.v @ R_.T + t_
-        n = _normals(v, p.t)
-        if p.name == "face":
-            face_oval_n = n
-        if p.name == "skull" and face_oval_n is not None:
-            oval = np.array(T.FACE_OVAL)
-            m = face_oval_n[oval] + n[: len(oval)]
-            m /= np.linalg.norm(m, axis=1, keepdims=True)
-            n[: len(oval)] = m
-            Ns[0][oval] = m
+        Vs.append(p.v @ (R_ch if head else R_cw).T + (tc_h if head else tc_w))
         if p.name not in names:
             names.append(p.name)
-        Vs.append(v)
-        Ns.append(n)
         UVs.append(p.uv)
         Ts.append(p.t + off)
-        pid.append(np.full(len(p.t), names.index(p.name), np.int16))
-        cull.append(np.full(len(p.t), p.cull))
-        spec.append(np.full(len(p.t), p.spec, np.float32))
-        ao.append(_face_ao() if p.name == "face" else np.full(len(v), 0.9 if p.name in ("socket", "mouth") else 1.0))
-        off += len(v)
+        nf = len(p.t)
+        pid.append(np.full(nf, names.index(p.name), np.int16))
+        cull.append(np.full(nf, p.cull))
+        spec.append(np.full(nf, p.spec, np.float32))
+        aos.append(_face_ao() if p.name == "face" else np.full(len(p.v), 0.9 if p.name in ("socket", "mouth") else 1.0))
+        off += len(p.v)
     V = np.concatenate(Vs)
-    N = np.concatenate(Ns)
     UV = np.concatenate(UVs)
     TR = np.concatenate(Ts)
     PID = np.concatenate(pid)
     CULL = np.concatenate(cull)
     SPEC = np.concatenate(spec)
-    AO = np.concatenate(ao)
+    AO = np.concatenate(aos)
+    N = _normals(V, TR)
+    # face/skull seam: shared normals along the face oval (skull ring 0 = face oval)
+    oval = im.oval
+    m = N[oval] + N[468:468 + len(oval)]
+    m /= np.linalg.norm(m, axis=1, keepdims=True) + 1e-12
+    N[oval] = m
+    N[468:468 + len(oval)] = m
     xy = _project(V, K)
     fr = rasterize(xy, V[:, 2], TR, S, S, CULL)
-    tv = TR[fr.tri]
-    attr = np.concatenate([UV, N, V, AO[:, None]], 1).astype(np.float32)  # one gather + one contraction
-    ip = np.einsum("pk,pkc->pc", fr.b, attr[tv])
+    ip = interpolate(fr, TR, np.concatenate([UV, N, V, AO[:, None]], 1).astype(np.float32))
     uvp, nrm, pos, aop = ip[:, 0:2], ip[:, 2:5], ip[:, 5:8], ip[:, 8]
     nrm /= np.sqrt(np.einsum("pc,pc->p", nrm, nrm))[:, None] + 1e-12
     view = -pos / np.sqrt(np.einsum("pc,pc->p", pos, pos))[:, None]
-    flip = np.einsum("pc,pc->p", nrm, view) < 0
-    nrm[flip] *= -1
+    ndv = np.einsum("pc,pc->p", nrm, view)
+    nrm[ndv < 0] *= -1
     # texture
-    mapx = np.full(S * S, -10, np.float32)
-    mapy = np.full(S * S, -10, np.float32)
-    mapx[fr.pix] = uvp[:, 0] - 0.5
-    mapy[fr.pix] = uvp[:, 1] - 0.5
-    atlas = im.nir if ir else im.rgb
-    tex = cv2.remap(atlas, mapx.reshape(S, S), mapy.reshape(S, S), cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    tex = tex.reshape(S * S, -1)[fr.pix].astype(np.float32) / 255.0
-    if ir and tex.ndim == 2:
-        tex = tex[:, :1] if tex.shape[1] else tex
-    if ir:
-        tex = tex.reshape(-1, 1)
+    tex = _sample_tex(im.atlas_f["nir" if ir else "rgb"], uvp[:, 0], uvp[:, 1])
     part_of_frag = PID[fr.tri]
     if ir and light.get("bright_pupil"):
         eb = names.index("eyeball")
@@ -583,29 +757,30 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
         rpx = np.hypot(uvp[:, 0] - cx, uvp[:, 1] - cy) / (P.EYE_RECT[2] / 2 - 2) * np.pi * 0.75
         tex[sel & (rpx < math.asin(0.0022 / 0.012)), :] = 0.85
     # shading
-    shade = np.zeros((len(fr.pix), 3), np.float32) + light["ambient"].astype(np.float32)
+    shade = np.empty((len(fr.pix), 3), np.float32)
+    shade[:] = light["ambient"].astype(np.float32)
     specl = np.zeros(len(fr.pix), np.float32)
     for Lw, col in light["dir"]:
-        Lc = R_cw @ Lw
-        d = np.clip(nrm @ Lc.astype(np.float32), 0, None)
-        shade += d[:, None] * col
-        h = Lc[None].astype(np.float32) + view
-        h /= np.sqrt(np.einsum("pc,pc->p", h, h))[:, None]
-        specl += (np.clip(np.einsum("pc,pc->p", nrm, h), 0, None) ** 24) * float(np.mean(col)) * (d > 0)
+        Lc = (R_cw @ Lw).astype(np.float32)
+        d = np.clip(nrm @ Lc, 0, None)
+        shade += d[:, None] * col.astype(np.float32)
+        h = Lc[None] + view
+        hn = np.einsum("pc,pc->p", nrm, h) / np.sqrt(np.einsum("pc,pc->p", h, h))
+        specl += (np.clip(hn, 0, None) ** 24) * np.float32(np.mean(col)) * (d > 0)
     if ir:
-        dist = np.linalg.norm(pos, axis=1)
-        Lc = -pos / dist[:, None]
-        att = (0.6 / dist) ** 2 * light["point_gain"]
-        d = np.clip((nrm * Lc).sum(1), 0, None)
-        shade += (d * att)[:, None] * np.float32(1.0)
-        specl += (np.clip((nrm * Lc).sum(1), 0, None) ** 30) * att
+        dist = np.sqrt(np.einsum("pc,pc->p", pos, pos))
+        att = (0.6 / dist) ** 2 * np.float32(light["point_gain"])
+        d = np.clip(np.einsum("pc,pc->p", nrm, view), 0, None)  # light at the camera: L = view
+        shade += (d * att)[:, None]
+        specl += (d ** 30) * att
     shade *= aop[:, None]
-    colr = tex * shade + (SPEC[fr.tri] * specl * 0.35)[:, None]
-    bg = paint_background(S, {"R_cw": R_cw, "C": C}, K, light, rng) / 255.0
     if ir:
-        bg = bg.mean(2, keepdims=True)
+        colr = tex[:, :1] * shade[:, :1] + (SPEC[fr.tri] * specl * 0.35)[:, None]
+    else:
+        colr = tex * shade + (SPEC[fr.tri] * specl * 0.35)[:, None]
+    bg, glow = _background(entry, S, ss, R_cw, C, K)
     img = bg.reshape(S * S, -1).copy()
-    img[fr.pix] = colr if not ir else colr[:, :1]
+    img[fr.pix] = colr
     zbuf = fr.depth_image()
     tri_img = fr.tri_image()
     # ---- lenses (transparent layer)
@@ -617,7 +792,7 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
             lens_T = float(lrng.uniform(0.7, 0.95)) if (not dark or lrng.uniform() < 0.85) else float(lrng.uniform(0.05, 0.15))
         else:
             lens_T = 0.12 if dark else 0.93
-        lv = [(p.v @ R_.T + t_, p.t) for p, R_, t_ in lens_parts]
+        lv = [(p.v @ R_ch.T + t_ch, p.t) for p in lens_parts]
         Lv = np.concatenate([a for a, _ in lv])
         Lt = np.concatenate([t + sum(len(a) for a, _ in lv[:i]) for i, (_, t) in enumerate(lv)])
         lf = rasterize(_project(Lv, K), Lv[:, 2], Lt, S, S, None)
@@ -627,18 +802,12 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
         if ir:
             tint = tint[:1]
         refl = 0.06 * (light["bg"] if not ir else 0.2)
-        img[pix] = img[pix] * lens_T + (1 - lens_T) * tint * float(np.mean(light["ambient"]) + 0.3) + refl
+        img[pix] = img[pix] * lens_T + ((1 - lens_T) * tint * float(np.mean(light["ambient"]) + 0.3) + refl).astype(np.float32)
     img = img.reshape(S, S, -1)
     # ---- post
-    exposure = 1.0
-    if light["mode"] == "backlight":
-        glow = cv2.GaussianBlur((bg.reshape(S, S, -1) > 0.9).astype(np.float32) * 0.25, (0, 0), 6 * ss)
-        if glow.ndim == 2:
-            glow = glow[..., None]
+    if glow is not None:
         img = img + glow
-    if light["mode"] == "tunnel":
-        exposure = 1.35
-    img = img * exposure
+    gain = 255.0 * (1.35 if light["mode"] == "tunnel" else 1.0)
     img = cv2.GaussianBlur(img, (0, 0), 0.55 * ss)
     if img.ndim == 2:
         img = img[..., None]
@@ -646,9 +815,9 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
         img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
         if img.ndim == 2:
             img = img[..., None]
-    nrng = _srng(entry, "noise")
-    out = img * 255.0 + nrng.normal(size=(size, size, 1 if ir else 3)).astype(np.float32) * light["noise"]
-    out = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    noise = _noise(entry, size, 1 if ir else 3)
+    out = img * np.float32(gain) + noise * np.float32(light["noise"]) + np.float32(0.5)
+    out = np.clip(out, 0, 255).astype(np.uint8)
     if out.shape[2] == 1:
         out = np.repeat(out, 3, axis=2)
     # ---- landmarks
@@ -656,29 +825,24 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
     lm_cam = lm_head @ R_ch.T + t_ch
     lm_ss = _project(lm_cam, K)
     lm = (lm_ss / ss).astype(np.float32)
-    vis = np.zeros(478, bool)
     ix = np.floor(lm_ss[:, 0]).astype(int)
     iy = np.floor(lm_ss[:, 1]).astype(int)
     inside = (ix >= 0) & (iy >= 0) & (ix < S) & (iy < S) & (lm_cam[:, 2] > 0)
-    self_ids = {names.index(n) for n in SELF_PARTS if n in names}
+    ixc, iyc = ix.clip(0, S - 1), iy.clip(0, S - 1)
+    t_at = tri_img[iyc, ixc]
+    zb = zbuf[iyc, ixc]
+    part_at = PID[t_at.clip(0)]
+    self_ids = np.array([names.index(n) for n in SELF_PARTS if n in names])
     eb_id = names.index("eyeball")
-    for i in np.nonzero(inside)[0]:
-        t = tri_img[iy[i], ix[i]]
-        if t < 0:
-            vis[i] = True
-            continue
-        part = PID[t]
-        zb = zbuf[iy[i], ix[i]]
-        if i >= 468:
-            vis[i] = part == eb_id and zb > lm_cam[i, 2] - 0.004
-        else:
-            vis[i] = (part in self_ids and zb > lm_cam[i, 2] - 0.005) or zb > lm_cam[i, 2] + 0.0
+    z = lm_cam[:, 2]
+    is_self = np.isin(part_at, self_ids)
+    vis = (is_self & (zb > z - 0.005)) | (zb > z)
+    vis[468:] = (part_at[468:] == eb_id) & (zb[468:] > z[468:] - 0.004)
+    vis = inside & ((t_at < 0) | vis)
     if lens_parts and lens_T is not None and lens_T < 0.5:
-        lt = lf.tri_image()
-        ld = lf.depth_image()
-        for i in np.nonzero(vis)[0]:
-            if lt[iy[i], ix[i]] >= 0 and ld[iy[i], ix[i]] < lm_cam[i, 2]:
-                vis[i] = False
+        lt = lf.tri_image()[iyc, ixc]
+        ld = lf.depth_image()[iyc, ixc]
+        vis &= ~((lt >= 0) & (ld < z))
     pts = lm[:468]
     x0, y0 = np.clip(pts.min(0), 0, size)
     x1, y1 = np.clip(pts.max(0), 0, size)

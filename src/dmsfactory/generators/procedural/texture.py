@@ -16,6 +16,9 @@ import numpy as np
 from . import topology as T
 from .parts import ATLAS, EYE_RECT, FACE_RECT, HAIR_RECT, SKIN_RECT, SWATCH_RECT, SWATCHES
 
+CREASE = 0.35  # strength of the supratarsal crease line
+UNDER_EYE = 1.0  # strength of the under-eye darkening
+
 
 @lru_cache(maxsize=1)
 def face_uv() -> np.ndarray:
@@ -69,7 +72,7 @@ def build_atlas(code: dict) -> tuple[np.ndarray, np.ndarray]:
     for c in (T.R_EYE_LOWER, T.L_EYE_LOWER):
         p = uv[list(c)].mean(0) + [0, 10]
         cv2.ellipse(dark, tuple(np.round(p).astype(int)), (26, 11), 0, 0, 360, 1.0, -1)
-    dark = cv2.GaussianBlur(dark, (0, 0), 7) * (0.10 + 0.18 * code["eye_bags"])
+    dark = cv2.GaussianBlur(dark, (0, 0), 7) * (0.10 + 0.18 * code["eye_bags"]) * UNDER_EYE
     img *= (1 - dark)[..., None]
     hair = np.array([code["hair_r"], code["hair_g"], code["hair_b"]], np.float32)
     brow_col = np.minimum(hair * 0.7, skin * 0.45) if hair.mean() < 150 else np.minimum(hair * 0.5 + np.float32(15), skin * 0.6)
@@ -156,11 +159,20 @@ def build_atlas(code: dict) -> tuple[np.ndarray, np.ndarray]:
         img = img * (1 - a) + brow_col * a
     # lashes / eyeliner on the upper lid margin
     for up, lo in ((T.R_EYE_UPPER, T.R_EYE_LOWER), (T.L_EYE_UPPER, T.L_EYE_LOWER)):
+        # supratarsal crease ~5 mm above the lid margin (follows the lid when it closes)
+        cr = np.zeros((A, A), np.float32)
+        upp = uv[list(up)]
+        lift = 9.0 * np.sin(np.linspace(0.15, np.pi - 0.15, len(upp)))[:, None] * [0, 1]
+        _line(cr, upp - lift - [0, 1.5], 1.0, 2)
+        cr = cv2.GaussianBlur(cr, (0, 0), 1.3)[..., None] * CREASE
+        img = img * (1 - cr) + (skin * 0.45) * cr
+        # lash line: a dark band on the upper lid margin, thin line on the lower one. When the lid
+        # closes the band lies along the closed lid line (what a face-mesh model reads as "closed")
         m = np.zeros((A, A), np.float32)
-        _line(m, uv[list(up)] + [0, -0.6], 1.0, 1 + 2.5 * code["lash"])
-        _line(m, uv[list(lo)] + [0, 0.6], 0.5, 1)
-        m = cv2.GaussianBlur(m, (0, 0), 0.7)[..., None]
-        img = img * (1 - 0.85 * m) + np.float32(25) * 0.85 * m
+        _line(m, upp + [0, -1.2], 1.0, 2.5 + 3.0 * code["lash"])
+        _line(m, uv[list(lo)] + [0, 0.8], 0.55, 1.5)
+        m = cv2.GaussianBlur(m, (0, 0), 0.8)[..., None]
+        img = img * (1 - 0.92 * m) + np.float32(16) * 0.92 * m
         if code.get("makeup", 0) > 0.5:
             sh = np.zeros((A, A), np.float32)
             cv2.fillPoly(sh, [np.round(np.concatenate([uv[list(up)], uv[list(up)][::-1] + [0, -10]])).astype(np.int32)], 1.0)
