@@ -88,3 +88,11 @@ def test_shard_jobs_cover_plan_once(tiny_spec_dict):
     assert sorted(keys) == sorted(e["key"] for e in plan)
     assert all(len(j.entries) <= spec.shards.size for j in jobs)
     assert all(e["split"] == j.split for j in jobs for e in j.entries)
+
+
+def test_key_order_in_the_yaml_does_not_change_the_plan(tiny_spec_dict):
+    a = make_plan(parse_spec(tiny_spec_dict))
+    tiny_spec_dict["classes"] = dict(reversed(list(tiny_spec_dict["classes"].items())))
+    tiny_spec_dict["conditions"]["lighting"] = dict(reversed(list(tiny_spec_dict["conditions"]["lighting"].items())))
+    b = make_plan(parse_spec(tiny_spec_dict))
+    assert a == b

@@ -75,8 +75,11 @@ def _rng(*parts: Any) -> np.random.Generator:
 
 
 def allocate(weights: dict, n: int) -> list:
-    """Largest-remainder allocation of ``n`` items to the keys of ``weights`` (exact counts)."""
-    keys = list(weights)
+    """Largest-remainder allocation of ``n`` items to the keys of ``weights`` (exact counts).
+
+    Keys are taken in sorted order, so the order in which a YAML file lists them does not change
+    the plan (the spec hash is computed with sorted keys too)."""
+    keys = sorted(weights, key=str)
     w = np.array([float(weights[k]) for k in keys])
     quotas = w / w.sum() * n
     counts = np.floor(quotas).astype(int)
