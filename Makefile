@@ -26,10 +26,15 @@ $(STAMP): pyproject.toml Makefile | $(VPY)
 install: $(STAMP)
 
 demo: $(STAMP)
+	@# a small real-face gallery from photos shipped in PyPI packages: the leakage check's reference
+	$(VPY) -m dmsfactory.privacy.testgallery out/real-gallery
 	$(VENV)/bin/dmsfactory run specs/demo.yaml --out out/demo
 
 test: $(STAMP)
 	$(VPY) -m pytest -q
+
+serve: $(STAMP)  # local Prefect server (127.0.0.1:4200) + work pools + prefect.yaml deployments + a worker
+	$(VPY) -m dmsfactory.flows.deploy serve
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do echo "== $$b"; $(VPY) $$b || exit 1; done

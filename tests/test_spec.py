@@ -8,6 +8,9 @@ from dmsfactory.spec import SpecError, load_spec, parse_spec
 
 
 def test_demo_spec_validates():
+    from dmsfactory.privacy.testgallery import write_reference_gallery
+
+    write_reference_gallery("out/real-gallery")  # what `make demo` does first
     spec = load_spec("specs/demo.yaml")
     assert spec.total_samples == spec.identities.count * spec.identities.images_per_identity
 

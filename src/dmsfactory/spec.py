@@ -100,7 +100,7 @@ class Gaze(_Strict):
 
 class Camera(_Strict):
     mount: dict[Mount, PosWeight] = {"steering_column": 1.0}
-    fov_deg: float = Field(50.0, gt=10, lt=120, description="horizontal field of view")
+    fov_deg: float = Field(38.0, gt=10, lt=120, description="horizontal field of view (38: docs/renderer.md)")
     distance_m: Range = Range(min=0.55, max=0.75)
 
     _w = field_validator("mount")(lambda v: _check_weights(v, "camera mount"))
