@@ -61,37 +61,67 @@ def cmd_run(a: argparse.Namespace) -> int:
         raise UsageError(f"--limit: must be a positive number of samples (got {a.limit})")
     out = a.out or spec.output.dir
     from dmsfactory import pipeline
+    from dmsfactory.datasets.remote import is_url
 
     pipeline.default_threads()
+    remote = is_url(out)
     try:
-        pipeline.prepare_output(spec, out, a.overwrite)
+        if not remote:
+            pipeline.prepare_output(spec, out, a.overwrite)
         pipeline.plan_jobs(spec, a.limit)
+        pipeline.clip_jobs(spec, a.limit)
     except (pipeline.OutputMismatch, ValueError) as e:
         raise UsageError(str(e)) from None
     if a.no_prefect:
+        if remote:
+            raise UsageError(f"--no-prefect writes local directories only; {out!r} is a URL (drop --no-prefect)")
+        if a.cluster:
+            raise UsageError("--cluster runs batches through Prefect on Dask; drop --no-prefect")
         from tqdm import tqdm
 
         total = min(a.limit or spec.total_samples, spec.total_samples)
         with tqdm(total=total, unit="img", desc=spec.name, file=sys.stderr) as bar:
             res = pipeline.run_plain(spec, out, a.limit, a.overwrite, on_shard=lambda r: bar.update(len(r["planned_keys"])))
-        counts, card = res["manifest"]["counts"], res["card"]
+        manifest = res["manifest"]
+        counts, card, manifest_path = manifest["counts"], res["card"], str(Path(out).resolve() / "manifest.json")
+        clips = manifest.get("clips", {}).get("counts")
     else:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         from dmsfactory.flows.factory import run_factory
 
-        res = run_factory(a.spec, out, a.limit, a.overwrite, a.workers or spec.run.workers, progress=True)
-        counts, card = res["counts"], res["card"]
-    print(f"shards:   {Path(out).resolve()}  (train {counts['train']}, val {counts['val']}, test {counts['test']}, "
+        try:
+            res = run_factory(
+                a.spec, out, a.limit, a.overwrite, a.workers or spec.run.workers, progress=True,
+                cluster=a.cluster, staging=a.staging,
+            )
+        except ValueError as e:  # bad cluster address, clips to a URL, ...
+            raise UsageError(str(e)) from None
+        counts, card, manifest_path = res["counts"], res["card"], res["manifest_path"]
+        clips = None
+        try:
+            import json
+
+            if not remote:
+                clips = json.loads(Path(manifest_path).read_text()).get("clips", {}).get("counts")
+        except (OSError, ValueError):
+            pass
+    where = out if remote else str(Path(out).resolve())
+    print(f"shards:   {where}  (train {counts['train']}, val {counts['val']}, test {counts['test']}, "
           f"quarantined {counts['quarantined']})")
-    print(f"manifest: {Path(out).resolve() / 'manifest.json'}")
-    print(f"card:     {Path(card).resolve()}")
+    if clips:
+        print(f"clips:    {where}/clips  ({clips['clips']} clips, {clips['frames']} frames, quarantined {clips['quarantined']})")
+    print(f"manifest: {manifest_path}")
+    print(f"card:     {card if remote else Path(card).resolve()}")
     return 0
 
 
 def cmd_leakcheck(a: argparse.Namespace) -> int:
     from dmsfactory.privacy.leakcheck import leakcheck
 
-    return leakcheck(Path(a.input), [Path(g) for g in a.gallery], Path(a.report) if a.report else None, a.threshold)
+    return leakcheck(
+        Path(a.input), [Path(g) for g in a.gallery], Path(a.report) if a.report else None, a.threshold,
+        fail_on_duplicates=a.fail_on_duplicates,
+    )
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -134,13 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true", help="discard shards of an earlier run in --out")
     r.add_argument("--workers", type=int, help="concurrent batch tasks (default: spec run.workers)")
     r.add_argument("--no-prefect", action="store_true", help="run the stages in a plain loop, without Prefect")
+    r.add_argument("--cluster", help="Dask scheduler for the batches: tcp://host:8786 or local[:N] (default: run.cluster)")
+    r.add_argument("--staging", help="local staging directory when --out is a URL (s3://, memory://, file:///)")
     r.set_defaults(fn=cmd_run)
 
     lc = sub.add_parser("leakcheck", help="check a shard or image directory against real face galleries")
     lc.add_argument("input", help="a dmsfactory shard directory or a directory of images")
     lc.add_argument("--gallery", action="append", required=True, help="real gallery (image or shard directory); repeatable")
     lc.add_argument("--report", help="where to write privacy_report.json")
-    lc.add_argument("--threshold", type=float, default=0.6, help="same-person descriptor distance (default 0.6)")
+    lc.add_argument("--threshold", type=float, default=None, help="same-person descriptor distance (default 0.6)")
+    lc.add_argument("--fail-on-duplicates", action="store_true", help="also exit 1 when two synthetic identities are one face")
     lc.set_defaults(fn=cmd_leakcheck)
 
     t = sub.add_parser("train", help="train/fine-tune the DMS classifier (DP-SGD or PATE)")

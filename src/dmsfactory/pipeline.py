@@ -222,13 +222,13 @@ def finalize(
         doc.pop("landmarks", None)  # dataset-level reports need labels, params and verdicts, not geometry
         doc.get("arrays", {}).pop("landmarks_3d", None)
         docs.append(doc)
-    # a small, deterministic sample grid: the first accepted sample of each class
-    seen: set[str] = set()
+    # a small, deterministic sample grid: the first accepted sample of each identity
+    seen_ids: set[str] = set()
     for doc, img in iter_records(out, include_quarantine=False, with_images=True):
-        c = doc["labels"].get("class", "?")
-        if c not in seen or len(grid) < 12:
-            seen.add(c)
-            grid.append((doc, img))
+        if doc.get("identity") in seen_ids:
+            continue
+        seen_ids.add(doc.get("identity"))
+        grid.append((doc, img))
         if len(grid) >= 18:
             break
     sections: list[CardSection] = []
