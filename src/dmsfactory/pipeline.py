@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from dmsfactory.datasets.card import build_manifest, write_card, write_json
+from dmsfactory.datasets.card import build_manifest, write_card
 from dmsfactory.datasets.reader import iter_records
-from dmsfactory.datasets.shards import clean_partials, finished_record, write_batch
+from dmsfactory.datasets.shards import clean_partials, finished_record, write_batch, write_json_atomic
 from dmsfactory.generators import Generator, get_generator
 from dmsfactory.labelers.params import LabelStage
 from dmsfactory.plan import ShardJob, make_plan, shard_jobs
@@ -216,7 +216,7 @@ def finalize(
                 "quarantined": sum(r["counts"]["quarantined"] for r in clip_records),
             },
         }
-    write_json(out / "manifest.json", manifest)
+    write_json_atomic(out / "manifest.json", manifest, indent=2)
     docs, grid = [], []
     for doc, _ in iter_records(out, include_quarantine=True, with_images=False):
         doc.pop("landmarks", None)  # dataset-level reports need labels, params and verdicts, not geometry

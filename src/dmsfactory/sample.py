@@ -30,24 +30,11 @@ RIGHT_IRIS_CENTER = 468  # subject's right eye (image left in a frontal view)
 LEFT_IRIS_CENTER = 473
 
 
-@dataclass
-class FaceSample:
-    key: str  # stable: derived from the spec hash and the plan index; webdataset __key__
-    index: int  # position in the plan
-    params: dict[str, Any]  # every parameter that shaped the sample (JSON-serialisable)
-    image: np.ndarray | None = None  # uint8 HxWx3 RGB
-    labels: dict[str, Any] = field(default_factory=dict)  # JSON-serialisable, non-geometric + pose/gaze
-    landmarks: np.ndarray | None = None  # (478, 2) float32, pixels in `image`
-    visibility: np.ndarray | None = None  # (478,) bool
-    bbox: tuple[float, float, float, float] | None = None  # face box x0, y0, x1, y1 in pixels
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # extra geometry, e.g. landmarks_3d
-    aug: list[dict[str, Any]] = field(default_factory=list)  # applied transforms + sampled params
-    verdicts: list[dict[str, Any]] = field(default_factory=list)  # each check: stage, check, verdict, reason, scores
-    split: str | None = None
-    identity: str | None = None
-    source_key: str | None = None  # for augmented views: the key of the sample they came from
+class Verdicts:
+    """Quarantine bookkeeping shared by every record that carries ``verdicts`` (images and clips)."""
 
-    # --- stage contract helpers ---
+    verdicts: list[dict[str, Any]]
+
     @property
     def quarantined(self) -> bool:
         return any(v.get("verdict") == "quarantine" for v in self.verdicts)
@@ -62,6 +49,24 @@ class FaceSample:
 
     def quarantine(self, stage: str, reason: str, check: str = "", **scores: Any) -> None:
         self.add_verdict(stage, check or stage, "quarantine", reason, **scores)
+
+
+@dataclass
+class FaceSample(Verdicts):
+    key: str  # stable: derived from the spec hash and the plan index; webdataset __key__
+    index: int  # position in the plan
+    params: dict[str, Any]  # every parameter that shaped the sample (JSON-serialisable)
+    image: np.ndarray | None = None  # uint8 HxWx3 RGB
+    labels: dict[str, Any] = field(default_factory=dict)  # JSON-serialisable, non-geometric + pose/gaze
+    landmarks: np.ndarray | None = None  # (478, 2) float32, pixels in `image`
+    visibility: np.ndarray | None = None  # (478,) bool
+    bbox: tuple[float, float, float, float] | None = None  # face box x0, y0, x1, y1 in pixels
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # extra geometry, e.g. landmarks_3d
+    aug: list[dict[str, Any]] = field(default_factory=list)  # applied transforms + sampled params
+    verdicts: list[dict[str, Any]] = field(default_factory=list)  # each check: stage, check, verdict, reason, scores
+    split: str | None = None
+    identity: str | None = None
+    source_key: str | None = None  # for augmented views: the key of the sample they came from
 
     def copy(self) -> "FaceSample":
         return copy.deepcopy(self)

@@ -7,28 +7,10 @@ below; 0.5 = half as far from "no change"). See docs/augment.md.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-OP_NAMES = (
-    "hflip",
-    "affine",
-    "occlusion",
-    "hand_over_mouth",
-    "hair_over_eye",
-    "wheel_edge",
-    "brightness_contrast",
-    "saturation",
-    "nir",
-    "low_light",
-    "glare",
-    "backlight",
-    "motion_blur",
-    "gaussian_noise",
-    "salt_pepper",
-    "jpeg",
-)
 OpName = Literal[
     "hflip",
     "affine",
@@ -47,6 +29,7 @@ OpName = Literal[
     "salt_pepper",
     "jpeg",
 ]
+OP_NAMES: tuple[str, ...] = get_args(OpName)
 
 # probability that each op is applied to a view, per policy
 POLICIES: dict[str, dict[str, float]] = {

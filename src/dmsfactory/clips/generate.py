@@ -15,7 +15,7 @@ from typing import Any
 
 from dmsfactory.clips.config import ClipsConfig
 from dmsfactory.labelers.temporal import TemporalParams, temporal_labels_from_frames
-from dmsfactory.sample import FaceSample
+from dmsfactory.sample import FaceSample, Verdicts
 
 CLIP_SCHEMA_VERSION = "1.0.0"
 # per-frame temporal fields copied into each frame's labels["temporal"]
@@ -46,7 +46,7 @@ def temporal_params(cfg: ClipsConfig) -> TemporalParams:
 
 
 @dataclass
-class ClipSample:
+class ClipSample(Verdicts):
     key: str
     index: int  # clip index in the plan
     params: dict[str, Any]  # the clip plan without its frames (scenario, kss, fps, segments, scripted events, ...)
@@ -55,17 +55,6 @@ class ClipSample:
     verdicts: list[dict[str, Any]] = field(default_factory=list)
     split: str | None = None
     identity: str | None = None
-
-    @property
-    def quarantined(self) -> bool:
-        return any(v.get("verdict") == "quarantine" for v in self.verdicts)
-
-    @property
-    def quarantine_reasons(self) -> list[str]:
-        return [f"{v['stage']}: {v.get('reason', '')}" for v in self.verdicts if v.get("verdict") == "quarantine"]
-
-    def quarantine(self, stage: str, reason: str, **scores: Any) -> None:
-        self.verdicts.append({"stage": stage, "check": stage, "verdict": "quarantine", "reason": reason, "scores": scores})
 
     def to_json(self) -> dict[str, Any]:
         """The clip document: clip params, temporal labels, and each frame's FaceSample JSON (no pixels)."""

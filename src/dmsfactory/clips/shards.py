@@ -19,7 +19,6 @@ Tars are written with mtime 0, so the same clips give byte-identical shards.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -27,7 +26,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import webdataset as wds
 
-from dmsfactory.datasets.shards import decode_image, encode_image, sha256_file
+from dmsfactory.datasets.shards import decode_image, encode_image, write_json_atomic, write_tar
 from dmsfactory.labelers.temporal import window_labels
 
 CLIPS_DIR = "clips"
@@ -42,25 +41,13 @@ def clips_dir(dataset_dir: str | Path) -> Path:
     return d / CLIPS_DIR if (d / CLIPS_DIR).is_dir() else d
 
 
-def _write_tar(path: Path, clips: list, fmt: str, quality: int, max_bytes: int) -> dict[str, Any]:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "wb") as stream:
-        with wds.TarWriter(stream, mtime=0.0) as tw:
-            for c in clips:
-                rec: dict[str, Any] = {"__key__": c.key, "json": json.dumps(c.to_json(), sort_keys=True).encode()}
-                for i, f in enumerate(c.frames):
-                    if f.image is not None:
-                        rec[f"f{i:05d}.{fmt}"] = encode_image(f.image, fmt, quality)
-                tw.write(rec)
-        stream.flush()
-        os.fsync(stream.fileno())
-    size = tmp.stat().st_size
-    if size > max_bytes:
-        tmp.unlink()
-        raise ValueError(f"clip shard {path.name} would be {size} bytes > max_bytes={max_bytes}; lower clips.clips_per_shard")
-    os.replace(tmp, path)
-    return {"name": path.name, "count": len(clips), "bytes": size, "sha256": sha256_file(path)}
+def _clip_records(clips: list, fmt: str, quality: int) -> Iterator[dict[str, Any]]:
+    for c in clips:
+        rec: dict[str, Any] = {"__key__": c.key, "json": json.dumps(c.to_json(), sort_keys=True).encode()}
+        for i, f in enumerate(c.frames):
+            if f.image is not None:
+                rec[f"f{i:05d}.{fmt}"] = encode_image(f.image, fmt, quality)
+        yield rec
 
 
 def write_clip_shard(
@@ -98,7 +85,7 @@ def write_clip_shard(
     for sub, group, part in (("", ok, "shard"), (QUARANTINE_DIR, bad, "quarantine")):
         path = base / sub / f"{name}.tar" if sub else base / f"{name}.tar"
         if group:
-            info = _write_tar(path, group, fmt, quality, max_bytes)
+            info = write_tar(path, _clip_records(group, fmt, quality), max_bytes, "lower clips.clips_per_shard")
             info["path"] = str(path.relative_to(Path(out_dir)))
             rec[part] = info
         elif path.exists():
@@ -106,11 +93,7 @@ def write_clip_shard(
     rec["counts"] = {"accepted": len(ok), "quarantined": len(bad),
                      "frames": sum(len(c.frames) for c in ok)}
     rec["quarantine_reasons"] = {c.key: c.quarantine_reasons for c in bad}
-    p = base / PROGRESS_DIR / f"{name}.json"
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(".json.partial")
-    tmp.write_text(json.dumps(rec, sort_keys=True))
-    os.replace(tmp, p)
+    write_json_atomic(base / PROGRESS_DIR / f"{name}.json", rec)
     return rec
 
 

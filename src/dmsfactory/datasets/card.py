@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 from collections import Counter
 from importlib import metadata
@@ -13,6 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from dmsfactory.datasets.shards import write_json_atomic
 from dmsfactory.labelers.params import SCHEMA_VERSION, ibug68_index_map
 from dmsfactory.sample import CardSection
 
@@ -43,7 +42,6 @@ def build_manifest(spec, spec_hash: str, batch_records: list[dict[str, Any]], li
     for split in ("train", "val", "test"):
         counts[split] = sum(s["count"] for s in shards if s["split"] == split)
     counts["quarantined"] = sum(q["count"] for q in quarantine)
-    ibug = ibug68_index_map()
     return {
         "name": spec.name,
         "spec_hash": spec_hash,
@@ -59,16 +57,10 @@ def build_manifest(spec, spec_hash: str, batch_records: list[dict[str, Any]], li
             "order": "mediapipe_refined_478",
             "right_iris_center": 468,
             "left_iris_center": 473,
-            "ibug68_from_mediapipe": list(ibug) if ibug else None,
+            "ibug68_from_mediapipe": list(ibug68_index_map()),
         },
         "packages": package_versions(),
     }
-
-
-def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
 
 
 # ---------------- card ----------------
@@ -219,7 +211,7 @@ def write_card(
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(data)
         if sec.json_name:
-            write_json(out_dir / sec.json_name, sec.data)
+            write_json_atomic(out_dir / sec.json_name, sec.data, indent=2)
     path = out_dir / "README.md"
     path.write_text("\n".join(md))
     return path

@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -62,28 +62,44 @@ def decode_image(data: bytes) -> np.ndarray:
     return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
 
 
-def _write_tar(path: Path, samples: list[FaceSample], fmt: str, quality: int, max_bytes: int) -> dict[str, Any]:
+def write_tar(path: Path, records: Iterable[dict[str, Any]], max_bytes: int, hint: str) -> dict[str, Any]:
+    """Write webdataset ``records`` ({"__key__", ext: bytes, ...}) to ``path`` atomically.
+
+    Written to ``*.partial``, fsynced, size-checked (``hint`` says what to lower), then renamed.
+    """
     tmp = path.with_name(path.name + ".partial")
     tmp.parent.mkdir(parents=True, exist_ok=True)
     with open(tmp, "wb") as stream:
         # fixed mtime: the same samples give byte-identical shards (sha256 in the manifest)
         with wds.TarWriter(stream, mtime=0.0) as tw:
-            for s in samples:
-                doc = s.to_json()
-                rec = {"__key__": s.key, "json": json.dumps(doc, sort_keys=True).encode()}
-                if s.image is not None:
-                    rec[fmt] = encode_image(s.image, fmt, quality)
+            count = 0
+            for rec in records:
                 tw.write(rec)
+                count += 1
         stream.flush()
         os.fsync(stream.fileno())
     size = tmp.stat().st_size
     if size > max_bytes:
         tmp.unlink()
-        raise ValueError(
-            f"shard {path.name} would be {size} bytes > shards.max_bytes={max_bytes}; lower shards.size"
-        )
+        raise ValueError(f"shard {path.name} would be {size} bytes > max_bytes={max_bytes}; {hint}")
     os.replace(tmp, path)
-    return {"name": str(path.name), "count": len(samples), "bytes": size, "sha256": sha256_file(path)}
+    return {"name": str(path.name), "count": count, "bytes": size, "sha256": sha256_file(path)}
+
+
+def write_json_atomic(path: Path, data: Any, indent: int | None = None) -> None:
+    """Write a JSON document via ``*.partial`` + rename (progress records, manifest, reports)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(data, sort_keys=True, indent=indent))
+    os.replace(tmp, path)
+
+
+def _sample_records(samples: list[FaceSample], fmt: str, quality: int) -> Iterator[dict[str, Any]]:
+    for s in samples:
+        rec: dict[str, Any] = {"__key__": s.key, "json": json.dumps(s.to_json(), sort_keys=True).encode()}
+        if s.image is not None:
+            rec[fmt] = encode_image(s.image, fmt, quality)
+        yield rec
 
 
 def progress_path(out_dir: Path, name: str, subdir: str = "") -> Path:
@@ -146,18 +162,14 @@ def write_batch(
     for sub, group, part in (("", ok, "shard"), (QUARANTINE_DIR, bad, "quarantine")):
         path = out_dir / sub / f"{name}.tar" if sub else out_dir / f"{name}.tar"
         if group:
-            info = _write_tar(path, group, fmt, quality, max_bytes)
+            info = write_tar(path, _sample_records(group, fmt, quality), max_bytes, "lower shards.size")
             info["path"] = str(path.relative_to(out_dir))
             rec[part] = info
         elif path.exists():  # left over from an earlier, different attempt
             path.unlink()
     rec["counts"] = {"accepted": len(ok), "quarantined": len(bad)}
     rec["quarantine_reasons"] = {s.key: s.quarantine_reasons for s in bad}
-    p = progress_path(out_dir, name)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(".json.partial")
-    tmp.write_text(json.dumps(rec, sort_keys=True))
-    os.replace(tmp, p)
+    write_json_atomic(progress_path(out_dir, name), rec)
     return rec
 
 

@@ -20,12 +20,10 @@ CLOSED_OPENNESS = 0.2  # openness <= 0.2 means >= 80 % closed: "close" (the PERC
 DRIVING_ZONES = ("front", "left_mirror", "center_mirror", "right_mirror")
 
 
-def ibug68_index_map() -> tuple[int, ...] | None:
+def ibug68_index_map() -> tuple[int, ...]:
     """The 68-point iBUG subset as indices into the 478 landmarks (owned by the renderer's topology)."""
-    try:
-        from dmsfactory.generators.procedural.topology import IBUG68_FROM_MEDIAPIPE
-    except ImportError:  # pragma: no cover - the renderer package is part of the install
-        return None
+    from dmsfactory.generators.procedural.topology import IBUG68_FROM_MEDIAPIPE
+
     return tuple(int(i) for i in IBUG68_FROM_MEDIAPIPE)
 
 

@@ -64,6 +64,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from dmsfactory.labelers.params import DRIVING_ZONES
+
 GAZE_ZONES = (
     "left_mirror",
     "left",
@@ -76,11 +78,8 @@ GAZE_ZONES = (
     "steering_wheel",
     "not_valid",
 )
-try:  # one definition of driving-related zones for single images and clips
-    from dmsfactory.labelers.params import DRIVING_ZONES as _DRIVING_ZONES
-except Exception:  # pragma: no cover - labelers.params imports the planner, which may be absent
-    _DRIVING_ZONES = ("front", "left_mirror", "center_mirror", "right_mirror")
-ON_ROAD_ZONES: tuple[str, ...] = tuple(_DRIVING_ZONES)
+# one definition of driving-related zones for single images and clips
+ON_ROAD_ZONES: tuple[str, ...] = tuple(DRIVING_ZONES)
 
 EYE_STATES = ("open", "closing", "close", "opening")
 STATES = (

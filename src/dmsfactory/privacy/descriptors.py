@@ -20,13 +20,14 @@ licence forbids commercial use; nothing here loads it.
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from dmsfactory.datasets.shards import sha256_file
 
 DESCRIPTOR_DIM = 128
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -110,12 +111,6 @@ class Face:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _sha256_file(path: str) -> str:
-    from dmsfactory.datasets.shards import sha256_file
-
-    return sha256_file(path)
-
-
 @functools.lru_cache(maxsize=1)
 def _model_versions() -> tuple:
     return tuple(sorted(_compute_model_versions().items()))
@@ -135,8 +130,8 @@ def _compute_model_versions() -> dict[str, Any]:
     out: dict[str, Any] = {
         "dlib": dlib.__version__,
         "opencv": cv2.__version__,
-        "dlib_face_recognition_resnet_model_v1": _sha256_file(frm.face_recognition_model_location())[:16],
-        "dlib_shape_predictor_5_face_landmarks": _sha256_file(frm.pose_predictor_five_point_model_location())[:16],
+        "dlib_face_recognition_resnet_model_v1": sha256_file(frm.face_recognition_model_location())[:16],
+        "dlib_shape_predictor_5_face_landmarks": sha256_file(frm.pose_predictor_five_point_model_location())[:16],
         "haar_cascade": "haarcascade_frontalface_default.xml",
     }
     try:
