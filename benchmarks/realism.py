@@ -11,7 +11,8 @@ Sections (all numbers from MediaPipe 0.10.21 / dlib 20 / OpenCV Haar, nothing fa
 - eye openness: face-mesh EAR vs label openness (Spearman, open/closed agreement at EAR 0.2), also
   for |yaw_cam| <= 20, vs the EAR of our exact landmarks, and that label EAR vs openness (the
   ceiling any landmark detector can reach under this pose mix); an openness sweep 0..1 per look;
-- identity: dlib 128-d descriptors (HOG detector, 5-point predictor, ResNet v1), pairs at 0.6.
+- identity: dlib 128-d descriptors as the privacy gate computes them (HOG boxes, MediaPipe boxes where
+  HOG misses; 5-point predictor, ResNet v1), pairs at 0.6, with histograms.
 The last line of output is one JSON object.
 """
 
@@ -180,13 +181,15 @@ def eye_section(M, rng, n, size):
 
 
 def identity_section(rng, ids, per_id, size):
-    import dlib
-    import face_recognition_models as frm
+    """dlib descriptors as the privacy gate computes them: HOG boxes, and MediaPipe face-detection boxes
+    mapped to the HOG convention where HOG misses (``FaceDescriber``). Head pose within the frontal
+    range of dlib's aligner (steering-column camera, yaw +-25, pitch +-10), light and expression vary."""
+    from dmsfactory.privacy.descriptors import FaceDescriber
+    from dmsfactory.privacy.presence import PresenceDetectors
 
-    det = dlib.get_frontal_face_detector()
-    sp = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
-    rec = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
-    descs, labels = [], []
+    fd = FaceDescriber(("hog", "mediapipe"))
+    pres = PresenceDetectors(("mediapipe",))
+    descs, labels, src = [], [], []
     n_img = 0
     for k in range(ids):
         seed = int(rng.integers(0, 2**31))
@@ -195,19 +198,18 @@ def identity_section(rng, ids, per_id, size):
             e = random_entry(rng, 20_000 + k * 100 + j, size, identity_seed=seed, identity_params=ip,
                              lighting=str(rng.choice(["daylight", "daylight", "tunnel", "backlight"])), accessory="none",
                              head_pose_car={"yaw": float(rng.uniform(-25, 25)), "pitch": float(rng.uniform(-10, 10))},
-                             camera={"mount": str(rng.choice(["steering_column", "rearview_mirror"])), "distance_m": 0.6})
+                             camera={"mount": "steering_column", "distance_m": float(rng.uniform(0.55, 0.7))})
             e["state"].update(eye_openness_left=float(rng.uniform(0.6, 1)), eye_openness_right=float(rng.uniform(0.6, 1)),
                               smile=float(rng.uniform(0, 0.6)), mouth_open=float(rng.uniform(0, 0.25)))
             r = render(e)
             n_img += 1
-            img = r.image
-            dets = det(img, 1)
-            if not dets:
+            faces = fd.describe(r.image, pres.mediapipe(r.image))
+            if not faces:
                 continue
-            shape = sp(img, dets[0])
-            descs.append(np.array(rec.compute_face_descriptor(img, shape)))
+            descs.append(faces[0].descriptor)
             labels.append(k)
-    D = np.array(descs)
+            src.append(faces[0].source)
+    D = np.array(descs, np.float64)
     L = np.array(labels)
     if len(D) < 2:
         return {"detected": len(D), "images": n_img}
@@ -215,10 +217,13 @@ def identity_section(rng, ids, per_id, size):
     iu = np.triu_indices(len(D), 1)
     same = L[iu[0]] == L[iu[1]]
     dd = dist[iu]
-    return {"identities": ids, "images": n_img, "dlib_detected": len(D),
+    edges = np.round(np.arange(0.0, 1.01, 0.05), 2)
+    return {"identities": ids, "images": n_img, "described": len(D), "boxes_hog": src.count("hog"), "boxes_mediapipe": src.count("mediapipe"),
             "diff_pairs_gt_0.6": round(float((dd[~same] > 0.6).mean()), 4), "same_pairs_lt_0.6": round(float((dd[same] < 0.6).mean()), 4) if same.any() else None,
             "diff_median": round(float(np.median(dd[~same])), 4), "same_median": round(float(np.median(dd[same])), 4) if same.any() else None,
-            "n_same_pairs": int(same.sum()), "n_diff_pairs": int((~same).sum())}
+            "n_same_pairs": int(same.sum()), "n_diff_pairs": int((~same).sum()),
+            "histogram_edges": edges.tolist(), "histogram_same": np.histogram(dd[same], edges)[0].tolist(),
+            "histogram_diff": np.histogram(dd[~same], edges)[0].tolist()}
 
 
 def eye_sweep(M, size, ids=4, steps=6):
@@ -243,7 +248,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=60, help="renders for landmark/pose/detection")
     ap.add_argument("--n-eye", type=int, default=40)
-    ap.add_argument("--ids", type=int, default=20)
+    ap.add_argument("--ids", type=int, default=50)
     ap.add_argument("--per-id", type=int, default=5)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)

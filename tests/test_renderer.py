@@ -185,7 +185,7 @@ def test_compiled_rasteriser_matches_numpy_reference():
         render(example_plan_entry(accessory="glasses", head_pose_car={"yaw": 35.0, "pitch": -8.0}))
     finally:
         R.rasterize = orig
-    assert len(calls) == 2  # scene + lenses
+    assert len(calls) == 3  # scene, eyeballs (clipped to the eye openings), lenses
     for a in calls:
         f1, f2 = RA.rasterize(*a), RA.rasterize_numpy(*a)
         assert len(f1.pix) > 100
@@ -224,6 +224,28 @@ def test_closed_lids_cover_the_eyeball_and_landmarks_track_the_lid():
         d = np.linalg.norm(r.landmarks[159] - r.landmarks[145])  # image-space lid gap follows the label
         assert abs(d - np.linalg.norm(r.landmarks[386] - r.landmarks[374])) < 1.0
     assert apert[0] < 0.5 and all(b > a + 0.5 for a, b in zip(apert, apert[1:]))
+
+
+def test_eyeballs_show_only_through_the_eye_openings():
+    """A sphere behind the lids must never show through the cheek or a thin lower lid."""
+    from dmsfactory.generators.procedural import parts as PP
+
+    seen = 0
+    for k, (o, mount, yaw) in enumerate([(1.0, "rearview_mirror", -30.0), (0.0, "rearview_mirror", -30.0), (0.3, "steering_column", 20.0),
+                                         (1.0, "a_pillar", 10.0), (0.0, "steering_column", 0.0), (0.6, "center_stack", -15.0)]):
+        r = render(example_plan_entry(identity_seed=500 + k, identity_params={"sex": "female", "age": 40, "skin_tone": 1 + k % 6},
+                                      camera={"mount": mount, "fov_deg": 38.0, "image_size": 384},
+                                      head_pose_car={"yaw": yaw}, state={"eye_openness_left": o, "eye_openness_right": o}))
+        eb = r.part_ids == r.part_names.index("eyeball")
+        opening = np.zeros(eb.shape, np.uint8)
+        for contour in (PP.EYE_R_CONTOUR, PP.EYE_L_CONTOUR):
+            cv2.fillPoly(opening, [np.round(r.landmarks[contour] * 16).astype(np.int32)], 1, shift=4)
+        opening = cv2.dilate(opening, np.ones((3, 3), np.uint8))  # pixel-centre rounding at the contour
+        assert not (eb & (opening == 0)).any()
+        seen += int(eb.sum())
+        if o == 0.0:
+            assert not eb.any()
+    assert seen > 200  # open eyes do show their eyeballs
 
 
 def test_render_is_independent_of_cache_state_and_order():

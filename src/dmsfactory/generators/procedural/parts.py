@@ -276,6 +276,17 @@ def hair(face: np.ndarray, sp: dict, code: dict) -> Part | None:
     P[..., 1] -= low * drop * hang * 1.6
     P[..., 0] += low * drop * np.sign(d[..., 0]) * 0.012
     cov |= low & (hang > 0) & (front < 0.35)
+    # smooth hairline: where coverage changes between neighbours along a meridian because of the
+    # hairline height, the first bare vertex moves onto the hairline (no grid staircase on the brow)
+    f = P[..., 1] - yline
+    for i in range(nth - 1):
+        a, b = cov[i], cov[i + 1]
+        for src, dst, fs, fd in ((i, i + 1, f[i], f[i + 1]), (i + 1, i, f[i + 1], f[i])):
+            edge = (a if src == i else b) & ~(b if src == i else a) & (fs > 0) & (fd <= 0)
+            if edge.any():
+                w = (fs / (fs - fd + 1e-12))[edge][:, None]
+                P[dst][edge] = P[src][edge] + w * (P[dst][edge] - P[src][edge])
+                cov[dst][edge] = True
     v = P.reshape(-1, 3)
     t = _grid_tris(nph, nth, True)
     # transpose layout: grid built as (th rows, ph cols)
@@ -404,15 +415,20 @@ def cap(sp: dict) -> list[Part]:
     v = (d * r).reshape(-1, 3) @ Rx.T + c + [0, 0.004, 0]
     t = orient_outward(v, _grid_tris(nph, nth, True), c)
     crown = Part("cap", v, t, np.tile(swatch_uv("cap"), (len(v), 1)), cull=False, spec=0.05, occluder=True)
-    # brim: half annulus in front at the crown's lower front edge
+    # visor (baseball cap): from the crown's lower front edge, 7 cm forward at the centre, tapering
+    # to nothing at about +-56 deg round the head, curved down at its sides
     front = v.reshape(nth, nph, 3)[-1]
-    fr = front[front[:, 2] > c[2] + 0.02]
-    fr = fr[np.argsort(fr[:, 0])]
+    ang = np.arctan2(front[:, 0] - c[0], front[:, 2] - c[2])  # 0 = straight ahead
+    fr = front[np.abs(ang) < np.deg2rad(56)]
+    a = ang[np.abs(ang) < np.deg2rad(56)]
+    o = np.argsort(a)
+    fr, a = fr[o], a[o]
     outer = fr.copy()
     dirs = fr - [c[0], fr[:, 1].mean(), c[2]]
     dirs[:, 1] = 0
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-    outer += dirs * 0.065 + [0, -0.012, 0]
+    ext = 0.07 * np.clip(np.cos(a * 1.6), 0, None) ** 0.8
+    outer += dirs * ext[:, None] + np.stack([np.zeros_like(ext), -0.004 - 0.012 * (1 - np.cos(a)), np.zeros_like(ext)], 1)
     bv = np.concatenate([fr, outer])
     m = len(fr)
     bt = np.array([q for i in range(m - 1) for q in ((i, i + 1, m + i + 1), (i, m + i + 1, m + i))])

@@ -29,10 +29,10 @@ from . import parts as P
 from . import topology as T
 from .config import ProceduralConfig
 from .identity import identity_code, identity_shape
-from .raster import interpolate, rasterize
+from .raster import Fragments, interpolate, rasterize
 from .texture import build_atlas, face_uv
 
-RENDERER_VERSION = "procedural-0.2.0"
+RENDERER_VERSION = "procedural-0.3.0"
 PIVOT_IN_HEAD = np.array([0.0, -0.065, -0.075])
 F_FLIP = np.diag([1.0, -1.0, -1.0])
 
@@ -421,14 +421,23 @@ def _face_ao() -> np.ndarray:
         lap = acc / cnt[:, None] - v
         conc = (lap * n).sum(1)  # > 0: concave
         ao = 1 - np.clip(conc / 0.0012, 0, 1) * 0.35
-        for idx in (T.R_EYE_UPPER, T.R_EYE_LOWER, T.L_EYE_UPPER, T.L_EYE_LOWER):
-            ao[list(idx)] *= 0.82
         ao[[2, 98, 327, 94, 19, 64, 294, 60, 290, 79, 309]] *= 0.8  # nostrils / under the nose
         _AO = ao
     return _AO
 
 
 _AO = None
+WRAP = np.float32(0.5)  # wrapped diffuse (n.l + w) / (1 + w): light bleeds past the terminator as in skin
+_EYE_AO = 0.18  # occlusion at an open eye's lid margin (none once the lids meet)
+
+
+def _eye_ao(ao: np.ndarray, st: dict) -> np.ndarray:
+    """Darken the lid margins by the eye's openness: an open eye's margin sits in the socket's shadow,
+    a closed lid is smooth skin (a dark band there reads as a narrow open eye)."""
+    ao = ao.copy()
+    for side, up, lo in (("right", T.R_EYE_UPPER, T.R_EYE_LOWER), ("left", T.L_EYE_UPPER, T.L_EYE_LOWER)):
+        ao[list(up) + list(lo)] *= 1.0 - _EYE_AO * min(1.0, float(st[f"eye_openness_{side}"]))
+    return ao
 
 
 # ----------------------------------------------------------------------------- camera + light
@@ -604,6 +613,38 @@ def _torso_parts(hs: float) -> list:
 _TORSO: dict = {}
 
 
+def _rasterize_scene(xy: np.ndarray, z: np.ndarray, TR: np.ndarray, S: int, cull: np.ndarray, is_eyeball: np.ndarray) -> Fragments:
+    """Rasterise the scene; eyeballs are seen only through the eye openings.
+
+    An eyeball is a sphere behind the lids; where a thin lower lid or a sunken cheek lets the
+    sphere poke through the skin, a z-buffer alone would show sclera outside the eye. So the
+    eyeballs are rasterised separately and win a pixel only inside the projected eye contour
+    (face vertices 0-467 come first in ``xy``) and in front of the rest of the scene there."""
+    rest = np.nonzero(~is_eyeball)[0]
+    eb = np.nonzero(is_eyeball)[0]
+    fa = rasterize(xy, z, TR[rest], S, S, cull[rest])
+    fa.tri = rest[fa.tri]
+    if not len(eb):
+        return fa
+    fb = rasterize(xy, z, TR[eb], S, S, cull[eb])
+    mask = np.zeros((S, S), np.uint8)
+    for contour in (P.EYE_R_CONTOUR, P.EYE_L_CONTOUR):
+        cv2.fillPoly(mask, [np.round(xy[contour] * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
+    da = fa.depth_image().reshape(-1)
+    win = (mask.reshape(-1)[fb.pix] > 0) & (fb.depth < da[fb.pix])
+    if not win.any():
+        return fa
+    keep = np.ones(len(fa.pix), bool)
+    owner = np.full(S * S, -1, np.int64)
+    owner[fa.pix] = np.arange(len(fa.pix))
+    o = owner[fb.pix[win]]
+    keep[o[o >= 0]] = False
+    pix = np.concatenate([fa.pix[keep], fb.pix[win]])
+    order = np.argsort(pix, kind="stable")
+    return Fragments(pix[order], np.concatenate([fa.tri[keep], eb[fb.tri[win]]])[order],
+                     np.concatenate([fa.b[keep], fb.b[win]])[order], np.concatenate([fa.depth[keep], fb.depth[win]])[order], S, S)
+
+
 def _sample_tex(atlas: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Bilinear atlas lookup at (u, v) atlas pixels (centres at integer + 0.5), float32 (N, C)."""
     n = len(u)
@@ -723,7 +764,7 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
         pid.append(np.full(nf, names.index(p.name), np.int16))
         cull.append(np.full(nf, p.cull))
         spec.append(np.full(nf, p.spec, np.float32))
-        aos.append(_face_ao() if p.name == "face" else np.full(len(p.v), 0.9 if p.name in ("socket", "mouth") else 1.0))
+        aos.append(_eye_ao(_face_ao(), st) if p.name == "face" else np.full(len(p.v), 0.9 if p.name in ("socket", "mouth") else 1.0))
         off += len(p.v)
     V = np.concatenate(Vs)
     UV = np.concatenate(UVs)
@@ -740,7 +781,7 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
     N[oval] = m
     N[468:468 + len(oval)] = m
     xy = _project(V, K)
-    fr = rasterize(xy, V[:, 2], TR, S, S, CULL)
+    fr = _rasterize_scene(xy, V[:, 2], TR, S, CULL, PID == names.index("eyeball"))
     ip = interpolate(fr, TR, np.concatenate([UV, N, V, AO[:, None]], 1).astype(np.float32))
     uvp, nrm, pos, aop = ip[:, 0:2], ip[:, 2:5], ip[:, 5:8], ip[:, 8]
     nrm /= np.sqrt(np.einsum("pc,pc->p", nrm, nrm))[:, None] + 1e-12
@@ -756,13 +797,14 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
         cx, cy = P.EYE_RECT[0] + P.EYE_RECT[2] / 2, P.EYE_RECT[1] + P.EYE_RECT[2] / 2
         rpx = np.hypot(uvp[:, 0] - cx, uvp[:, 1] - cy) / (P.EYE_RECT[2] / 2 - 2) * np.pi * 0.75
         tex[sel & (rpx < math.asin(0.0022 / 0.012)), :] = 0.85
-    # shading
-    shade = np.empty((len(fr.pix), 3), np.float32)
-    shade[:] = light["ambient"].astype(np.float32)
+    # shading: hemispheric ambient (sky and roof lining above, footwell below) + wrapped Lambert lights
+    up_c = (R_cw @ np.array([0.0, 1.0, 0.0])).astype(np.float32)
+    hemi = np.float32(0.62) + np.float32(0.38) * np.clip(0.5 + 0.5 * (nrm @ up_c), 0, 1)
+    shade = hemi[:, None] * light["ambient"].astype(np.float32)[None]
     specl = np.zeros(len(fr.pix), np.float32)
     for Lw, col in light["dir"]:
         Lc = (R_cw @ Lw).astype(np.float32)
-        d = np.clip(nrm @ Lc, 0, None)
+        d = np.clip((nrm @ Lc + WRAP) / (1 + WRAP), 0, None)
         shade += d[:, None] * col.astype(np.float32)
         h = Lc[None] + view
         hn = np.einsum("pc,pc->p", nrm, h) / np.sqrt(np.einsum("pc,pc->p", h, h))
@@ -775,9 +817,8 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
         specl += (d ** 30) * att
     shade *= aop[:, None]
     if ir:
-        colr = tex[:, :1] * shade[:, :1] + (SPEC[fr.tri] * specl * 0.35)[:, None]
-    else:
-        colr = tex * shade + (SPEC[fr.tri] * specl * 0.35)[:, None]
+        tex, shade = tex[:, :1], shade[:, :1]
+    colr = tex * shade + (SPEC[fr.tri] * specl * 0.35)[:, None]
     bg, glow = _background(entry, S, ss, R_cw, C, K)
     img = bg.reshape(S * S, -1).copy()
     img[fr.pix] = colr
