@@ -1,12 +1,14 @@
 """Realism of the procedural renderer, measured by models we did not write.
 
     python benchmarks/realism.py [--n 60] [--ids 20] [--per-id 5] [--size 256] [--seed 0]
-                                 [--fov 50] [--dist-min 0.55 --dist-max 0.75] [--sweep-ids 4]
+                                 [--fov 38] [--dist-min 0.55 --dist-max 0.75] [--sweep-ids 4]
+                                 [--shape-scale 1.0]   (trade-off study: identity shape codes x scale)
 
 Sections (all numbers from MediaPipe 0.10.21 / dlib 20 / OpenCV Haar, nothing faked):
 - landmarks: MediaPipe face mesh (refine_landmarks=True) vs our exact 468 landmarks, mean distance /
   outer-eye-corner distance (33-263, our labels), per |yaw| bin, lighting, accessory;
-- head pose: solvePnP of MediaPipe's 468 points on our mean shape vs the camera-frame label;
+- head pose: solvePnP of MediaPipe's 468 points on our mean shape vs the camera-frame label (and of our
+  own exact landmarks: the floor that identity shape variation alone sets for this protocol);
 - detection rates: MediaPipe face detection, face mesh, OpenCV Haar frontal face (default cascade);
 - eye openness: face-mesh EAR vs label openness (Spearman, open/closed agreement at EAR 0.2), also
   for |yaw_cam| <= 20, vs the EAR of our exact landmarks, and that label EAR vs openness (the
@@ -31,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dmsfactory.generators.procedural import example_plan_entry, render  # noqa: E402
+from dmsfactory.generators.procedural import ProceduralConfig, example_plan_entry  # noqa: E402
+from dmsfactory.generators.procedural import render as _render  # noqa: E402
 from dmsfactory.generators.procedural.render import camera_euler  # noqa: E402
 from dmsfactory.generators.procedural.topology import EAR_LEFT, EAR_RIGHT, mean_shape  # noqa: E402
 
@@ -68,8 +71,43 @@ class Models:
         return len(self.haar.detectMultiScale(g, 1.1, 4, minSize=(24, 24))) > 0
 
 
-FOV = 50.0  # --fov
+CONFIG = ProceduralConfig()  # --supersample
+
+
+def render(entry):
+    return _render(entry, CONFIG)
+
+
+FOV = 38.0  # --fov
 DIST = (0.55, 0.75)  # --dist-min/--dist-max
+
+
+def _regions() -> dict:
+    from mediapipe.python.solutions import face_mesh_connections as C
+
+    def idx(conns):
+        return sorted({a for a, _ in conns} | {b for _, b in conns})
+
+    reg = {"oval": idx(C.FACEMESH_FACE_OVAL), "eyes": idx(C.FACEMESH_LEFT_EYE) + idx(C.FACEMESH_RIGHT_EYE),
+           "brows": idx(C.FACEMESH_LEFT_EYEBROW) + idx(C.FACEMESH_RIGHT_EYEBROW), "nose": idx(C.FACEMESH_NOSE), "lips": idx(C.FACEMESH_LIPS)}
+    used = {i for v in reg.values() for i in v}
+    reg["rest"] = [i for i in range(468) if i not in used]
+    return reg
+
+
+REGIONS = _regions()
+
+
+def set_shape_scale(scale: float) -> None:
+    """Trade-off study only: multiply every identity *shape* code by ``scale`` (0 = every identity has
+    the mean shape; appearance codes unchanged). Patches the renderer module in this process."""
+    import importlib
+
+    from dmsfactory.generators.procedural import identity as I
+
+    R = importlib.import_module("dmsfactory.generators.procedural.render")
+    orig = I.identity_shape
+    R.identity_shape = lambda code: orig({k: (v * scale if k in I.SHAPE_KEYS else v) for k, v in code.items()})
 
 
 def random_entry(rng, i, size, **kw):
@@ -116,9 +154,12 @@ def landmark_section(M, rng, n, size):
             row["err"] = float(d.mean())
             vis = r.visibility[:468]
             row["err_visible"] = float(d[vis].mean()) if vis.any() else None
+            row["err_region"] = {k: float(d[v].mean()) for k, v in REGIONS.items()}
             K = np.array(r.render_info["intrinsics"]["K"])
             y, pi, ro = pnp_pose(p, K)
-            row.update(pnp_yaw_err=abs(y - hp["yaw"]), pnp_pitch_err=abs(pi - hp["pitch"]), pnp_roll_err=abs(ro - hp["roll"]))
+            row.update(pnp_yaw_err=abs(y - hp["yaw"]), pnp_pitch_err=abs(pi - hp["pitch"]), pnp_roll_err=abs(ro - hp["roll"]), pnp_pitch_signed=pi - hp["pitch"])
+            y, pi, ro = pnp_pose(r.landmarks.astype(np.float64), K)  # our exact landmarks: the identity-shape floor
+            row.update(exact_yaw_err=abs(y - hp["yaw"]), exact_pitch_err=abs(pi - hp["pitch"]), exact_roll_err=abs(ro - hp["roll"]))
         rows.append(row)
     out = {"n": n}
     out["detection_rate_mp_face_detection"] = float(np.mean([r["det"] for r in rows]))
@@ -133,6 +174,9 @@ def landmark_section(M, rng, n, size):
     out["landmark_err_by_accessory"] = {a: summarize([r["err"] for r in ok if r["accessory"] == a and abs(r["yaw_cam"]) <= 30]) for a in ACCS}
     p45 = [r for r in ok if abs(r["yaw_cam"]) <= 45]
     out["pose_mae_deg_|yaw|<=45"] = {a: round(float(np.mean([r[f"pnp_{a}_err"] for r in p45])), 3) if p45 else None for a in ("yaw", "pitch", "roll")}
+    out["landmark_err_by_region_|yaw|<=30"] = {k: round(float(np.mean([r["err_region"][k] for r in ok if abs(r["yaw_cam"]) <= 30])), 4) if ok else None for k in REGIONS}
+    out["pose_pitch_bias_deg_|yaw|<=45"] = round(float(np.mean([r["pnp_pitch_signed"] for r in p45])), 3) if p45 else None
+    out["pose_mae_deg_exact_landmarks_on_mean_shape"] = {a: round(float(np.mean([r[f"exact_{a}_err"] for r in p45])), 3) if p45 else None for a in ("yaw", "pitch", "roll")}
     out["pose_median_err_deg_|yaw|<=45"] = {a: round(float(np.median([r[f"pnp_{a}_err"] for r in p45])), 3) if p45 else None for a in ("yaw", "pitch", "roll")}
     out["detection_by_lighting"] = {l: round(float(np.mean([r["mesh"] for r in rows if r["lighting"] == l])), 3) if any(r["lighting"] == l for r in rows) else None for l in LIGHTS}
     return out
@@ -206,7 +250,7 @@ def identity_section(rng, ids, per_id, size):
             faces = fd.describe(r.image, pres.mediapipe(r.image))
             if not faces:
                 continue
-            descs.append(faces[0].descriptor)
+            descs.append(faces[0].descriptor.astype(np.float64))
             labels.append(k)
             src.append(faces[0].source)
     D = np.array(descs, np.float64)
@@ -217,11 +261,16 @@ def identity_section(rng, ids, per_id, size):
     iu = np.triu_indices(len(D), 1)
     same = L[iu[0]] == L[iu[1]]
     dd = dist[iu]
+    hog = np.array([x == "hog" for x in src])
+    hh = hog[iu[0]] & hog[iu[1]]
     edges = np.round(np.arange(0.0, 1.01, 0.05), 2)
     return {"identities": ids, "images": n_img, "described": len(D), "boxes_hog": src.count("hog"), "boxes_mediapipe": src.count("mediapipe"),
             "diff_pairs_gt_0.6": round(float((dd[~same] > 0.6).mean()), 4), "same_pairs_lt_0.6": round(float((dd[same] < 0.6).mean()), 4) if same.any() else None,
             "diff_median": round(float(np.median(dd[~same])), 4), "same_median": round(float(np.median(dd[same])), 4) if same.any() else None,
             "n_same_pairs": int(same.sum()), "n_diff_pairs": int((~same).sum()),
+            "hog_boxes_only": {"diff_pairs_gt_0.6": round(float((dd[~same & hh] > 0.6).mean()), 4) if (~same & hh).any() else None,
+                               "same_pairs_lt_0.6": round(float((dd[same & hh] < 0.6).mean()), 4) if (same & hh).any() else None,
+                               "n_same_pairs": int((same & hh).sum())},
             "histogram_edges": edges.tolist(), "histogram_same": np.histogram(dd[same], edges)[0].tolist(),
             "histogram_diff": np.histogram(dd[~same], edges)[0].tolist()}
 
@@ -253,18 +302,23 @@ def main():
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-identity", action="store_true")
-    ap.add_argument("--fov", type=float, default=50.0, help="camera fov (deg) of the random entries")
+    ap.add_argument("--fov", type=float, default=38.0, help="camera fov (deg) of the random entries (the spec default)")
     ap.add_argument("--dist-min", type=float, default=0.55)
     ap.add_argument("--dist-max", type=float, default=0.75)
     ap.add_argument("--sweep-ids", type=int, default=4, help="identities in the eye-openness sweep (0: skip)")
     ap.add_argument("--skip-landmarks", action="store_true")
+    ap.add_argument("--supersample", type=int, default=1, help="renderer anti-aliasing (ProceduralConfig.supersample)")
+    ap.add_argument("--shape-scale", type=float, default=1.0, help="trade-off study: scale every identity shape code (1 = the renderer as shipped)")
     a = ap.parse_args()
-    global FOV, DIST
+    global FOV, DIST, CONFIG
     FOV, DIST = a.fov, (a.dist_min, a.dist_max)
+    CONFIG = ProceduralConfig(supersample=a.supersample)
     cv2.setNumThreads(1)
+    if a.shape_scale != 1.0:
+        set_shape_scale(a.shape_scale)
     t0 = time.time()
     M = Models()
-    res = {"size": a.size, "fov_deg": FOV, "distance_m": list(DIST)}
+    res = {"size": a.size, "fov_deg": FOV, "distance_m": list(DIST), "shape_scale": a.shape_scale, "supersample": a.supersample}
     if not a.skip_landmarks:
         res["landmarks_pose_detection"] = landmark_section(M, np.random.default_rng(a.seed), a.n, a.size)
         print(json.dumps(res["landmarks_pose_detection"]), flush=True)
