@@ -38,7 +38,7 @@ from dmsfactory.generators.procedural import render as _render  # noqa: E402
 from dmsfactory.generators.procedural.render import camera_euler  # noqa: E402
 from dmsfactory.generators.procedural.topology import EAR_LEFT, EAR_RIGHT, mean_shape  # noqa: E402
 
-LIGHTS = ("daylight", "night_ir", "tunnel", "backlight")
+LIGHTS = ("daylight", "night_ir", "night_cabin", "tunnel", "backlight")
 ACCS = ("none", "glasses", "sunglasses", "mask", "cap")
 MOUNTS = ("steering_column", "rearview_mirror", "a_pillar", "center_stack")
 
@@ -193,7 +193,7 @@ def eye_section(M, rng, n, size):
             orr = ol
         e = random_entry(rng, 10_000 + i, size, state={"eye_openness_left": ol, "eye_openness_right": orr},
                          head_pose_car={"yaw": float(rng.uniform(-25, 25))}, accessory=str(rng.choice(["none", "glasses", "mask", "cap"])),
-                         lighting=str(rng.choice(["daylight", "night_ir", "tunnel", "backlight"])))
+                         lighting=str(rng.choice(["daylight", "night_ir", "night_cabin", "tunnel", "backlight"])))
         r = render(e)
         p = M.mesh(r.image)
         if p is None:

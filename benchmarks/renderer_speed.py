@@ -44,7 +44,7 @@ def main():
         pass
     rng = np.random.default_rng(0)
     cfg = ProceduralConfig(supersample=a.supersample)
-    lights = ("daylight", "night_ir", "tunnel", "backlight")
+    lights = ("daylight", "night_ir", "night_cabin", "tunnel", "backlight")
     accs = ("none", "glasses", "sunglasses", "mask", "cap")
     entries = []
     for i in range(a.n):

@@ -62,7 +62,7 @@ GAZE_ZONES: dict[str, tuple[float, float]] = {
 DISTRACTION_ZONES = ("left", "right", "front_right", "infotainment", "steering_wheel", "center_mirror")
 EYE_IN_HEAD_LIMIT = (30.0, 22.0)  # max |yaw|, |pitch| the eyes take before the head turns
 
-LUX = {"daylight": (2_000, 100_000), "tunnel": (10, 300), "night_ir": (0.1, 10), "backlight": (20_000, 100_000)}
+LUX = {"daylight": (2_000, 100_000), "tunnel": (10, 300), "night_ir": (0.1, 10), "night_cabin": (1, 30), "backlight": (20_000, 100_000)}
 
 
 def _seed(*parts: Any) -> int:

@@ -30,7 +30,7 @@ from dmsfactory.training.config import TrainConfig
 
 # --- value sets (label schema anchors: Euro NCAP DSM protocols and the DMD taxonomy) ---
 CLASSES = ("alert", "mild_fatigue", "moderate_fatigue", "severe_fatigue", "distracted", "phone")
-LIGHTING = ("daylight", "night_ir", "tunnel", "backlight")
+LIGHTING = ("daylight", "night_ir", "night_cabin", "tunnel", "backlight")
 ACCESSORIES = ("none", "glasses", "sunglasses", "mask", "cap")
 AGE_GROUPS = ("young", "adult", "middle_aged", "senior")  # 16-25, 26-45, 46-65, 66-80 years
 AGE_RANGES = {"young": (16, 25), "adult": (26, 45), "middle_aged": (46, 65), "senior": (66, 80)}
@@ -41,7 +41,7 @@ BACKENDS = ("procedural", "diffusion")
 SPLITS = ("train", "val", "test")
 
 ClassName = Literal["alert", "mild_fatigue", "moderate_fatigue", "severe_fatigue", "distracted", "phone"]
-Lighting = Literal["daylight", "night_ir", "tunnel", "backlight"]
+Lighting = Literal["daylight", "night_ir", "night_cabin", "tunnel", "backlight"]
 Accessory = Literal["none", "glasses", "sunglasses", "mask", "cap"]
 AgeGroup = Literal["young", "adult", "middle_aged", "senior"]
 Sex = Literal["female", "male"]

@@ -56,18 +56,7 @@ from typing import Any
 import numpy as np
 
 from dmsfactory.clips.config import ClipsConfig, Script, Segment
-
-# DMD gaze zones -> direction (yaw, pitch) in the car frame, degrees; same table as the image planner.
-try:
-    from dmsfactory.plan import EYE_IN_HEAD_LIMIT, GAZE_ZONES, LUX
-except Exception:  # pragma: no cover - the planner is part of the package; fallback keeps this importable
-    GAZE_ZONES = {
-        "front": (0.0, 0.0), "left_mirror": (55.0, -5.0), "left": (70.0, 0.0), "center_mirror": (-30.0, 12.0),
-        "front_right": (-28.0, 0.0), "right_mirror": (-62.0, -6.0), "right": (-72.0, 0.0),
-        "infotainment": (-30.0, -30.0), "steering_wheel": (0.0, -38.0),
-    }
-    EYE_IN_HEAD_LIMIT = (30.0, 22.0)
-    LUX = {"daylight": (2_000, 100_000), "tunnel": (10, 300), "night_ir": (0.1, 10), "backlight": (20_000, 100_000)}
+from dmsfactory.plan import EYE_IN_HEAD_LIMIT, GAZE_ZONES, LUX  # DMD gaze zones: the image planner's table
 
 DISTRACTION_TARGETS = ("left", "right", "front_right", "infotainment", "steering_wheel")
 _ZONE_NAMES = tuple(GAZE_ZONES)

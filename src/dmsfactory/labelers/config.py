@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 CHECKS = ("face", "landmarks", "eyes", "mouth", "gaze", "head_pose")
 Check = Literal["face", "landmarks", "eyes", "mouth", "gaze", "head_pose"]
 Action = Literal["keep", "relabel", "quarantine"]
-Condition = Literal["sunglasses", "mask", "glasses", "cap", "night_ir", "tunnel", "backlight", "daylight", "none"]
+Condition = Literal["sunglasses", "mask", "glasses", "cap", "night_ir", "night_cabin", "tunnel", "backlight", "daylight", "none"]
 
 
 class VerifyConfig(BaseModel):

@@ -67,10 +67,12 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     # lighting (night_ir: near-infrared monochrome camera)
     "lighting.daylight": "daylight",
     "lighting.night_ir": "night, near-infrared monochrome image",
+    "lighting.night_cabin": "at night in a dark car, face lit by the dashboard screen's glow, grainy",
     "lighting.tunnel": "dim orange tunnel lighting",
     "lighting.backlight": "backlit, face in shadow",
     "lighting_negative.daylight": "",
     "lighting_negative.night_ir": ", color, colorful, daylight",
+    "lighting_negative.night_cabin": ", bright daylight, overexposed",
     "lighting_negative.tunnel": "",
     "lighting_negative.backlight": "",
     # camera viewpoint

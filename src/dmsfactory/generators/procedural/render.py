@@ -36,7 +36,7 @@ RENDERER_VERSION = "procedural-0.3.0"
 PIVOT_IN_HEAD = np.array([0.0, -0.065, -0.075])
 F_FLIP = np.diag([1.0, -1.0, -1.0])
 
-LIGHTING = ("daylight", "night_ir", "tunnel", "backlight")
+LIGHTING = ("daylight", "night_ir", "night_cabin", "tunnel", "backlight")
 ACCESSORIES = ("none", "glasses", "sunglasses", "mask", "cap")
 MOUNTS = {  # direction from the head towards the camera in the car frame (x left, y up, z forward)
     "steering_column": (0.0, -0.33, 1.0),
@@ -478,6 +478,19 @@ def light_setup(entry: dict, rng: np.random.Generator) -> dict:
                                       (np.array([0.0, 0.3, 1.0]) / np.linalg.norm([0, 0.3, 1.0]), np.array([0.9, 0.92, 1.0]) * rng.uniform(0.15, 0.3))],
                 "ambient": np.array([0.30, 0.31, 0.34]) * rng.uniform(0.8, 1.1), "bg": 1.0, "noise": 2.5,
                 "window": np.array([255, 255, 255.0]), "interior": np.array([60, 60, 62.0]), "lux": lux}
+    if mode == "night_cabin":
+        # visible-light camera at night: the instrument cluster / centre screen glows from below and in
+        # front (cool white), a street lamp sometimes shines in from above and the side (sodium or LED);
+        # auto-exposure lifts the dim image, so sensor noise is high
+        Ls = np.array([rng.uniform(-0.35, 0.35), -rng.uniform(0.35, 0.7), 1.0])
+        dirs = [(Ls / np.linalg.norm(Ls), np.array([0.78, 0.86, 1.0]) * rng.uniform(0.30, 0.45))]
+        if rng.uniform() < 0.6:
+            Lp = np.array([rng.choice([-1.0, 1.0]) * rng.uniform(0.4, 1.0), rng.uniform(0.5, 1.0), rng.uniform(-0.2, 0.6)])
+            lamp = np.array([1.0, 0.72, 0.42]) if rng.uniform() < 0.5 else np.array([0.95, 0.96, 1.0])
+            dirs.append((Lp / np.linalg.norm(Lp), lamp * rng.uniform(0.15, 0.45)))
+        return {"mode": mode, "dir": dirs, "ambient": np.array([0.07, 0.07, 0.09]) * rng.uniform(0.8, 1.2), "bg": 0.12,
+                "noise": rng.uniform(5.0, 9.0), "window": np.array([22, 24, 34.0]), "interior": np.array([12, 12, 14.0]),
+                "exposure": rng.uniform(1.5, 1.9), "lux": lux}
     # night_ir: active illuminator at the camera, inverse-square fall-off
     return {"mode": mode, "dir": [], "point_gain": rng.uniform(1.1, 1.4), "ambient": np.array([0.03, 0.03, 0.03]),
             "bg": 0.25, "noise": rng.uniform(3.0, 6.0), "window": np.array([20, 20, 20.0]), "interior": np.array([28, 28, 28.0]),
@@ -848,7 +861,7 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
     # ---- post
     if glow is not None:
         img = img + glow
-    gain = 255.0 * (1.35 if light["mode"] == "tunnel" else 1.0)
+    gain = 255.0 * (1.35 if light["mode"] == "tunnel" else light.get("exposure", 1.0))
     img = cv2.GaussianBlur(img, (0, 0), 0.55 * ss)
     if img.ndim == 2:
         img = img[..., None]
