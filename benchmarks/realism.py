@@ -8,7 +8,8 @@ Sections (all numbers from MediaPipe 0.10.21 / dlib 20 / OpenCV Haar, nothing fa
 - landmarks: MediaPipe face mesh (refine_landmarks=True) vs our exact 468 landmarks, mean distance /
   outer-eye-corner distance (33-263, our labels), per |yaw| bin, lighting, accessory;
 - head pose: solvePnP of MediaPipe's 468 points on our mean shape vs the camera-frame label (and of our
-  own exact landmarks: the floor that identity shape variation alone sets for this protocol);
+  own exact landmarks: the floor that identity shape variation alone sets for this protocol; and of
+  MediaPipe's points on the rendered face's own 3D shape: MediaPipe's share of the error);
 - detection rates: MediaPipe face detection, face mesh, OpenCV Haar frontal face (default cascade);
 - eye openness: face-mesh EAR vs label openness (Spearman, open/closed agreement at EAR 0.2), also
   for |yaw_cam| <= 20, vs the EAR of our exact landmarks, and that label EAR vs openness (the
@@ -126,8 +127,8 @@ def random_entry(rng, i, size, **kw):
     return e
 
 
-def pnp_pose(pts2d, K):
-    obj = mean_shape()["vertices"].astype(np.float64)
+def pnp_pose(pts2d, K, obj=None):
+    obj = mean_shape()["vertices"].astype(np.float64) if obj is None else np.asarray(obj, np.float64)[:468]
     ok, rvec, tvec = cv2.solvePnP(obj, pts2d[:468].astype(np.float64), K, None, flags=cv2.SOLVEPNP_SQPNP)
     R, _ = cv2.Rodrigues(rvec)
     return camera_euler(R)
@@ -160,6 +161,8 @@ def landmark_section(M, rng, n, size):
             row.update(pnp_yaw_err=abs(y - hp["yaw"]), pnp_pitch_err=abs(pi - hp["pitch"]), pnp_roll_err=abs(ro - hp["roll"]), pnp_pitch_signed=pi - hp["pitch"])
             y, pi, ro = pnp_pose(r.landmarks.astype(np.float64), K)  # our exact landmarks: the identity-shape floor
             row.update(exact_yaw_err=abs(y - hp["yaw"]), exact_pitch_err=abs(pi - hp["pitch"]), exact_roll_err=abs(ro - hp["roll"]))
+            y, pi, ro = pnp_pose(p, K, r.landmarks_head)  # MediaPipe's points on this face's own 3D shape
+            row.update(own_yaw_err=abs(y - hp["yaw"]), own_pitch_err=abs(pi - hp["pitch"]), own_roll_err=abs(ro - hp["roll"]))
         rows.append(row)
     out = {"n": n}
     out["detection_rate_mp_face_detection"] = float(np.mean([r["det"] for r in rows]))
@@ -177,6 +180,7 @@ def landmark_section(M, rng, n, size):
     out["landmark_err_by_region_|yaw|<=30"] = {k: round(float(np.mean([r["err_region"][k] for r in ok if abs(r["yaw_cam"]) <= 30])), 4) if ok else None for k in REGIONS}
     out["pose_pitch_bias_deg_|yaw|<=45"] = round(float(np.mean([r["pnp_pitch_signed"] for r in p45])), 3) if p45 else None
     out["pose_mae_deg_exact_landmarks_on_mean_shape"] = {a: round(float(np.mean([r[f"exact_{a}_err"] for r in p45])), 3) if p45 else None for a in ("yaw", "pitch", "roll")}
+    out["pose_mae_deg_mediapipe_on_own_shape"] = {a: round(float(np.mean([r[f"own_{a}_err"] for r in p45])), 3) if p45 else None for a in ("yaw", "pitch", "roll")}
     out["pose_median_err_deg_|yaw|<=45"] = {a: round(float(np.median([r[f"pnp_{a}_err"] for r in p45])), 3) if p45 else None for a in ("yaw", "pitch", "roll")}
     out["detection_by_lighting"] = {l: round(float(np.mean([r["mesh"] for r in rows if r["lighting"] == l])), 3) if any(r["lighting"] == l for r in rows) else None for l in LIGHTS}
     return out
