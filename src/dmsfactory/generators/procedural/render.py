@@ -471,7 +471,7 @@ def light_setup(entry: dict, rng: np.random.Generator) -> dict:
         L = np.array([rng.uniform(-0.4, 0.4), 1.0, rng.uniform(0.2, 0.8)])
         return {"mode": mode, "dir": [(L / np.linalg.norm(L), np.array([1.0, 0.72, 0.42]) * rng.uniform(0.6, 0.85))],
                 "ambient": np.array([0.20, 0.15, 0.10]) * rng.uniform(0.8, 1.2), "bg": 0.3, "noise": 4.0,
-                "window": np.array([120, 80, 40.0]), "interior": np.array([30, 24, 18.0]), "lux": lux}
+                "window": np.array([120, 80, 40.0]), "interior": np.array([30, 24, 18.0]), "exposure": 1.35, "lux": lux}
     if mode == "backlight":
         L = np.array([rng.uniform(-0.5, 0.5), rng.uniform(0.2, 0.6), -1.0])
         return {"mode": mode, "dir": [(L / np.linalg.norm(L), np.array([1.0, 0.98, 0.95]) * 1.4),
@@ -861,7 +861,7 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
     # ---- post
     if glow is not None:
         img = img + glow
-    gain = 255.0 * (1.35 if light["mode"] == "tunnel" else light.get("exposure", 1.0))
+    gain = 255.0 * light.get("exposure", 1.0)
     img = cv2.GaussianBlur(img, (0, 0), 0.55 * ss)
     if img.ndim == 2:
         img = img[..., None]
