@@ -197,7 +197,7 @@ def eye_section(M, rng, n, size):
             orr = ol
         e = random_entry(rng, 10_000 + i, size, state={"eye_openness_left": ol, "eye_openness_right": orr},
                          head_pose_car={"yaw": float(rng.uniform(-25, 25))}, accessory=str(rng.choice(["none", "glasses", "mask", "cap"])),
-                         lighting=str(rng.choice(["daylight", "night_ir", "night_cabin", "tunnel", "backlight"])))
+                         lighting=str(rng.choice(LIGHTS)))
         r = render(e)
         p = M.mesh(r.image)
         if p is None:

@@ -280,11 +280,10 @@ def hair(face: np.ndarray, sp: dict, code: dict) -> Part | None:
     # hairline height, the first bare vertex moves onto the hairline (no grid staircase on the brow)
     f = P[..., 1] - yline
     for i in range(nth - 1):
-        a, b = cov[i], cov[i + 1]
-        for src, dst, fs, fd in ((i, i + 1, f[i], f[i + 1]), (i + 1, i, f[i + 1], f[i])):
-            edge = (a if src == i else b) & ~(b if src == i else a) & (fs > 0) & (fd <= 0)
+        for src, dst in ((i, i + 1), (i + 1, i)):
+            edge = cov[src] & ~cov[dst] & (f[src] > 0) & (f[dst] <= 0)
             if edge.any():
-                w = (fs / (fs - fd + 1e-12))[edge][:, None]
+                w = (f[src] / (f[src] - f[dst] + 1e-12))[edge][:, None]
                 P[dst][edge] = P[src][edge] + w * (P[dst][edge] - P[src][edge])
                 cov[dst][edge] = True
     v = P.reshape(-1, 3)
@@ -419,10 +418,9 @@ def cap(sp: dict) -> list[Part]:
     # to nothing at about +-56 deg round the head, curved down at its sides
     front = v.reshape(nth, nph, 3)[-1]
     ang = np.arctan2(front[:, 0] - c[0], front[:, 2] - c[2])  # 0 = straight ahead
-    fr = front[np.abs(ang) < np.deg2rad(56)]
-    a = ang[np.abs(ang) < np.deg2rad(56)]
-    o = np.argsort(a)
-    fr, a = fr[o], a[o]
+    sel = np.abs(ang) < np.deg2rad(56)
+    o = np.argsort(ang[sel])
+    fr, a = front[sel][o], ang[sel][o]
     outer = fr.copy()
     dirs = fr - [c[0], fr[:, 1].mean(), c[2]]
     dirs[:, 1] = 0
