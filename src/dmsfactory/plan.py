@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from dmsfactory.conditions import LUX
 from dmsfactory.spec import AGE_RANGES, DatasetSpec
 
 # class -> (KSS range, eye openness range, P(yawn), head pitch bias deg, head nod extra (deg, prob))
@@ -62,7 +63,6 @@ GAZE_ZONES: dict[str, tuple[float, float]] = {
 DISTRACTION_ZONES = ("left", "right", "front_right", "infotainment", "steering_wheel", "center_mirror")
 EYE_IN_HEAD_LIMIT = (30.0, 22.0)  # max |yaw|, |pitch| the eyes take before the head turns
 
-LUX = {"daylight": (2_000, 100_000), "tunnel": (10, 300), "night_ir": (0.1, 10), "night_cabin": (1, 30), "backlight": (20_000, 100_000)}
 
 
 def _seed(*parts: Any) -> int:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dmsfactory.augment.config import AugmentConfig
 from dmsfactory.clips.config import ClipsConfig, CoverageConfig
+from dmsfactory.conditions import ACCESSORIES, CAMERA_MOUNTS, LIGHTING
 from dmsfactory.generators.diffusion.config import DiffusionConfig
 from dmsfactory.generators.procedural.config import ProceduralConfig
 from dmsfactory.labelers.config import VerifyConfig
@@ -30,22 +31,19 @@ from dmsfactory.training.config import TrainConfig
 
 # --- value sets (label schema anchors: Euro NCAP DSM protocols and the DMD taxonomy) ---
 CLASSES = ("alert", "mild_fatigue", "moderate_fatigue", "severe_fatigue", "distracted", "phone")
-LIGHTING = ("daylight", "night_ir", "night_cabin", "tunnel", "backlight")
-ACCESSORIES = ("none", "glasses", "sunglasses", "mask", "cap")
 AGE_GROUPS = ("young", "adult", "middle_aged", "senior")  # 16-25, 26-45, 46-65, 66-80 years
 AGE_RANGES = {"young": (16, 25), "adult": (26, 45), "middle_aged": (46, 65), "senior": (66, 80)}
 SKIN_TONES = (1, 2, 3, 4, 5, 6)  # Fitzpatrick types
 SEXES = ("female", "male")
-CAMERA_MOUNTS = ("steering_column", "rearview_mirror", "a_pillar", "center_stack")
 BACKENDS = ("procedural", "diffusion")
 SPLITS = ("train", "val", "test")
 
 ClassName = Literal["alert", "mild_fatigue", "moderate_fatigue", "severe_fatigue", "distracted", "phone"]
-Lighting = Literal["daylight", "night_ir", "night_cabin", "tunnel", "backlight"]
-Accessory = Literal["none", "glasses", "sunglasses", "mask", "cap"]
+Lighting = Literal[LIGHTING]
+Accessory = Literal[ACCESSORIES]
 AgeGroup = Literal["young", "adult", "middle_aged", "senior"]
 Sex = Literal["female", "male"]
-Mount = Literal["steering_column", "rearview_mirror", "a_pillar", "center_stack"]
+Mount = Literal[CAMERA_MOUNTS]
 SkinTone = Literal[1, 2, 3, 4, 5, 6]
 PosWeight = Annotated[float, Field(ge=0)]
 

@@ -56,7 +56,8 @@ from typing import Any
 import numpy as np
 
 from dmsfactory.clips.config import ClipsConfig, Script, Segment
-from dmsfactory.plan import EYE_IN_HEAD_LIMIT, GAZE_ZONES, LUX  # DMD gaze zones: the image planner's table
+from dmsfactory.conditions import LUX
+from dmsfactory.plan import EYE_IN_HEAD_LIMIT, GAZE_ZONES  # DMD gaze zones: the image planner's table
 
 DISTRACTION_TARGETS = ("left", "right", "front_right", "infotainment", "steering_wheel")
 _ZONE_NAMES = tuple(GAZE_ZONES)

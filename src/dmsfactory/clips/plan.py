@@ -19,7 +19,8 @@ from typing import Any
 
 from dmsfactory.clips.behaviour import kss_class, scenario_segments, synthesize
 from dmsfactory.clips.config import ClipsConfig
-from dmsfactory.plan import LUX, _r, _rng, _seed, make_identities, stratified
+from dmsfactory.conditions import LUX
+from dmsfactory.plan import _r, _rng, _seed, make_identities, stratified
 
 SCENARIO_BASE_LIGHTING = {"tunnel_entry": "daylight"}  # a tunnel is entered from daylight
 

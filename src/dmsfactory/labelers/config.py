@@ -1,6 +1,6 @@
 """Configuration of pixel-based label verification (spec section ``verify:``).
 
-Imports only pydantic. Thresholds default to values calibrated on procedural renders with known
+Imports only pydantic and the shared condition lists. Thresholds default to values calibrated on procedural renders with known
 truth (docs/verify.md shows the sweeps); a spec may override any of them.
 """
 
@@ -10,10 +10,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from dmsfactory.conditions import ACCESSORIES, LIGHTING
+
 CHECKS = ("face", "landmarks", "eyes", "mouth", "gaze", "head_pose")
 Check = Literal["face", "landmarks", "eyes", "mouth", "gaze", "head_pose"]
 Action = Literal["keep", "relabel", "quarantine"]
-Condition = Literal["sunglasses", "mask", "glasses", "cap", "night_ir", "night_cabin", "tunnel", "backlight", "daylight", "none"]
+Condition = Literal[(*ACCESSORIES, *LIGHTING)]  # an accessory or a lighting mode ("none": no accessory)
 
 
 class VerifyConfig(BaseModel):

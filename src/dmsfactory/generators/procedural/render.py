@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from dmsfactory.conditions import ACCESSORIES, LIGHTING
+
 from . import parts as P
 from . import topology as T
 from .config import ProceduralConfig
@@ -36,8 +38,6 @@ RENDERER_VERSION = "procedural-0.3.0"
 PIVOT_IN_HEAD = np.array([0.0, -0.065, -0.075])
 F_FLIP = np.diag([1.0, -1.0, -1.0])
 
-LIGHTING = ("daylight", "night_ir", "night_cabin", "tunnel", "backlight")
-ACCESSORIES = ("none", "glasses", "sunglasses", "mask", "cap")
 MOUNTS = {  # direction from the head towards the camera in the car frame (x left, y up, z forward)
     "steering_column": (0.0, -0.33, 1.0),
     "rearview_mirror": (-0.62, 0.22, 1.0),
@@ -491,6 +491,8 @@ def light_setup(entry: dict, rng: np.random.Generator) -> dict:
         return {"mode": mode, "dir": dirs, "ambient": np.array([0.07, 0.07, 0.09]) * rng.uniform(0.8, 1.2), "bg": 0.12,
                 "noise": rng.uniform(5.0, 9.0), "window": np.array([22, 24, 34.0]), "interior": np.array([12, 12, 14.0]),
                 "exposure": rng.uniform(1.5, 1.9), "lux": lux}
+    if mode != "night_ir":
+        raise ValueError(f"lighting {mode!r} has no light setup in the procedural renderer (render.light_setup)")
     # night_ir: active illuminator at the camera, inverse-square fall-off
     return {"mode": mode, "dir": [], "point_gain": rng.uniform(1.1, 1.4), "ambient": np.array([0.03, 0.03, 0.03]),
             "bg": 0.25, "noise": rng.uniform(3.0, 6.0), "window": np.array([20, 20, 20.0]), "interior": np.array([28, 28, 28.0]),
