@@ -3,7 +3,7 @@ from collections import Counter
 
 import pytest
 
-from dmsfactory.plan import GAZE_ZONES, allocate, make_identities, make_plan, shard_jobs
+from dmsfactory.plan import FIXATION_DISTANCE_M, GAZE_ZONES, allocate, make_identities, make_plan, shard_jobs
 from dmsfactory.spec import parse_spec
 
 
@@ -96,3 +96,18 @@ def test_key_order_in_the_yaml_does_not_change_the_plan(tiny_spec_dict):
     tiny_spec_dict["conditions"]["lighting"] = dict(reversed(list(tiny_spec_dict["conditions"]["lighting"].items())))
     b = make_plan(parse_spec(tiny_spec_dict))
     assert a == b
+
+
+def test_in_cabin_gaze_targets_carry_a_fixation_distance(tiny_spec_dict):
+    tiny_spec_dict["identities"] = {"count": 20, "images_per_identity": 12}
+    plan = make_plan(parse_spec(tiny_spec_dict))
+    near = 0
+    for e in plan:
+        want = FIXATION_DISTANCE_M[e["gaze_zone"]]
+        got = e["gaze_in_head"]["distance_m"]
+        if want is None:
+            assert got is None  # outside the car: parallel eyes
+        else:
+            near += 1
+            assert 0.85 * want - 1e-3 <= got <= 1.15 * want + 1e-3
+    assert near > 0

@@ -113,6 +113,7 @@ def test_mixup_endpoints_equal_pure_identities():
         ({"accessory": "top_hat"}, "accessory"),
         ({"lighting": "moonlight"}, "lighting"),
         ({"camera": {"mount": "roof"}}, "camera.mount"),
+        ({"gaze_in_head": {"distance_m": 0.05}}, "gaze_in_head.distance_m"),
     ],
 )
 def test_validation_names_the_field(over, field, monkeypatch):
@@ -287,3 +288,28 @@ def test_numpy_fallback_renders_the_same_image(monkeypatch):
     monkeypatch.setattr(RA, "_nb", None)  # as if numba were not installed
     b = render(e)
     assert np.array_equal(a.image, b.image) and np.array_equal(a.visibility, b.visibility)
+
+
+def test_eyes_converge_on_a_near_fixation_point():
+    import importlib
+    import math
+
+    R = importlib.import_module("dmsfactory.generators.procedural.render")
+    e = example_plan_entry(gaze_in_head={"yaw": 8.0, "pitch": -5.0, "distance_m": 0.6})
+    eyes = identity_model(e["identity_seed"], e["identity_params"]).eyes
+    rot = R.eye_rotations(eyes, e["gaze_in_head"])
+    g = np.array([math.cos(math.radians(-5)) * math.sin(math.radians(8)), math.sin(math.radians(-5)), math.cos(math.radians(-5)) * math.cos(math.radians(8))])
+    target = (eyes["right"][0] + eyes["left"][0]) / 2 + 0.6 * g
+    for side in ("right", "left"):  # each eye's optical axis passes through the fixation point
+        to_t = target - eyes[side][0]
+        assert np.linalg.norm(np.cross(rot[side] @ [0, 0, 1.0], to_t / np.linalg.norm(to_t))) < 1e-9
+    near, far = render(e), render(example_plan_entry(gaze_in_head={"yaw": 8.0, "pitch": -5.0}))
+    gn, gf = near.render_info["gaze_camera"], far.render_info["gaze_camera"]
+    ipd = np.linalg.norm(eyes["right"][0] - eyes["left"][0])
+    ang = math.degrees(math.acos(np.clip(np.dot(gn["left"], gn["right"]), -1, 1)))
+    assert ang == pytest.approx(math.degrees(2 * math.atan(ipd / 2 / 0.6)), abs=0.3) and ang > 3
+    assert np.allclose(gf["left"], gf["right"])  # far: parallel eyes, as before vergence existed
+    # the irises move towards the nose (subject's right eye to image right when facing the camera)
+    assert near.landmarks[468, 0] > far.landmarks[468, 0] + 0.1 and near.landmarks[473, 0] < far.landmarks[473, 0] - 0.1
+    same = render(example_plan_entry(gaze_in_head={"yaw": 8.0, "pitch": -5.0, "distance_m": None}))
+    assert np.array_equal(same.image, far.image)

@@ -57,7 +57,7 @@ import numpy as np
 
 from dmsfactory.clips.config import ClipsConfig, Script, Segment
 from dmsfactory.conditions import LUX
-from dmsfactory.plan import EYE_IN_HEAD_LIMIT, GAZE_ZONES  # DMD gaze zones: the image planner's table
+from dmsfactory.plan import EYE_IN_HEAD_LIMIT, FIXATION_DISTANCE_M, GAZE_ZONES  # DMD gaze zones: the image planner's table
 
 DISTRACTION_TARGETS = ("left", "right", "front_right", "infotainment", "steering_wheel")
 _ZONE_NAMES = tuple(GAZE_ZONES)
@@ -425,7 +425,8 @@ def synthesize(
             },
             "head_pose_car": {"yaw": round(float(head_yaw[i]), 3), "pitch": round(float(head_pitch[i]), 3),
                               "roll": round(float(head_roll[i]), 3)},
-            "gaze_in_head": {"yaw": round(float(e_y[i]), 3), "pitch": round(float(e_p[i]), 3)},
+            "gaze_in_head": {"yaw": round(float(e_y[i]), 3), "pitch": round(float(e_p[i]), 3),
+                             "distance_m": FIXATION_DISTANCE_M[zones[i]]},
             "gaze_zone": zones[i],
             "action": str(action[i]),
             "phone": phone[i],

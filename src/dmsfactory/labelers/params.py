@@ -13,7 +13,7 @@ from typing import Any
 from dmsfactory.plan import FATIGUE_LEVEL
 from dmsfactory.sample import FaceSample
 
-SCHEMA_VERSION = "1.0.0"
+SCHEMA_VERSION = "1.1.0"  # 1.1.0: gaze.in_head.distance_m (fixation distance; per-eye gaze converges)
 
 CLOSED_OPENNESS = 0.2  # openness <= 0.2 means >= 80 % closed: "close" (the PERCLOS P80 criterion)
 # Eyes on the road: the forward view and the mirrors (driving-related glances), as in the clip labels

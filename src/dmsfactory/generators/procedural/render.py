@@ -34,7 +34,7 @@ from .identity import identity_code, identity_shape
 from .raster import Fragments, interpolate, rasterize
 from .texture import build_atlas, face_uv
 
-RENDERER_VERSION = "procedural-0.3.0"
+RENDERER_VERSION = "procedural-0.3.1"  # 0.3.1: eyes converge on near fixation points
 PIVOT_IN_HEAD = np.array([0.0, -0.065, -0.075])
 F_FLIP = np.diag([1.0, -1.0, -1.0])
 
@@ -134,6 +134,8 @@ def validate(entry: dict) -> None:
         _num(entry, f"head_pose_car.{a}", -lim, lim)
     for a in ("yaw", "pitch"):
         _num(entry, f"gaze_in_head.{a}", -45, 45)
+    if entry["gaze_in_head"].get("distance_m") is not None:
+        _num(entry, "gaze_in_head.distance_m", 0.2, 100.0)
     ip = entry.get("identity_params")
     if not isinstance(ip, dict):
         raise PlanEntryError("identity_params", "missing")
@@ -607,6 +609,23 @@ def _gaze_R(gy: float, gp: float) -> np.ndarray:
     return Ry(math.radians(gy)) @ Rx(-math.radians(gp))
 
 
+def eye_rotations(eyes: dict, gaze: dict) -> dict:
+    """Each eyeball's rotation (head frame) for a gaze label. ``yaw``/``pitch`` give the direction from
+    the midpoint of the two eyeball centres; ``distance_m`` (absent or None: far away, parallel eyes)
+    puts the fixation point both eyes turn to, so near targets make them converge."""
+    Rg = _gaze_R(float(gaze["yaw"]), float(gaze["pitch"]))
+    dist = gaze.get("distance_m")
+    if dist is None:
+        return {"right": Rg, "left": Rg}
+    target = (eyes["right"][0] + eyes["left"][0]) / 2 + float(dist) * (Rg @ np.array([0.0, 0.0, 1.0]))
+    out = {}
+    for side in ("right", "left"):
+        v = target - eyes[side][0]
+        v = v / np.linalg.norm(v)  # = _gaze_R(y, p) @ z = (cos p sin y, sin p, cos p cos y)
+        out[side] = _gaze_R(math.degrees(math.atan2(v[0], v[2])), math.degrees(math.asin(float(np.clip(v[1], -1, 1)))))
+    return out
+
+
 def iris_points(centre: np.ndarray, R: float, Rg: np.ndarray, r_iris: float = 0.0059) -> np.ndarray:
     """Centre + 4 ring points (head frame) in MediaPipe's refined order: centre, +x (subject's left),
     up, -x, down (checked against face mesh's refined output on our renders)."""
@@ -695,8 +714,7 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
     R_cw, C = cam["R_cw"], cam["C"]
     R_ch = R_cw @ R_wh
     t_ch = R_cw @ (t_wh - C)
-    g = entry["gaze_in_head"]
-    Rg = _gaze_R(float(g["yaw"]), float(g["pitch"]))
+    Rg_eye = eye_rotations(im.eyes, entry["gaze_in_head"])
     acc = entry.get("accessory", "none")
     ftris = T.triangles()
 
@@ -712,8 +730,8 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
         tpl = im.eyeballs[side]
         o = float(st[f"eye_openness_{side}"])
         sink = np.array([0.0, 0.0, -0.0015 * (1.0 - o) ** 2])  # a closing eye's ball never pokes through the lid skin
-        parts.append(P.Part("eyeball", tpl.v @ Rg.T + c + sink, tpl.t, tpl.uv, spec=tpl.spec))
-        eye_pts[side] = iris_points(c, R, Rg)
+        parts.append(P.Part("eyeball", tpl.v @ Rg_eye[side].T + c + sink, tpl.t, tpl.uv, spec=tpl.spec))
+        eye_pts[side] = iris_points(c, R, Rg_eye[side])
     parts.append(im.fan("mouth", face, P.MOUTH_CONTOUR, 0.022))
     if acc == "mask":
         parts += im.accessory(acc, face, _normals(face, ftris))
@@ -911,7 +929,7 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
     y_c, p_c, r_c = camera_euler(R_ch)
     gaze = {}
     for side in ("left", "right"):
-        gh = Rg @ np.array([0, 0, 1.0])
+        gh = Rg_eye[side] @ np.array([0, 0, 1.0])
         gc = R_ch @ gh
         rel = F_FLIP.T @ gc
         gaze[side] = [float(x) for x in gc]
