@@ -329,6 +329,8 @@ def test_renders_pass_and_duplicate_identity_is_flagged(stage, renders, cfg):
     c = d["identity_consistency"]
     assert c["identities_judged"] == 4 and 0.0 <= c["consistent_fraction"] <= 1.0
     assert c["intra"]["n"] == 4 and c["inter"]["n"] > 0
+    # the card states the identity-separation figures next to the histogram
+    assert 0.0 <= c["intra_below_threshold_fraction"] <= 1.0 and "same-identity pairs within the threshold" in sec.markdown
     assert {"privacy/gallery_distances.png", "privacy/identity_distances.png",
             "privacy/closest_gallery_matches.png", "privacy/closest_cross_identity_pairs.png"} <= set(sec.files)
     assert all(b.startswith(b"\x89PNG") for b in sec.files.values())
@@ -447,3 +449,16 @@ def test_mediapipe_boxes_give_the_hog_box_descriptor_on_renders():
     assert len(d_eyes) >= 8
     assert np.median(d_eyes) < 0.15 and np.percentile(d_eyes, 90) < 0.3
     assert np.median(d_eyes) < np.median(d_rect)
+
+
+def test_identity_consistency_fractions_count_pairs_on_each_side_of_the_threshold():
+    from dmsfactory.privacy.duplicates import identity_consistency
+
+    # identity a: three points on a line 0.0, 0.5, 0.9 (pairs 0.5, 0.9, 0.4); identity b: one pair 0.7 apart
+    d = np.zeros((5, 128), np.float32)
+    d[1, 0], d[2, 0] = 0.5, 0.9
+    d[3, 1], d[4, 1] = 10.0, 10.7
+    c = identity_consistency(d, ["a", "a", "a", "b", "b"], threshold=0.6)
+    assert c["intra_below_threshold_fraction"] == pytest.approx(2 / 4)  # 0.5 and 0.4 of 0.5, 0.9, 0.4, 0.7
+    assert c["inter_below_threshold_fraction"] == 0.0  # a and b are ~10 apart
+    assert c["consistent_fraction"] == 0.0

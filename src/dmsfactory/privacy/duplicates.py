@@ -166,6 +166,7 @@ def identity_consistency(
         "consistent_fraction": round(consistent / judged, 4) if judged else None,
         "intra": _summary(intra),
         "inter": _summary(inter),
+        "intra_below_threshold_fraction": round(float(np.mean(np.asarray(intra) < threshold)), 4) if intra else None,
         "inter_below_threshold_fraction": round(float(np.mean(np.asarray(inter) < threshold)), 4) if inter else None,
         "least_consistent": worst[:10],
         "_intra_values": intra,

@@ -43,6 +43,10 @@ VERDICTS = ("clean", "leaked", "faceless_quarantined", "no_face", "no_descriptor
 YAW_BINS = ((0, 15), (15, 30), (30, 45), (45, 60), (60, 181))
 
 
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1%}"
+
 def _pv(rec: dict[str, Any], check: str) -> dict[str, Any] | None:
     for v in rec.get("verdicts", []):
         if v.get("stage") == STAGE and v.get("check") == check:
@@ -417,7 +421,10 @@ def _markdown(d: dict[str, Any], files: dict[str, bytes], title: str, no_gallery
     L.append(f"Perceptual-hash near-duplicates (face region): {p['pairs']} pairs" + (f" ({kinds})" if kinds else "") + ".")
     c = d["identity_consistency"]
     L.append(f"Identity consistency: {c['consistent_fraction']} of {c['identities_judged']} identities keep all their "
-             f"images within the threshold; intra median {c['intra'].get('median', '-')}, inter median {c['inter'].get('median', '-')}.")
+             f"images within the threshold; intra median {c['intra'].get('median', '-')}, inter median {c['inter'].get('median', '-')}; "
+             f"same-identity pairs within the threshold {_pct(c.get('intra_below_threshold_fraction'))}, "
+             f"different-identity pairs beyond it {_pct(None if c.get('inter_below_threshold_fraction') is None else 1 - c['inter_below_threshold_fraction'])} "
+             "(histogram: `privacy/identity_distances.png`).")
     L.append("")
     pr = d["presence_rates"].get("all", {}).get("all")
     if pr:
