@@ -9,7 +9,8 @@ Landmark layout (``landmarks`` is ``(478, 2)`` float32 pixel coordinates in the 
 vertices followed by two irises of five points each. 468 is the centre of the subject's right iris
 (the eye with corners 33/133), 469-472 its ring; 473 the centre of the subject's left iris (eye
 corners 263/362), 474-477 its ring. The 68-point iBUG subset is a documented index map into these
-(:data:`dmsfactory.labelers.params.IBUG68_FROM_MEDIAPIPE`).
+(:data:`dmsfactory.generators.procedural.topology.IBUG68_FROM_MEDIAPIPE`, read through
+:func:`dmsfactory.labelers.params.ibug68_index_map`).
 
 The stage contract: a stage takes a list of samples and returns a list of samples. It never drops a
 sample: a rejected one is marked with :meth:`FaceSample.quarantine` (stage, reason, scores) and is

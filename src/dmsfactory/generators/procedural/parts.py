@@ -262,7 +262,10 @@ def hair(face: np.ndarray, sp: dict, code: dict) -> Part | None:
     y_rel = P[..., 1] - sp["c"][1]
     front = d[..., 2]
     hairline_front = 0.036 + 0.014 * rec - 0.03 * code["hair_fringe"] * (length > 0.05)
-    yline = np.where(front > 0.2, hairline_front + sp["c"][1] * 0, 0.005)  # sides: above the ear top
+    # a side parting sweeps the front hair down on one side: the hairline tilts across the brow
+    # (hair_part -1..1, subject's right..left; up to 7 mm either side of the midline on longer hair)
+    tilt = -0.014 * code["hair_part"] * d[..., 0] * min(1.0, length / 0.06)
+    yline = np.where(front > 0.2, hairline_front + tilt, 0.005)  # sides: above the ear top
     yline = np.where(front < -0.3, -0.035 - 0.5 * length, yline)
     cov = (P[..., 1] > yline - 0.0) | ((front < -0.1) & (P[..., 1] > -0.06 - length))
     if rec > 0.6:  # crown balding
