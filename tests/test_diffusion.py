@@ -299,6 +299,34 @@ def test_controlnet_conditioning_map_changes_output(tiny, plan):
     assert "landmarks_3d" in se.arrays
 
 
+
+def test_controlnet_on_the_render_depth(tiny, plan):
+    pytest.importorskip("dmsfactory.generators.procedural", reason="procedural renderer")
+    from dmsfactory.generators.procedural import ProceduralGenerator, render
+    from dmsfactory.generators.procedural.generator import depth_to_map
+
+    e, f = _geometry_pair(plan)
+    cn = {"model": tiny["controlnet"], "conditioning_scale": 1.0, "map_style": "depth"}
+    g = _gen(tiny, mode="controlnet", controlnet=cn, batch_size=2)
+    se, sf = g.generate([e, f])
+    a, b = _images([se, sf])
+    # the head moved: another depth map, another image (a random tiny ControlNet answers a smooth grey
+    # map weakly, so the check is "differs at all"); at conditioning scale 0 the two are the same image
+    assert np.abs(a - b).max() >= 3
+    a0, b0 = _images(_gen(tiny, mode="controlnet", controlnet=dict(cn, conditioning_scale=0.0), batch_size=2).generate([e, f]))
+    assert np.abs(a0 - b0).max() <= 1
+    # the map is the render's own depth buffer, as inverse depth at the generation size
+    geo = ProceduralGenerator().generate([e], keep_depth=True)[0]
+    m = g._control_map(geo)
+    want = depth_to_map(render(e).depth, g.resolution)
+    assert m.shape == (g.resolution, g.resolution, 3) and np.array_equal(m[..., 0], want) and np.array_equal(m[..., 2], want)
+    assert want.max() > 200 and (want == 0).any()  # near face bright, empty background black
+    # conditioning only: the depth buffer is not written with the sample; the style is recorded
+    assert "depth" not in se.arrays and "landmarks_3d" in se.arrays
+    assert se.params["diffusion"]["controlnet"]["map_style"] == "depth"
+    (lm,) = _gen(tiny, mode="controlnet", controlnet=dict(cn, map_style="mediapipe_face"), batch_size=2).generate([e])
+    assert not np.array_equal(_images([lm])[0], a)  # a landmark map conditions differently
+
 def test_img2img_from_render(tiny, plan):
     pytest.importorskip("dmsfactory.generators.procedural", reason="procedural renderer")
     e, f = _geometry_pair(plan)

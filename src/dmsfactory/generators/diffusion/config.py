@@ -20,15 +20,17 @@ class _Strict(BaseModel):
 
 
 class ControlNetCfg(_Strict):
-    """ControlNet conditioned on the procedural renderer's landmarks (mode ``controlnet``)."""
+    """ControlNet conditioned on the procedural renderer's geometry (mode ``controlnet``): its landmarks
+    or its depth buffer."""
 
-    model: str = Field(description="hub id or local directory of a ControlNetModel (face-mesh landmarks)")
+    model: str = Field(description="hub id or local directory of a ControlNetModel (face-mesh landmarks or depth)")
     revision: str | None = None
     conditioning_scale: float = Field(1.0, ge=0, le=5, description="controlnet_conditioning_scale")
-    map_style: Literal["mediapipe_face", "mesh"] = Field(
+    map_style: Literal["mediapipe_face", "mesh", "depth"] = Field(
         "mediapipe_face",
         description="mediapipe_face: coloured contours + irises on black (the convention of public "
-        "MediaPipe-face ControlNets); mesh: the full tesselation in grey under the contours",
+        "MediaPipe-face ControlNets); mesh: the full tesselation in grey under the contours; depth: the "
+        "render's inverse depth in grey, near bright, background black (the convention of depth ControlNets)",
     )
     line_width: int = Field(0, ge=0, le=16, description="0 = scale with resolution (resolution // 256 + 1)")
 

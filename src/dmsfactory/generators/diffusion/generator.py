@@ -452,7 +452,8 @@ class DiffusionGenerator:
             self._renderer = ProceduralGenerator(self.procedural_config or ProceduralConfig())
             if hasattr(self._renderer, "setup"):
                 self._renderer.setup()
-        return self._renderer.generate([copy.deepcopy(e) for e in entries])
+        depth = self.config.mode == "controlnet" and self.config.controlnet.map_style == "depth"
+        return self._renderer.generate([copy.deepcopy(e) for e in entries], keep_depth=depth)
 
     def finalize(self, dataset_dir, records: list[dict[str, Any]]):
         """Stage hook: the dataset-card section (see :func:`card_section`)."""
@@ -552,6 +553,12 @@ class DiffusionGenerator:
 
     def _control_map(self, g: FaceSample) -> np.ndarray:
         cn = self.config.controlnet
+        if cn.map_style == "depth":
+            from dmsfactory.generators.procedural.generator import depth_to_map
+
+            if "depth" not in g.arrays:
+                raise RuntimeError("map_style 'depth' needs the renderer's depth buffer (ProceduralGenerator keep_depth)")
+            return np.repeat(depth_to_map(g.arrays["depth"], self.resolution)[..., None], 3, axis=2)
         src = g.image.shape[1] if g.image is not None else self.image_size
         return draw_condition_map(g.landmarks, self.resolution, src, g.visibility, cn.map_style, cn.line_width)
 
@@ -593,7 +600,7 @@ class DiffusionGenerator:
             s.landmarks = (np.asarray(g.landmarks, np.float32) * k).astype(np.float32)
             s.visibility = None if g.visibility is None else np.asarray(g.visibility, bool).copy()
             s.bbox = None if g.bbox is None else tuple(float(v) * k for v in g.bbox)
-            s.arrays = {name: np.asarray(a).copy() for name, a in g.arrays.items()}
+            s.arrays = {name: np.asarray(a).copy() for name, a in g.arrays.items() if name != "depth"}  # depth: conditioning only
             if "render" in g.params:
                 s.params["render"] = g.params["render"]
 

@@ -47,7 +47,10 @@ class ProceduralGenerator:
     def setup(self) -> None:
         T.triangles()  # load topology + mean shape once per worker
 
-    def generate(self, plan_entries: list[dict]) -> list[FaceSample]:
+    def generate(self, plan_entries: list[dict], keep_depth: bool = False) -> list[FaceSample]:
+        """One sample per entry (invalid entries quarantined). ``keep_depth`` adds the render's depth
+        buffer as ``arrays["depth"]`` (HxW camera z, inf = background) for depth-conditioned callers;
+        it is large, so callers drop it before a sample is written."""
         out = []
         for e in plan_entries:
             s = FaceSample(key=str(e.get("key", "")), index=int(e.get("index", 0) or 0), params=copy.deepcopy(e),
@@ -64,51 +67,37 @@ class ProceduralGenerator:
             s.visibility = res.visibility
             s.bbox = res.bbox
             s.arrays["landmarks_3d"] = res.landmarks_3d
+            if keep_depth:
+                s.arrays["depth"] = res.depth
             s.params["render"] = res.render_info
             out.append(s)
         return out
 
 
-_REGION_COLOURS = {  # RGB, MediaPipe drawing-style palette
-    "tess": (192, 192, 192), "right_eye": (255, 48, 48), "left_eye": (48, 255, 48), "right_brow": (255, 48, 48),
-    "left_brow": (48, 255, 48), "oval": (224, 224, 224), "lips": (224, 224, 224), "right_iris": (255, 48, 48),
-    "left_iris": (48, 255, 48),
-}
+def conditioning_map(res: RenderResult, thickness: int = 0, visible_only: bool = False) -> np.ndarray:
+    """Face-mesh drawing of the 478 landmarks on black (ControlNet conditioning): the full tessellation
+    in grey under coloured contours and irises, as the diffusion backend draws it (``map_style: mesh``)."""
+    from dmsfactory.generators.diffusion.condmap import draw_condition_map
+
+    size = res.image.shape[1]
+    return draw_condition_map(res.landmarks, size, size, res.visibility if visible_only else None, "mesh", thickness)
 
 
-def conditioning_map(res: RenderResult, thickness: int = 1, visible_only: bool = False) -> np.ndarray:
-    """MediaPipe face-mesh style drawing of the 478 landmarks on black (ControlNet conditioning)."""
-    from mediapipe.python.solutions import face_mesh_connections as C
-
-    h, w = res.image.shape[:2]
-    img = np.zeros((h, w, 3), np.uint8)
-    lm = res.landmarks
-    vis = res.visibility if visible_only else np.ones(len(lm), bool)
-
-    def draw(edges, col, th):
-        for a, b in edges:
-            if vis[a] and vis[b]:
-                cv2.line(img, tuple(np.round(lm[a] * 16).astype(int)), tuple(np.round(lm[b] * 16).astype(int)), col, th, cv2.LINE_AA, shift=4)
-
-    draw(sorted(C.FACEMESH_TESSELATION), _REGION_COLOURS["tess"], thickness)
-    draw(sorted(C.FACEMESH_FACE_OVAL), _REGION_COLOURS["oval"], thickness + 1)
-    draw(sorted(C.FACEMESH_LIPS), _REGION_COLOURS["lips"], thickness + 1)
-    draw(sorted(C.FACEMESH_RIGHT_EYE), _REGION_COLOURS["right_eye"], thickness + 1)
-    draw(sorted(C.FACEMESH_LEFT_EYE), _REGION_COLOURS["left_eye"], thickness + 1)
-    draw(sorted(C.FACEMESH_RIGHT_EYEBROW), _REGION_COLOURS["right_brow"], thickness + 1)
-    draw(sorted(C.FACEMESH_LEFT_EYEBROW), _REGION_COLOURS["left_brow"], thickness + 1)
-    draw(sorted(C.FACEMESH_RIGHT_IRIS), _REGION_COLOURS["right_iris"], thickness + 1)
-    draw(sorted(C.FACEMESH_LEFT_IRIS), _REGION_COLOURS["left_iris"], thickness + 1)
-    return img
+def depth_map(res: RenderResult, size: int | None = None) -> np.ndarray:
+    """uint8 depth conditioning map of a render (see :func:`depth_to_map`)."""
+    return depth_to_map(res.depth, size)
 
 
-def depth_map(res: RenderResult) -> np.ndarray:
-    """uint8 HxW depth conditioning map: near = bright, background = 0 (MiDaS-like inverse depth)."""
-    d = res.depth
+def depth_to_map(depth: np.ndarray, size: int | None = None) -> np.ndarray:
+    """uint8 HxW depth conditioning map: near = bright, background = 0 (MiDaS-like inverse depth, the
+    input convention of public depth ControlNets), optionally resized to ``size`` x ``size``."""
+    d = np.asarray(depth, np.float32)
     fin = np.isfinite(d)
     out = np.zeros(d.shape, np.uint8)
     if fin.any():
         inv = 1.0 / d[fin]
         lo, hi = np.percentile(inv, 1), inv.max()
         out[fin] = np.clip(20 + 235 * (inv - lo) / max(hi - lo, 1e-9), 0, 255).astype(np.uint8)
+    if size is not None and size != out.shape[1]:
+        out = cv2.resize(out, (size, size), interpolation=cv2.INTER_AREA if size < out.shape[1] else cv2.INTER_LINEAR)
     return out
