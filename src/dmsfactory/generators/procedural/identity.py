@@ -12,7 +12,8 @@ head_size 3.5 % (+3 % male, -3 % female) | face_width 5 % | face_length 4 % | fa
 jaw_width 10 % of lower-face width | chin_length 5 mm | chin_protrusion 4 mm | cheekbone 3 mm
 cheek_fat 4 mm | brow_ridge 3 mm | forehead_slope 4.6 deg | nose_length 4 mm | nose_width 3 mm/side
 nose_bridge 3 mm | nose_protrusion 4 mm | nose_tip_up 2 mm | lip_upper / lip_lower 2 mm
-mouth_width 8 % | eye_size 8 % | eye_spacing 2 mm/side | eye_tilt 4 deg | eye_depth 2 mm
+mouth_width 8 % | eye_size 8 % | eye_spacing: IPD 63.4 mm + 2 mm (x head_size; see identity_shape) |
+eye_tilt 4 deg | eye_depth 2 mm
 sag 3 mm at age 80 | 16 random smooth symmetric fields of 2.5 mm each (15-30 mm support) |
 40 local symmetric fields of 2.5 mm (8-14 mm support) centred on nose, mouth, jaw, cheek and brow
 vertices (none on the eye aperture: they would turn open-eye EAR into identity noise) |
@@ -26,9 +27,13 @@ from functools import lru_cache
 
 import numpy as np
 
+from . import topology as T
 from .topology import mean_shape
 
 CODE_VERSION = "id-v2"
+IPD_MM, IPD_MM_PER_UNIT = 63.4, 2.0  # eyeball-centre distance at head_size 1, and per unit of eye_spacing
+IPD_MAX_MOVE_MM = 10.0  # the most the eye regions move (both together): the narrowest faces keep narrow-set eyes
+ORBIT_FIELD = "_orbit_x"  # basis entry without a code: moves the eye regions apart to set the IPD
 SHAPE_SD = 1.4  # sd of the named shape codes (eye codes: 1.25, see EYE_KEYS)
 RBF_SD = 1.25  # sd of the random smooth fields (rbf*, loc*)
 N_LOCAL = 40  # local feature fields (nose, mouth, jaw, cheeks, brows)
@@ -62,7 +67,8 @@ def _smooth(a, lo, hi):
 
 @lru_cache(maxsize=1)
 def shape_basis() -> dict[str, np.ndarray]:
-    """Displacement fields (468, 3) in metres per unit code, all left/right symmetric."""
+    """Displacement fields (468, 3) in metres per unit code, all left/right symmetric. ``eye_spacing`` has
+    no field of its own: it sets the inter-pupillary distance through ``ORBIT_FIELD`` (identity_shape)."""
     v = mean_shape()["vertices"]
     x, y, z = v[:, 0], v[:, 1], v[:, 2]
     ax, sx = np.abs(x), np.sign(x)
@@ -106,9 +112,11 @@ def shape_basis() -> dict[str, np.ndarray]:
     ec = np.array([0.031, 0.002, 0.004])  # eye centre (left eye; mirrored by |x|)
     we = np.exp(-((ax - ec[0]) ** 2 + (y - ec[1]) ** 2) / (2 * 0.011**2))
     B["eye_size"] = F(dx=0.08 * (ax - ec[0]) * sx * we, dy=0.08 * (y - ec[1]) * we)
-    B["eye_spacing"] = F(dx=0.002 * sx * we)
     B["eye_tilt"] = F(dy=0.07 * (ax - ec[0]) * we)
     B["eye_depth"] = F(dz=-0.002 * we)
+    ro = np.sqrt((ax - ec[0]) ** 2 + ((y - ec[1]) * 1.3) ** 2)
+    wo = 1.0 - _smooth(ro, 0.016, 0.026)  # the eye opening and lids move as one piece; the skin around takes up the shift
+    B[ORBIT_FIELD] = F(dx=0.001 * sx * wo)  # both eye regions outwards, 1 mm per unit
     B["sag"] = F(dy=-0.003 * _smooth(-y, 0.01, 0.06) * _smooth(ax, 0.0, 0.03), dz=-0.0005 * lower)
     r = np.random.default_rng(20240512)  # fixed: the random fields are part of the model, not of an identity
     for i in range(16):
@@ -235,12 +243,30 @@ def identity_code(identity_seed: int, identity_params: dict) -> tuple[dict[str, 
         "a_tex_seed": ca["tex_seed"], "b_tex_seed": cb["tex_seed"]}}
 
 
+def _eye_centre_distance(v: np.ndarray) -> float:
+    """Distance along x between the two eye-opening centres (where the eyeballs sit: parts.eye_geometry)."""
+    right = 0.5 * (v[list(T.R_EYE_UPPER), 0].mean() + v[list(T.R_EYE_LOWER), 0].mean())
+    left = 0.5 * (v[list(T.L_EYE_UPPER), 0].mean() + v[list(T.L_EYE_LOWER), 0].mean())
+    return float(left - right)
+
+
 def identity_shape(code: dict[str, float]) -> np.ndarray:
-    """468x3 neutral face of this identity, head frame, metres."""
+    """468x3 neutral face of this identity, head frame, metres.
+
+    The inter-pupillary distance is set, not summed: face width and the random fields alone spread
+    it with an 8 mm sd (44-85 mm; adults: 63.4 mm, sd 3.8 mm, Dodgson 2004), so after the other fields
+    the eye regions are moved sideways, as one piece each, towards ``IPD_MM + IPD_MM_PER_UNIT *
+    eye_spacing`` by at most ``IPD_MAX_MOVE_MM``, then scaled by head_size: over many identities
+    mean 63.5 mm, sd 4.0 mm, 1-99 % 54-73 mm, women 61.5 / men 65.6 mm."""
     B = shape_basis()
     v = mean_shape()["vertices"].copy()
     for k in SHAPE_KEYS:
         c = code.get(k, 0.0)
-        if c:
+        if c and k != "eye_spacing":
             v += c * B[k]
+    d0 = _eye_centre_distance(v)
+    per_unit = _eye_centre_distance(v + B[ORBIT_FIELD]) - d0  # linear in the field's weight
+    move = (IPD_MM + IPD_MM_PER_UNIT * code.get("eye_spacing", 0.0)) / 1000 - d0
+    move = float(np.clip(move, -IPD_MAX_MOVE_MM / 1000, IPD_MAX_MOVE_MM / 1000))  # very narrow/wide faces keep some
+    v += move / per_unit * B[ORBIT_FIELD]
     return v * code.get("head_size", 1.0)

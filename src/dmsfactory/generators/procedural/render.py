@@ -34,7 +34,7 @@ from .identity import identity_code, identity_shape
 from .raster import Fragments, interpolate, rasterize
 from .texture import build_atlas, face_uv
 
-RENDERER_VERSION = "procedural-0.3.1"  # 0.3.1: eyes converge on near fixation points; side parting
+RENDERER_VERSION = "procedural-0.3.1"  # 0.3.1: vergence, side parting, anthropometric IPD
 PIVOT_IN_HEAD = np.array([0.0, -0.065, -0.075])
 F_FLIP = np.diag([1.0, -1.0, -1.0])
 
