@@ -78,7 +78,6 @@ DISTRACTION_ZONES = ("left", "right", "front_right", "infotainment", "steering_w
 EYE_IN_HEAD_LIMIT = (30.0, 22.0)  # max |yaw|, |pitch| the eyes take before the head turns
 
 
-
 def _seed(*parts: Any) -> int:
     h = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
     return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)

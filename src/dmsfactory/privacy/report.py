@@ -43,9 +43,9 @@ VERDICTS = ("clean", "leaked", "faceless_quarantined", "no_face", "no_descriptor
 YAW_BINS = ((0, 15), (15, 30), (30, 45), (45, 60), (60, 181))
 
 
-
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.1%}"
+
 
 def _pv(rec: dict[str, Any], check: str) -> dict[str, Any] | None:
     for v in rec.get("verdicts", []):

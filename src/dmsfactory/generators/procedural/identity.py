@@ -27,7 +27,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import topology as T
+from .parts import eye_geometry
 from .topology import mean_shape
 
 CODE_VERSION = "id-v2"
@@ -244,10 +244,8 @@ def identity_code(identity_seed: int, identity_params: dict) -> tuple[dict[str, 
 
 
 def _eye_centre_distance(v: np.ndarray) -> float:
-    """Distance along x between the two eye-opening centres (where the eyeballs sit: parts.eye_geometry)."""
-    right = 0.5 * (v[list(T.R_EYE_UPPER), 0].mean() + v[list(T.R_EYE_LOWER), 0].mean())
-    left = 0.5 * (v[list(T.L_EYE_UPPER), 0].mean() + v[list(T.L_EYE_LOWER), 0].mean())
-    return float(left - right)
+    """Distance along x between the two eyeball centres (parts.eye_geometry)."""
+    return float(eye_geometry(v, "left")[0][0] - eye_geometry(v, "right")[0][0])
 
 
 def identity_shape(code: dict[str, float]) -> np.ndarray:
