@@ -35,19 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from dmsfactory.conditions import ACCESSORIES, CAMERA_MOUNTS, LIGHTING  # noqa: E402
 from dmsfactory.generators.procedural import ProceduralConfig, example_plan_entry  # noqa: E402
 from dmsfactory.generators.procedural import render as _render  # noqa: E402
 from dmsfactory.generators.procedural.render import camera_euler  # noqa: E402
 from dmsfactory.generators.procedural.topology import EAR_LEFT, EAR_RIGHT, mean_shape  # noqa: E402
+from dmsfactory.labelers.verify import ear  # noqa: E402
 
-LIGHTS = ("daylight", "night_ir", "night_cabin", "tunnel", "backlight")
-ACCS = ("none", "glasses", "sunglasses", "mask", "cap")
-MOUNTS = ("steering_column", "rearview_mirror", "a_pillar", "center_stack")
-
-
-def ear(p, idx):
-    p1, p2, p3, p4, p5, p6 = (p[i] for i in idx)
-    return (np.linalg.norm(p2 - p6) + np.linalg.norm(p3 - p5)) / (2 * np.linalg.norm(p1 - p4) + 1e-9)
+LIGHTS, ACCS, MOUNTS = LIGHTING, ACCESSORIES, CAMERA_MOUNTS  # draw weights below follow this order
 
 
 class Models:

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from dmsfactory.conditions import ACCESSORIES, LIGHTING  # noqa: E402
 from dmsfactory.generators.procedural import ProceduralConfig, example_plan_entry, render  # noqa: E402
 
 
@@ -44,13 +45,11 @@ def main():
         pass
     rng = np.random.default_rng(0)
     cfg = ProceduralConfig(supersample=a.supersample)
-    lights = ("daylight", "night_ir", "night_cabin", "tunnel", "backlight")
-    accs = ("none", "glasses", "sunglasses", "mask", "cap")
     entries = []
     for i in range(a.n):
         k = i % a.ids
         entries.append(example_plan_entry(
-            identity_seed=1000 + k, sample_seed=i, lighting=lights[i % 4], accessory=accs[i % 5],
+            identity_seed=1000 + k, sample_seed=i, lighting=LIGHTING[i % len(LIGHTING)], accessory=ACCESSORIES[i % len(ACCESSORIES)],
             identity_params={"sex": ("female", "male")[k % 2], "age": 20 + 5 * k, "skin_tone": 1 + k % 6},
             camera={"image_size": a.size}, head_pose_car={"yaw": float(rng.uniform(-45, 45)), "pitch": float(rng.uniform(-15, 15))},
             state={"eye_openness_left": float(rng.uniform(0, 1)), "eye_openness_right": float(rng.uniform(0, 1)), "mouth_open": float(rng.uniform(0, 1))},
