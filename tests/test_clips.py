@@ -259,3 +259,18 @@ def test_cli_run_renders_a_clip_spec_through_the_prefect_flow(tmp_path):
     assert {c["json"]["split"] for c in clips} <= {"train", "val", "test"}
     assert "Driver-state clips" in (out / "README.md").read_text()
     assert "Euro NCAP coverage" in (out / "README.md").read_text()
+
+
+@pytest.mark.parametrize("n", [3, 6, 12])
+def test_a_clip_preview_has_every_split_and_each_scenario_where_n_allows(n):
+    """`--limit N` on the clips demo: every split has clips (a train-less preview broke open_shards)."""
+    import yaml
+    from collections import Counter
+
+    spec = parse_spec(yaml.safe_load(open("specs/clips-demo.yaml")))
+    full = {c["key"]: json.dumps(c, sort_keys=True) for c in make_clip_plan(spec)}
+    plan = make_clip_plan(spec, limit=n)
+    assert len(plan) == n and all(full[c["key"]] == json.dumps(c, sort_keys=True) for c in plan)
+    assert set(Counter(c["split"] for c in plan)) == {"train", "val", "test"}
+    assert len({c["scenario"] for c in plan}) == n  # 12 scenarios: every clip a different one
+    assert len(make_clip_plan(spec, limit=2)) == 2 and "train" in {c["split"] for c in make_clip_plan(spec, limit=2)}

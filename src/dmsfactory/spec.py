@@ -142,7 +142,11 @@ class ImageCfg(_Strict):
 
 
 class Shards(_Strict):
-    size: int = Field(200, gt=0, description="samples per generation batch and per shard")
+    size: int = Field(
+        200, gt=0,
+        description="images per shard at most (renders + their augmented views; accepted and quarantined "
+        "together): a generation batch is size // images-per-render renders (docs/spec.md)",
+    )
     max_bytes: int = Field(1 << 30, gt=0, description="a shard larger than this is an error")
 
 
@@ -203,6 +207,7 @@ class DatasetSpec(_Strict):
 
     @property
     def total_samples(self) -> int:
+        """Planned renders (identities x images_per_identity); augmented views add images on top."""
         return self.identities.count * self.identities.images_per_identity
 
     def content_hash(self) -> str:
