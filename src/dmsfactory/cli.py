@@ -187,6 +187,19 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_preview(a: argparse.Namespace) -> int:
+    from dmsfactory.datasets.preview import contact_sheet
+
+    try:
+        res = contact_sheet(a.dataset, a.split, a.n, a.out)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    ids = res["identities"]
+    print(f"preview: {Path(res['path']).resolve()}  ({res['images']} {res['split']} images, "
+          f"{ids} identit{'ies' if ids != 1 else 'y'})")
+    return 0
+
+
 def cmd_export_openlabel(a: argparse.Namespace) -> int:
     from dmsfactory.datasets.openlabel import export_openlabel
 
@@ -230,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("spec")
     t.add_argument("--out", required=True)
     t.set_defaults(fn=cmd_train)
+
+    pv = sub.add_parser("preview", help="contact sheet of a split: images with landmarks, labels under each tile")
+    pv.add_argument("dataset", help="a dataset directory made by `dmsfactory run`")
+    pv.add_argument("--split", default="train", help="train, val, test or quarantine (default train)")
+    pv.add_argument("--n", type=int, default=64, help="images on the sheet (default 64; spread over identities)")
+    pv.add_argument("--out", help="PNG to write (default DATASET/card/preview-SPLIT.png, linked from the card)")
+    pv.set_defaults(fn=cmd_preview)
 
     o = sub.add_parser("export-openlabel", help="export a dataset's labels as ASAM OpenLABEL JSON")
     o.add_argument("dataset")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from dmsfactory.datasets.card import build_manifest, write_card
+from dmsfactory.datasets.card import build_manifest, pick_grid_samples, write_card
 from dmsfactory.datasets.reader import iter_records
 from dmsfactory.datasets.shards import clean_partials, finished_record, write_batch, write_json_atomic
 from dmsfactory.generators import Generator, get_generator
@@ -217,20 +217,12 @@ def finalize(
             },
         }
     write_json_atomic(out / "manifest.json", manifest, indent=2)
-    docs, grid = [], []
+    docs = []
     for doc, _ in iter_records(out, include_quarantine=True, with_images=False):
         doc.pop("landmarks", None)  # dataset-level reports need labels, params and verdicts, not geometry
         doc.get("arrays", {}).pop("landmarks_3d", None)
         docs.append(doc)
-    # a small, deterministic sample grid: the first accepted sample of each identity
-    seen_ids: set[str] = set()
-    for doc, img in iter_records(out, include_quarantine=False, with_images=True):
-        if doc.get("identity") in seen_ids:
-            continue
-        seen_ids.add(doc.get("identity"))
-        grid.append((doc, img))
-        if len(grid) >= 18:
-            break
+    grid = pick_grid_samples(out, 18)  # a small, deterministic sample grid
     sections: list[CardSection] = []
     worker = get_worker(spec)
     for part in [worker.generator, *worker.stages]:

@@ -15,10 +15,10 @@ Everything here is read from what the stages wrote (manifest, progress records, 
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
+from dmsfactory.datasets.card import quarantine_by_reason
 from dmsfactory.datasets.shards import PROGRESS_DIR, iter_tar_docs
 
 
@@ -109,21 +109,6 @@ def _records(out: Path, subdir: str = "") -> list[tuple[dict[str, Any], float]]:
         except (OSError, ValueError):
             continue
     return recs
-
-
-def quarantine_by_reason(docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Quarantined images grouped by the check that quarantined them (``stage/check``), most first,
-    each with one full example reason (never cut)."""
-    groups: dict[str, dict[str, Any]] = {}
-    for d in docs:
-        for v in d.get("verdicts", []):
-            if v.get("verdict") != "quarantine":
-                continue
-            k = f"{v.get('stage', '?')}/{v.get('check') or v.get('stage', '?')}"
-            g = groups.setdefault(k, {"check": k, "images": 0, "example": v.get("reason", ""), "key": d.get("key")})
-            g["images"] += 1
-            break  # an image counts once, under the first check that quarantined it
-    return sorted(groups.values(), key=lambda g: (-g["images"], g["check"]))
 
 
 def _read_json(p: Path) -> dict[str, Any] | None:
@@ -228,7 +213,7 @@ def train_summary_lines(summary: dict[str, Any]) -> list[str]:
 
     p = summary.get("privacy", {})
     eps, delta = p.get("epsilon"), p.get("delta")
-    eps_s = "-" if eps is None else ("inf (no DP)" if isinstance(eps, float) and math.isinf(eps) else f"{eps:.3g}")
+    eps_s = "-" if eps is None else ("inf (no DP)" if isinstance(eps, float) and math.isinf(eps) else f"{eps:.4g}")
     delta_s = "-" if delta is None else f"{delta:.3g}"
     extra = f", accountant {p['accountant']}" if p.get("accountant") else ""
     lines = [f"privacy:  {summary.get('method')}: epsilon {eps_s}, delta {delta_s}{extra}; "
@@ -238,7 +223,7 @@ def train_summary_lines(summary: dict[str, Any]) -> list[str]:
         if acc is None:
             continue
         note = ""
-        if base is not None and acc <= base + 1e-9:
+        if base is not None and acc <= base + 1e-6:
             note = " - no better than always predicting the most common class"
         lines.append(f"accuracy: {name} (n={m.get('n')}): class {_rate(acc)}, majority-class rate {_rate(base)}, "
                      f"balanced {_rate(m.get('class_balanced_acc'))}{note}")
