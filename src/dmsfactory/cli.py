@@ -204,7 +204,9 @@ def cmd_export_openlabel(a: argparse.Namespace) -> int:
     from dmsfactory.datasets.openlabel import export_openlabel
 
     res = export_openlabel(Path(a.dataset), Path(a.out), per_clip=a.per_clip, include_landmarks=a.landmarks)
-    print(f"OpenLABEL: {len(res['files'])} file(s), {res['frames']} frames, {res['clips']} clips, "
+    imgs = res.get("images", 0)
+    print(f"OpenLABEL: {len(res['files'])} file(s), {res['clips']} clips ({res['frames'] - imgs} frames) and "
+          f"{imgs} single images: {res['frames']} OpenLABEL frames, "
           f"validated with {res['validated_with'] or 'nothing (no schema available)'}")
     for f in res["files"][:5]:
         print(f"  {f}")

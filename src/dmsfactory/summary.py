@@ -167,22 +167,23 @@ def run_summary_lines(d: dict[str, Any]) -> list[str]:
     """The short summary ``dmsfactory run`` prints last (before the paths)."""
     im = d["images"]
     written = sum(im.values())
-    rate = d["images_made"] / d["seconds"] if d["seconds"] > 0 else 0.0
+    made = d["images_made"] + d.get("clips", {}).get("frames_made", 0)
+    rate = made / d["seconds"] if d["seconds"] > 0 else 0.0
+    unit = "images+frames/s" if "clips" in d else "images/s"
     preview = (f" (a preview of {_n(d['renders_in_spec'])})" if d.get("renders_in_spec") and d["renders"] < d["renders_in_spec"] else "")
     lines = [
         f"done in {_duration(d['seconds'])}: {_plural(d['renders'], 'render')}{preview} -> {_plural(written, 'image')} "
         f"(train {_n(im['train'])}, val {_n(im['val'])}, test {_n(im['test'])}, quarantined {_n(im['quarantined'])}); "
-        f"{rate:.2f} images/s made now",
+        f"{rate:.2f} {unit} made now",
     ]
     s = d["shards"]
     lines.append(f"shards:      {_n(s['total'])}" + (f" ({_n(s['kept'])} kept from an earlier run, {_n(s['made'])} made now)"
                                                      if s["kept"] else " (all made now)"))
     if "clips" in d:
         cl = d["clips"]
-        fr = cl["frames_made"] / d["seconds"] if d["seconds"] > 0 else 0.0
         lines.append(f"clips:       {_plural(cl['clips'], 'clip')} ({_plural(cl['frames'], 'frame')}), quarantined "
                      f"{_n(cl['quarantined'])}; {_plural(cl['shards']['total'], 'clip shard')}"
-                     + (f" ({_n(cl['shards']['kept'])} kept)" if cl["shards"]["kept"] else "") + f"; {fr:.1f} frames/s made now")
+                     + (f" ({_n(cl['shards']['kept'])} kept from an earlier run)" if cl["shards"]["kept"] else ""))
     if d["quarantine"]:
         lines.append("quarantined: " + ", ".join(f"{g['check']} {_n(g['images'])}" for g in d["quarantine"])
                      + " (reasons: card, 'Quarantine reasons')")
