@@ -190,3 +190,26 @@ def test_preview_writes_a_contact_sheet_for_any_split(built, tmp_path, capsys):
     assert doc["labels"]["class"] in lines[1] and doc["labels"]["lighting"] in lines[2] and lines[4].startswith("eyes L/R")
     assert main(["preview", str(out), "--split", "nope"]) == 2
     assert "--split" in capsys.readouterr().err
+
+
+def test_run_summary_reads_what_the_stages_wrote(built):
+    import time as _time
+
+    from dmsfactory.summary import run_summary, run_summary_lines
+
+    spec, out, _ = built
+    m = load_manifest(out)
+    d = run_summary(out, started=0.0, ended=20.0)  # every shard newer than "started": all made now
+    n_shards = len(list((out / ".progress").glob("*.json")))
+    assert d["shards"] == {"total": n_shards, "kept": 0, "made": n_shards}
+    assert d["images"] == {k: m["counts"][k] for k in ("train", "val", "test", "quarantined")}
+    assert d["images_made"] == sum(d["images"].values()) == spec.total_samples
+    lines = run_summary_lines(d)
+    assert lines[0] == (f"done in 20.0 s: {spec.total_samples} renders -> {spec.total_samples} images "
+                        f"(train {m['counts']['train']}, val {m['counts']['val']}, test {m['counts']['test']}, "
+                        f"quarantined {m['counts']['quarantined']}); {spec.total_samples / 20:.2f} images/s made now")
+    later = run_summary(out, started=_time.time() + 1, ended=_time.time() + 2)  # nothing written since
+    assert later["shards"]["kept"] == n_shards and later["images_made"] == 0
+    assert "privacy" not in later and "verify" not in later  # reports of an earlier run are not this run's
+    q = sum(g["images"] for g in d["quarantine"])
+    assert q == m["counts"]["quarantined"]

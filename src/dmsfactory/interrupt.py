@@ -69,6 +69,7 @@ def exit_on_interrupt(
         except (OSError, ValueError):
             pass
         _quiet_stdio()
+        _stop_children()
         os._exit(EXIT_INTERRUPTED)
 
     previous = signal.signal(signal.SIGINT, handler)
@@ -76,6 +77,23 @@ def exit_on_interrupt(
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _stop_children() -> None:
+    """Terminate this process's multiprocessing children (worker pools), which would outlive ``os._exit``."""
+    try:
+        import multiprocessing
+
+        for child in multiprocessing.active_children():
+            child.terminate()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def ignore_sigint() -> None:
+    """For worker-process initializers: Ctrl-C is the main process's to handle (one line, no worker
+    tracebacks); the main process ends its workers itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def interrupted_line(done: int, total: int) -> str:

@@ -283,8 +283,10 @@ def make_entry(spec: DatasetSpec, spec_hash: str, index: int, ident: Identity, c
     }
 
 
-def _conditions(spec: DatasetSpec, idents: list[Identity]) -> dict[int, dict[str, Any]]:
-    """Per-image axes of every planned render, stratified within each split (cheap: no entry is built)."""
+def plan_conditions(spec: DatasetSpec, idents: list[Identity]) -> dict[int, dict[str, Any]]:
+    """The per-image categorical axes (class, lighting, accessory, mount) of every plan index,
+    stratified within each split. Cheap next to :func:`make_entry`: a preview picks its renders from
+    these without building the whole plan."""
     depth = spec.identities.images_per_identity
     c = spec.conditions
     conds: dict[int, dict[str, Any]] = {}
@@ -379,7 +381,7 @@ def make_plan(spec: DatasetSpec, limit: int | None = None) -> list[dict[str, Any
     spec_hash = spec.content_hash()
     idents = make_identities(spec)
     depth = spec.identities.images_per_identity
-    conds = _conditions(spec, idents)
+    conds = plan_conditions(spec, idents)
     if limit is None or limit >= spec.total_samples:
         indices: list[int] = list(range(spec.total_samples))
     else:

@@ -88,17 +88,6 @@ def finished_names(out_dir: str | Path, spec_hash: str, jobs: Iterable[tuple[str
     return done
 
 
-def progress_of(spec: Any, out_dir: str | Path, limit: int | None) -> tuple[int, int]:
-    """(shards finished, shards planned) of this spec and ``limit`` in ``out_dir``, clip shards included."""
-    from dmsfactory import pipeline
-
-    h = spec.content_hash()
-    jobs = [(j.name, [e["key"] for e in j.entries]) for j in pipeline.plan_jobs(spec, limit)]
-    clip_jobs = [(name, [c["key"] for c in clips]) for name, clips in pipeline.clip_jobs(spec, limit)]
-    done = len(finished_names(out_dir, h, jobs)) + len(finished_names(out_dir, h, clip_jobs, subdir="clips"))
-    return done, len(jobs) + len(clip_jobs)
-
-
 # ---------------------------------------------------------------- after a run
 def _records(out: Path, subdir: str = "") -> list[tuple[dict[str, Any], float]]:
     base = out / subdir / PROGRESS_DIR
@@ -111,8 +100,11 @@ def _records(out: Path, subdir: str = "") -> list[tuple[dict[str, Any], float]]:
     return recs
 
 
-def _read_json(p: Path) -> dict[str, Any] | None:
+def _read_json(p: Path, since: float | None = None) -> dict[str, Any] | None:
+    """``p``'s JSON; None when missing, unreadable or (with ``since``) written before that time."""
     try:
+        if since is not None and p.stat().st_mtime < since:
+            return None  # a report of an earlier run whose stage did not run this time
         return json.loads(p.read_text())
     except (OSError, ValueError):
         return None
@@ -151,11 +143,11 @@ def run_summary(out_dir: str | Path, started: float, ended: float) -> dict[str, 
         data["clips"] = {**cc, "shards": {"total": len(clip_recs), "kept": len(clip_recs) - len(clip_made),
                                           "made": len(clip_made)},
                          "frames_made": sum(r["counts"].get("frames", 0) for r in clip_made)}
-    v = _read_json(out / "verify_report.json")
+    v = _read_json(out / "verify_report.json", since=started)
     if v and v.get("by_check"):
         data["verify"] = {"checked": v.get("samples_verified"),
                           "agreement": {k: x.get("agreement") for k, x in v["by_check"].items()}}
-    p = _read_json(out / "privacy_report.json")
+    p = _read_json(out / "privacy_report.json", since=started)
     if p is not None:
         galleries = [g.get("path") for g in p.get("galleries", [])]
         data["privacy"] = {"checked": bool(p.get("leakage_checked", bool(galleries))), "galleries": galleries,

@@ -347,7 +347,7 @@ def run_batches(
     if progress_total is not None:
         from tqdm import tqdm
 
-        bar = tqdm(total=progress_total, unit="img", desc=spec.name, file=sys.stderr)
+        bar = tqdm(total=progress_total, unit="render", desc=spec.name, file=sys.stderr)
     pending = list(jobs)
     limit = max_in_flight or len(pending) or 1
     running = [submit(pending.pop(0)) for _ in range(min(limit, len(pending)))]
