@@ -159,6 +159,9 @@ def test_clip_demo_preview_and_openlabel_export(ws):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "clips:       3 clips (720 frames), quarantined 0; 3 clip shards" in r.stdout, r.stdout
     out = ws / "out" / "clips-demo"
+    card = (out / "README.md").read_text()
+    assert "- renders: 3 planned (a stratified preview of the spec's 12)" in card
+    assert "- clips: 3 planned (a stratified preview of the spec's 24); written: 3 clips of 720 frames in all" in card
     for split in ("train", "val", "test"):  # the preview has every split: open_shards no longer raises
         assert len(list(open_shards(out, split))) == 1
         assert len(list(open_clip_shards(out, split, with_frames=False))) == 1

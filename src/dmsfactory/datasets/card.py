@@ -162,6 +162,21 @@ def counts_line(manifest: dict[str, Any]) -> str:
             f"val {c['val']:,}, test {c['test']:,}; quarantined {c['quarantined']:,}")
 
 
+def clips_line(manifest: dict[str, Any]) -> str | None:
+    """The card's clip counts (clips and their frames), when the dataset has clips."""
+    info = manifest.get("clips")
+    if not info:
+        return None
+    c = info["counts"]
+    spec = manifest.get("spec") or {}
+    per = (spec.get("clips") or {}).get("clips_per_identity") or 0
+    in_spec = ((spec.get("identities") or {}).get("count") or 0) * per
+    planned = c["clips"] + c["quarantined"]
+    preview = f" (a stratified preview of the spec's {in_spec:,})" if manifest.get("limit") and in_spec > planned else ""
+    return (f"- clips: {planned:,} planned{preview}; written: {c['clips']:,} clips of {c['frames']:,} frames in all, "
+            f"quarantined {c['quarantined']:,} (section 'Driver-state clips')")
+
+
 def quarantine_by_reason(docs) -> list[dict[str, Any]]:
     """Quarantined images grouped by the check that quarantined them (``stage/check``), most first,
     each with one full example reason (never cut)."""
@@ -226,6 +241,7 @@ def write_card(
         f"- spec hash: `{manifest['spec_hash']}`, seed {manifest['seed']}"
         + (f", made with `--limit {manifest['limit']}`" if manifest.get("limit") else ""),
         counts_line(manifest),
+        *([clips_line(manifest)] if manifest.get("clips") else []),
         f"- identities per split (identity-disjoint): train {split_ids['train']}, val {split_ids['val']}, "
         f"test {split_ids['test']}",
         f"- shards: {len(manifest['shards'])} (+{len(manifest['quarantine'])} quarantine), listed with sha256 in "
