@@ -285,7 +285,10 @@ def clip_section(info: dict[str, Any], clip_docs: list[dict[str, Any]]) -> CardS
     if events:
         md += ["", "| temporal event (Euro NCAP) | count |", "|---|---|"]
         md += [f"| {k} | {v} |" for k, v in sorted(events.items())]
-    return CardSection("Driver-state clips", "\n".join(md), data=info, json_name=None)
+    from dmsfactory.clips.behaviour_report import card_parts  # behaviour vs published figures, with a plot
+
+    b_md, b_files, _ = card_parts(clip_docs)
+    return CardSection("Driver-state clips", "\n".join(md) + b_md, data=info, files=b_files, json_name=None)
 
 
 class CoverageGap(Exception):
