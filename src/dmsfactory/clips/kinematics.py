@@ -37,14 +37,13 @@ from typing import Any, Iterable
 import numpy as np
 
 REOPEN_GAMMA = 0.5  # time warp of the reopening profile: peak velocity at 1/9 of the phase, slow tail
-QUANTUM_S = 1e-4  # closure parameters are rounded to this before use (exact records)
 LID_KINDS = ("blink", "long_blink", "scripted_blink", "microsleep", "sleep", "rub_eyes")
 EYES = ("both", "left", "right")
 
 
 def q(x: float) -> float:
     """Round a time to the record's quantum (0.1 ms)."""
-    return float(round(float(x) / QUANTUM_S) * QUANTUM_S)
+    return round(float(x), 4)
 
 
 def smoothstep5(u: np.ndarray | float) -> np.ndarray:
