@@ -224,3 +224,27 @@ def test_closure_records_round_trip_and_bad_records_are_named():
         Segment(kind="blink", duration_s=0.2, closing_s=0.1, closed_s=0.1, reopening_s=0.1)
     with pytest.raises(ValueError, match="only apply to kind 'blink'"):
         Segment(kind="drive", duration_s=2, closing_s=0.1)
+    short = [{"kind": "blink", "duration_s": 0.1, "start_s": 0.5}]
+    with pytest.raises(ValueError, match=r"blink.*longer than its duration_s 0.1"):
+        simulate(9, short, 2.0, np.random.default_rng(0), driver_traits("short-blink"))
+
+
+def test_behaviour_report_card_parts():
+    from dmsfactory.clips.behaviour_report import behaviour_stats, card_parts, checks
+
+    docs = []
+    for kss in (3, 9):
+        for i in range(3):
+            model = simulate(kss, _drive(60.0), 60.0, np.random.default_rng(i), driver_traits("report", i))
+            _, tl = _label(model, 30.0)
+            docs.append({"params": {"scenario": "drive", "kss": kss, "events": model.events}, "labels": {"temporal": tl}})
+    st = behaviour_stats(docs)
+    assert st["by_kss"][3]["blinks"] > 20 and st["by_kss"][9]["perclos_60s"]["n"] == 3
+    ck = checks(st)
+    assert ck["alert_median_blink_duration_s"]["value"] == st["alert_kss_le_5"]["duration_s"]["median"]
+    assert ck["mean_blink_duration_rises_kss_5_to_9"]["pass"] is None  # KSS 5-8 missing: not measurable
+    md, files, data = card_parts(docs)
+    assert "Behaviour against published measurements" in md and "| 9 | 3 |" in md
+    (png,) = files.values()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and data["checks"] == ck
+    assert card_parts([]) == ("", {}, {})

@@ -22,7 +22,8 @@ and KSS effects, :mod:`dmsfactory.clips.kinematics` for the curve shapes):
   a laugh; it never goes below 0.26, so only closures reach the closed level (P80: <= 0.2). Closures
   (:class:`~dmsfactory.clips.kinematics.Closure`: closing, closed, reopening) are the only lid
   movements to the closed level; the DMD eye states ``closing``/``close``/``opening`` are their phases.
-* Spontaneous blinks (everywhere but within 0.3 s of a scripted closure or a microsleep): onsets from
+* Spontaneous blinks (everywhere but within 0.3 s of a scripted closure, a microsleep or a rubbed
+  eye's closure): onsets from
   a renewal process with gamma(k=2) inter-blink intervals whose mean follows the driver's rate at this
   KSS, times 2.0 while talking and 0.45 while reading a phone (time-rescaled, so the rate changes
   within a clip); at least 0.15 s between one blink's end and the next onset. Blink k's phase
@@ -614,6 +615,11 @@ def simulate(
                     eb[ph] = float(seg[ph])
             cl = Closure(onset_s=q(s), closing_s=q(eb["closing_s"]), closed_s=q(eb["closed_s"]),
                          reopening_s=q(eb["reopening_s"]), floor=round(u(*BLINK_FLOOR), 4), kind="scripted_blink")
+            if cl.end_s > s + d + 1e-9:
+                raise ValueError(
+                    f"segment at {s:g} s (blink): the blink lasts {cl.duration_s:.3f} s (closing/closed/reopening from "
+                    f"the driver at KSS {kss} where not given), longer than its duration_s {d:g}; lengthen the segment "
+                    "or give closing_s, closed_s and reopening_s")
             closures.append(cl)
             scripted.append((cl.onset_s, cl.end_s))
         elif k == "rub_eyes":

@@ -81,7 +81,7 @@ def _collect(docs: Iterable[dict[str, Any]], key) -> dict[Any, dict[str, list]]:
     return groups
 
 
-def _group_stats(g: dict[str, list]) -> dict[str, Any]:
+def _group_stats(g: dict[str, list], thr: float) -> dict[str, Any]:
     d = g["duration_s"]
     out: dict[str, Any] = {"clips": len(g["clips"]), "blinks": len(d)}
     for k in ("duration_s", "closing_s", "closed_s", "reopening_s", "half_amplitude_s", "p80_closed_s",
@@ -95,7 +95,7 @@ def _group_stats(g: dict[str, list]) -> dict[str, Any]:
     if g.get("half_amplitude_s"):
         out["share_long_blink_half_amplitude"] = _r(float(np.mean(np.asarray(g["half_amplitude_s"]) > 0.15)))
     if g.get("perclos_60s"):
-        out["share_perclos_60s_over_threshold"] = _r(float(np.mean(np.asarray(g["perclos_60s"]) > REFERENCE["perclos_drowsy_threshold"])))
+        out["share_perclos_60s_over_threshold"] = _r(float(np.mean(np.asarray(g["perclos_60s"]) > thr)))
     if g.get("microsleeps"):
         mins = sum(g["clip_s"]) / 60.0
         out["microsleeps_per_min"] = _r(sum(g["microsleeps"]) / mins) if mins else None
@@ -104,16 +104,24 @@ def _group_stats(g: dict[str, list]) -> dict[str, Any]:
     return out
 
 
-def behaviour_stats(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Statistics per scenario, per KSS, and over all alert (KSS <= 5) clips."""
+def behaviour_stats(docs: list[dict[str, Any]], perclos_threshold: float | None = None) -> dict[str, Any]:
+    """Statistics per scenario, per KSS, and over all alert (KSS <= 5) clips.
+
+    ``perclos_threshold``: the drowsy PERCLOS threshold (default: the one the clips were labelled with,
+    else 0.15)."""
     docs = list(docs)
-    by_scen = {str(k): _group_stats(v) for k, v in sorted(_collect(docs, lambda p: p.get("scenario")).items(), key=lambda kv: str(kv[0]))}
-    by_kss = {int(k): _group_stats(v) for k, v in sorted(_collect(docs, lambda p: int(p.get("kss", 0))).items())}
+    if perclos_threshold is None:
+        ps = [(_doc_parts(d)[1].get("summary", {}).get("params") or {}).get("perclos_drowsy") for d in docs]
+        perclos_threshold = next((float(p) for p in ps if p is not None), REFERENCE["perclos_drowsy_threshold"])
+    thr = float(perclos_threshold)
+    by_scen = {str(k): _group_stats(v, thr) for k, v in
+               sorted(_collect(docs, lambda p: p.get("scenario")).items(), key=lambda kv: str(kv[0]))}
+    by_kss = {int(k): _group_stats(v, thr) for k, v in sorted(_collect(docs, lambda p: int(p.get("kss", 0))).items())}
     alert = _group_stats(next(iter(_collect([d for d in docs if int(_doc_parts(d)[0].get("kss", 0)) <= 5],
-                                            lambda p: "alert").values()), defaultdict(list)))
-    everything = _group_stats(next(iter(_collect(docs, lambda p: "all").values()), defaultdict(list)))
+                                            lambda p: "alert").values()), defaultdict(list)), thr)
+    everything = _group_stats(next(iter(_collect(docs, lambda p: "all").values()), defaultdict(list)), thr)
     return {"by_scenario": by_scen, "by_kss": by_kss, "alert_kss_le_5": alert, "all": everything,
-            "reference": REFERENCE}
+            "perclos_threshold": thr, "reference": REFERENCE}
 
 
 def checks(stats: dict[str, Any]) -> dict[str, Any]:
@@ -142,7 +150,7 @@ def checks(stats: dict[str, Any]) -> dict[str, Any]:
     put("mean_blink_duration_rises_kss_5_to_9", {str(k): m for k, m in meds}, mono if len(vals) == 5 else None)
     k9 = by.get(9, {}).get("perclos_60s")  # clips of at least 60 s (the PERCLOS window)
     put("kss9_60s_median_perclos", k9.get("median") if k9 else None,
-        None if not k9 else k9["median"] > ref["perclos_drowsy_threshold"])
+        None if not k9 else k9["median"] > stats.get("perclos_threshold", ref["perclos_drowsy_threshold"]))
     put("kss9_60s_share_clips_over_perclos_threshold", by.get(9, {}).get("share_perclos_60s_over_threshold"), None)
     return out
 
@@ -183,7 +191,8 @@ def figure_png(stats: dict[str, Any], title: str = "") -> bytes:
         if p:
             ax[2].plot([k, k], [p["p5"], p["p95"]], color="0.6")
             ax[2].plot(k, p["median"], "ko", ms=4)
-    ax[2].axhline(REFERENCE["perclos_drowsy_threshold"], color="r", ls="--", lw=1, label="drowsy threshold 0.15")
+    thr = stats.get("perclos_threshold", REFERENCE["perclos_drowsy_threshold"])
+    ax[2].axhline(thr, color="r", ls="--", lw=1, label=f"drowsy threshold {thr:g}")
     ax[2].axhline(REFERENCE["perclos_alert"], color="g", ls=":", lw=1, label="published alert ~0.06")
     ax[2].set(xlabel="KSS", ylabel="PERCLOS P80 (clip)", title="PERCLOS (median, p5-p95)")
     ax[2].legend(fontsize=7)
