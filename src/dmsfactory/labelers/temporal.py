@@ -68,7 +68,8 @@ Unresponsive driver
 Overall state per frame (causal: what a DMS should report at that moment), first match wins:
     ``unresponsive``; ``sleep`` (current closure >= 3 s); ``microsleep`` (current closure >=
     microsleep_min_s; "current closure" = closed time up to the end of this frame's 1/fps interval:
-    a run of n closed frames, or with closure records min(t + 1/fps, p80_end) - p80_start); ``long_distraction``; ``visual_time_sharing``; ``drowsy`` (PERCLOS >=
+    a run of n closed frames, or with closure records min(t + 1/fps, p80_end) - p80_start, on
+    closed frames); ``long_distraction``; ``visual_time_sharing``; ``drowsy`` (PERCLOS >=
     ``perclos_drowsy`` over a window of at least ``perclos_min_window_s``); ``alert``.
 The Euro NCAP category of each state is in :data:`EURO_NCAP_CATEGORY`.
 """
@@ -438,7 +439,7 @@ def temporal_labels(
         for ep in episodes:
             if ep["p80_start_s"] is None:
                 continue
-            m = (t >= ep["p80_start_s"] - 1e-9) & (t <= ep["p80_end_s"] + 1e-9)
+            m = (t >= ep["p80_start_s"] - 1e-9) & (t <= ep["p80_end_s"] + 1e-9) & closed  # sampled frames decide
             closed_for[m] = np.minimum(t[m] + 1.0 / fps, ep["p80_end_s"]) - ep["p80_start_s"]
     long_dist = off_run >= ld_n
     vats = acc >= params.vats_threshold_s - 1e-9
