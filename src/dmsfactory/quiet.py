@@ -30,8 +30,9 @@ import sys
 import threading
 from typing import Iterator
 
+# a noise line, or the noise tail of a line whose head is another writer's unfinished output
 NOISE = re.compile(
-    rb"^(?:[IW]\d{4} [\d:.]+ +\d+ [^ \]]+:\d+\] .*"
+    rb"(?:[IW]\d{4} [\d:.]+ +\d+ [^ \]]+:\d+\] .*"
     rb"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\."
     rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR)\r?$"
 )
@@ -49,9 +50,13 @@ class _Forwarder(threading.Thread):
             n = os.write(self.out_fd, data)
             data = data[n:]
 
-    def _maybe_noise(self, partial: bytes) -> bool:
-        """Could this unfinished line still become a noise line? (then wait for its newline)"""
-        return any(p.startswith(partial[: len(p)]) for p in _PREFIXES)
+    @staticmethod
+    def _noise_start(partial: bytes) -> int:
+        """Where an unfinished line could be turning into a noise line (hold from there), else its length."""
+        for i in range(len(partial)):
+            if partial[i] in b"IW" and any(p.startswith(partial[i : i + len(p)]) for p in _PREFIXES):
+                return i
+        return len(partial)
 
     def run(self) -> None:
         buf = b""
@@ -64,16 +69,20 @@ class _Forwarder(threading.Thread):
                 *lines, buf = buf.split(b"\n")
                 out = []
                 for line in lines:
-                    if NOISE.match(line):
+                    m = NOISE.search(line)
+                    if m:
                         self.dropped += 1
+                        if m.start():  # e.g. a progress bar without newline, then the noise line
+                            out.append(line[: m.start()])
                     else:
                         out.append(line + b"\n")
-                if buf and not self._maybe_noise(buf):
-                    out.append(buf)  # progress bars and prompts end without a newline: pass them on now
-                    buf = b""
+                cut = self._noise_start(buf)
+                if cut:  # progress bars and prompts end without a newline: pass them on now
+                    out.append(buf[:cut])
+                    buf = buf[cut:]
                 if out:
                     self._emit(b"".join(out))
-            if buf and not NOISE.match(buf):
+            if buf and not NOISE.search(buf):
                 self._emit(buf)
         except OSError:
             pass  # the real stderr went away: nothing left to write to
