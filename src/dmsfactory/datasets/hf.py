@@ -42,8 +42,7 @@ def _node(node: Leaf | ListOf | Schema) -> dict[str, Any]:
     return {k: _node(v) for k, v in node.items()}
 
 
-def _image_type(ext: str) -> dict[str, Any]:
-    return {"_type": "Image"}
+_IMAGE = {"_type": "Image"}
 
 
 def feature_dict(kind: str = "samples", image_ext: str = "jpg", n_frames: int = 0) -> dict[str, Any]:
@@ -52,13 +51,13 @@ def feature_dict(kind: str = "samples", image_ext: str = "jpg", n_frames: int = 
     ``kind``: ``samples`` (images; the default and quarantine configs) or ``clips`` (one row per
     clip: ``f00000.<ext>`` ... ``f<n_frames-1>.<ext>`` images and the clip ``json``)."""
     if kind == "samples":
-        cols = {image_ext: _image_type(image_ext), "json": _node(SAMPLE_SCHEMA),
+        cols = {image_ext: dict(_IMAGE), "json": _node(SAMPLE_SCHEMA),
                 PARAMS_MEMBER: {"dtype": "string", "_type": "Value"}}
     elif kind == "clips":
         if n_frames < 1:
             raise ValueError(f"clips features need the number of frames per clip (got n_frames={n_frames})")
         cols = {"json": _node(CLIP_SCHEMA)}
-        cols.update({f"f{i:05d}.{image_ext}": _image_type(image_ext) for i in range(n_frames)})
+        cols.update({f"f{i:05d}.{image_ext}": dict(_IMAGE) for i in range(n_frames)})
     else:
         raise ValueError(f"kind must be 'samples' or 'clips' (got {kind!r})")
     cols["__key__"] = {"dtype": "string", "_type": "Value"}
