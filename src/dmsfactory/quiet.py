@@ -104,7 +104,6 @@ def filter_native_logs(enabled: bool = True) -> Iterator[_Forwarder | None]:
     fwd = _Forwarder(r, real)
     fwd.start()
     old_stderr = sys.stderr
-    real_file = None
     try:
         os.dup2(w, 2)
         # Python-level writes go straight to the real stderr (tqdm keeps its terminal, tracebacks
@@ -120,9 +119,8 @@ def filter_native_logs(enabled: bool = True) -> Iterator[_Forwarder | None]:
         os.dup2(real, 2)  # fd 2 is the real stderr again; the pipe's last writer is `w` (and any children)
         os.close(w)
         fwd.join(timeout=2.0)
-        if not fwd.is_alive():
+        if not fwd.is_alive():  # else a child process still holds the pipe: the thread keeps both fds
             os.close(r)
-        os.close(real)
-        if real_file is not None:
-            with contextlib.suppress(Exception):
-                real_file.close()
+            os.close(real)
+        # real_file stays open: a handler configured inside the block (Prefect's console) may still
+        # write to it, e.g. at exit; it holds its own duplicate of the real stderr
