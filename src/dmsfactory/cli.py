@@ -187,13 +187,22 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--per-clip", action="store_true", help="one OpenLABEL file per clip")
     o.add_argument("--landmarks", action="store_true", help="include the 478 landmarks per frame (large)")
     o.set_defaults(fn=cmd_export_openlabel)
+    for sp in [p, *sub.choices.values()]:  # accepted before or after the command
+        sp.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show the native libraries' log lines (MediaPipe/TFLite) and Prefect's INFO logs")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    verbose = getattr(args, "verbose", False)
+    if verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    from dmsfactory.quiet import filter_native_logs
+
     try:
-        return int(args.fn(args) or 0)
+        with filter_native_logs(enabled=not verbose):  # MediaPipe/TFLite W0000/I0000 lines (dmsfactory.quiet)
+            return int(args.fn(args) or 0)
     except UsageError as e:
         for line in e.lines:
             print(f"error: {line}", file=sys.stderr)

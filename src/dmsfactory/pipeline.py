@@ -216,6 +216,9 @@ def finalize(
                 "quarantined": sum(r["counts"]["quarantined"] for r in clip_records),
             },
         }
+    from dmsfactory.datasets.reader_files import write_reader_files  # wids indexes, croissant.json
+
+    manifest["readers"] = write_reader_files(out, manifest)
     write_json_atomic(out / "manifest.json", manifest, indent=2)
     docs, grid = [], []
     for doc, _ in iter_records(out, include_quarantine=True, with_images=False):

@@ -213,5 +213,7 @@ def write_card(
         if sec.json_name:
             write_json_atomic(out_dir / sec.json_name, sec.data, indent=2)
     path = out_dir / "README.md"
-    path.write_text("\n".join(md))
+    from dmsfactory.datasets.hf import card_header  # YAML front matter: load_dataset(DIR) configs + features
+
+    path.write_text(card_header(manifest) + "\n".join(md))
     return path
