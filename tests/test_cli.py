@@ -70,7 +70,7 @@ def test_train_names_the_spec_that_makes_the_private_set(tmp_path, monkeypatch, 
 def test_validate_counts_clips_and_frames_not_samples(capsys):
     v = in_process(capsys, "validate", str(REPO / "specs" / "clips-demo.yaml"))
     assert v.returncode == 0, v.stderr
-    assert "24 planned (12 identities x 2), 240 frames each (24 s at 10 fps): 5,760 frames" in v.stdout
+    assert "24 planned (12 identities x 2), 720 frames each (24 s at 30 fps): 17,280 frames" in v.stdout
     assert "12 planned (12 identities x 1)" in v.stdout and "samples" not in v.stdout
 
 

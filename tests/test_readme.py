@@ -149,23 +149,23 @@ def test_quick_preview_resume_reading_and_contact_sheet(ws, gallery):
 
 @pytest.mark.slow
 def test_clip_demo_preview_and_openlabel_export(ws):
-    """`run specs/clips-demo.yaml` with --limit 3 (one clip per split; --no-prefect to keep it short),
-    then the README's `export-openlabel`."""
+    """`run specs/clips-demo.yaml` with --limit 1 (one clip of 720 frames and one still; --no-prefect to
+    keep it short; that every split gets clips from --limit 3 is tests/test_clips.py's), then the
+    README's `export-openlabel`."""
     from dmsfactory.clips.shards import open_clip_shards
     from dmsfactory.datasets import open_shards
 
-    args = with_limit(command("run", "specs/clips-demo.yaml"), 3) + ["--no-prefect"]
+    args = with_limit(command("run", "specs/clips-demo.yaml"), 1) + ["--no-prefect"]
     r = run(args, ws)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "clips:       3 clips (720 frames), quarantined 0; 3 clip shards" in r.stdout, r.stdout
+    assert "clips:       1 clip (720 frames), quarantined 0; 1 clip shard" in r.stdout, r.stdout
     out = ws / "out" / "clips-demo"
     card = (out / "README.md").read_text()
-    assert "- renders: 3 planned (a stratified preview of the spec's 12)" in card
-    assert "- clips: 3 planned (a stratified preview of the spec's 24); written: 3 clips of 720 frames in all" in card
-    for split in ("train", "val", "test"):  # the preview has every split: open_shards no longer raises
-        assert len(list(open_shards(out, split))) == 1
-        assert len(list(open_clip_shards(out, split, with_frames=False))) == 1
+    assert "- renders: 1 planned (a stratified preview of the spec's 12)" in card
+    assert "- clips: 1 planned (a stratified preview of the spec's 24); written: 1 clip of 720 frames in all" in card
+    assert len(list(open_shards(out, "train"))) == 1
+    assert len(list(open_clip_shards(out, "train", with_frames=False))) == 1
     e = run(command("export-openlabel"), ws)
     assert e.returncode == 0, e.stderr
-    assert "3 clips (720 frames) and 3 single images: 723 OpenLABEL frames" in e.stdout, e.stdout
+    assert "1 clip (720 frames) and 1 single image: 721 OpenLABEL frames" in e.stdout, e.stdout
     assert (ws / "labels.json").is_file()

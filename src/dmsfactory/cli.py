@@ -205,8 +205,8 @@ def cmd_export_openlabel(a: argparse.Namespace) -> int:
 
     res = export_openlabel(Path(a.dataset), Path(a.out), per_clip=a.per_clip, include_landmarks=a.landmarks)
     imgs = res.get("images", 0)
-    print(f"OpenLABEL: {len(res['files'])} file(s), {res['clips']} clips ({res['frames'] - imgs} frames) and "
-          f"{imgs} single images: {res['frames']} OpenLABEL frames, "
+    print(f"OpenLABEL: {len(res['files'])} file(s), {res['clips']} clip{'' if res['clips'] == 1 else 's'} "
+          f"({res['frames'] - imgs} frames) and {imgs} single image{'' if imgs == 1 else 's'}: {res['frames']} OpenLABEL frames, "
           f"validated with {res['validated_with'] or 'nothing (no schema available)'}")
     for f in res["files"][:5]:
         print(f"  {f}")
@@ -259,13 +259,22 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--per-clip", action="store_true", help="one OpenLABEL file per clip")
     o.add_argument("--landmarks", action="store_true", help="include the 478 landmarks per frame (large)")
     o.set_defaults(fn=cmd_export_openlabel)
+    for sp in [p, *sub.choices.values()]:  # accepted before or after the command
+        sp.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show the native libraries' log lines (MediaPipe/TFLite) and Prefect's INFO logs")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    verbose = getattr(args, "verbose", False)
+    if verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    from dmsfactory.quiet import filter_native_logs
+
     try:
-        return int(args.fn(args) or 0)
+        with filter_native_logs(enabled=not verbose):  # MediaPipe/TFLite W0000/I0000 lines (dmsfactory.quiet)
+            return int(args.fn(args) or 0)
     except UsageError as e:
         for line in e.lines:
             print(f"error: {line}", file=sys.stderr)

@@ -216,6 +216,9 @@ def finalize(
                 "quarantined": sum(r["counts"]["quarantined"] for r in clip_records),
             },
         }
+    from dmsfactory.datasets.reader_files import write_reader_files  # wids indexes, croissant.json
+
+    manifest["readers"] = write_reader_files(out, manifest)
     write_json_atomic(out / "manifest.json", manifest, indent=2)
     docs = []
     for doc, _ in iter_records(out, include_quarantine=True, with_images=False):
@@ -277,7 +280,10 @@ def clip_section(info: dict[str, Any], clip_docs: list[dict[str, Any]]) -> CardS
     if events:
         md += ["", "| temporal event (Euro NCAP) | count |", "|---|---|"]
         md += [f"| {k} | {v} |" for k, v in sorted(events.items())]
-    return CardSection("Driver-state clips", "\n".join(md), data=info, json_name=None)
+    from dmsfactory.clips.behaviour_report import card_parts  # behaviour vs published figures, with a plot
+
+    b_md, b_files, _ = card_parts(clip_docs)
+    return CardSection("Driver-state clips", "\n".join(md) + b_md, data=info, files=b_files, json_name=None)
 
 
 class CoverageGap(Exception):

@@ -165,6 +165,9 @@ class Splits(_Strict):
 
 class Output(_Strict):
     dir: str = "out/dataset"
+    # the licence you release the dataset under (an SPDX id, e.g. CC-BY-4.0): written to the card's
+    # YAML header and croissant.json; unset, they say "other" (not part of the spec hash)
+    license: str | None = Field(None, pattern=r"^[A-Za-z0-9.+-]+$")
 
 
 class RunCfg(_Strict):

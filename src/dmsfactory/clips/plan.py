@@ -17,7 +17,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from dmsfactory.clips.behaviour import kss_class, scenario_segments, synthesize
+from dmsfactory.clips.behaviour import kss_class, scenario_segments, simulate
+from dmsfactory.clips.drivers import driver_traits
 from dmsfactory.clips.config import ClipsConfig
 from dmsfactory.conditions import LUX
 from dmsfactory.plan import _r, _rng, _seed, make_identities, preview_indices, stratified
@@ -30,7 +31,7 @@ def _clips_cfg(spec: Any, clips: ClipsConfig | None) -> ClipsConfig:
         return clips
     c = getattr(spec, "clips", None)
     if c is None:
-        raise ValueError("spec has no 'clips:' section (add one, e.g. clips: {fps: 10, duration_s: 20})")
+        raise ValueError("spec has no 'clips:' section (add one, e.g. clips: {fps: 30, duration_s: 20})")
     return c
 
 
@@ -45,7 +46,8 @@ def frame_class(kss: int, zone: str, phone: Any, on_road_zones: tuple[str, ...])
 
 def make_clip_plan(spec: Any, clips: ClipsConfig | None = None, limit: int | None = None) -> list[dict[str, Any]]:
     """One dict per clip: ``key, clip_index, identity, identity_seed, identity_params, split, scenario,
-    kss, fps, n_frames, segments, events, frames`` (``frames``: per-frame plan entries).
+    kss, fps, n_frames, segments, behaviour, events, frames`` (``frames``: per-frame plan entries;
+    ``behaviour``: the driver's traits and their values at this KSS, dmsfactory.clips.drivers).
 
     ``limit``: a stratified preview of that many clips, picked from the full plan
     (:func:`dmsfactory.plan.preview_indices`): every split with a share, each scenario where the number
@@ -81,11 +83,13 @@ def make_clip_plan(spec: Any, clips: ClipsConfig | None = None, limit: int | Non
         cond = conds[ci]
         scen = cond["scenario"]
         r = _rng(spec.seed, "clip", ci)
-        kss, segs = scenario_segments(scen, cfg, r)
+        driver = driver_traits(ident.seed)  # one driver per identity: same traits in all its clips
+        kss, segs = scenario_segments(scen, cfg, r, driver)
         lighting = SCENARIO_BASE_LIGHTING.get(scen, cond["lighting"])
         lo, hi = LUX[lighting]
         lux = math.exp(r.uniform(math.log(lo), math.log(hi)))
-        per_frame, events = synthesize(kss, segs, n, cfg.fps, r, lighting=lighting, illuminance_lux=lux)
+        model = simulate(kss, segs, cfg.duration_s, r, driver, lighting=lighting, illuminance_lux=lux)
+        per_frame, events = model.frames(n, cfg.fps), model.events
         key = f"{spec_hash[:10]}-c{ci:06d}"
         camera = {
             "mount": cond["mount"],
@@ -128,6 +132,7 @@ def make_clip_plan(spec: Any, clips: ClipsConfig | None = None, limit: int | Non
             "fps": cfg.fps,
             "n_frames": n,
             "segments": segs,
+            "behaviour": model.record(),
             "events": events,
             "frames": frames,
         })

@@ -173,7 +173,8 @@ def clips_line(manifest: dict[str, Any]) -> str | None:
     in_spec = ((spec.get("identities") or {}).get("count") or 0) * per
     planned = c["clips"] + c["quarantined"]
     preview = f" (a stratified preview of the spec's {in_spec:,})" if manifest.get("limit") and in_spec > planned else ""
-    return (f"- clips: {planned:,} planned{preview}; written: {c['clips']:,} clips of {c['frames']:,} frames in all, "
+    return (f"- clips: {planned:,} planned{preview}; written: {c['clips']:,} clip{'' if c['clips'] == 1 else 's'} of "
+            f"{c['frames']:,} frames in all, "
             f"quarantined {c['quarantined']:,} (section 'Driver-state clips')")
 
 
@@ -284,5 +285,7 @@ def write_card(
         if sec.json_name:
             write_json_atomic(out_dir / sec.json_name, sec.data, indent=2)
     path = out_dir / "README.md"
-    path.write_text("\n".join(md))
+    from dmsfactory.datasets.hf import card_header  # YAML front matter: load_dataset(DIR) configs + features
+
+    path.write_text(card_header(manifest) + "\n".join(md))
     return path
