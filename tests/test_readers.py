@@ -30,7 +30,7 @@ from dmsfactory.datasets.record_schema import PARAMS_MEMBER, SAMPLE_SCHEMA, chec
 from dmsfactory.datasets.wids_index import index_sets
 from dmsfactory.labelers.params import SCHEMA_VERSION, make_labels
 from dmsfactory.labelers.schema import (
-    CLIP_SCHEMA_FINGERPRINTS, CLIP_TEMPORAL_SCHEMA, LABEL_SCHEMA, SCHEMA_FINGERPRINTS, Leaf, ListOf, check_labels,
+    CLIP_LABELS_SCHEMA, CLIP_SCHEMA_FINGERPRINTS, LABEL_SCHEMA, SCHEMA_FINGERPRINTS, Leaf, ListOf, check_labels,
     fingerprint, iter_leaves,
 )
 
@@ -196,7 +196,7 @@ def test_schema_change_needs_a_version_bump():
 
     assert SCHEMA_FINGERPRINTS.get(SCHEMA_VERSION) == fingerprint(), (
         f"LABEL_SCHEMA changed: bump SCHEMA_VERSION ({SCHEMA_VERSION}) and record fingerprint() in SCHEMA_FINGERPRINTS")
-    assert CLIP_SCHEMA_FINGERPRINTS.get(CLIP_SCHEMA_VERSION) == fingerprint(CLIP_TEMPORAL_SCHEMA)
+    assert CLIP_SCHEMA_FINGERPRINTS.get(CLIP_SCHEMA_VERSION) == fingerprint(CLIP_LABELS_SCHEMA)
 
 
 # ---------------- Hugging Face datasets ----------------

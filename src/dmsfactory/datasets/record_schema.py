@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dmsfactory.labelers.schema import CLIP_TEMPORAL_SCHEMA, LABEL_SCHEMA, Leaf, ListOf, Schema, check_document
+from dmsfactory.labelers.schema import CLIP_LABELS_SCHEMA, LABEL_SCHEMA, Leaf, ListOf, Schema, check_document
 
 PARAMS_MEMBER = "params.txt"  # tar member suffix: <key>.params.txt = json.dumps(params), exact
 
@@ -90,7 +90,7 @@ CLIP_SCHEMA: Schema = {
     "schema_version": _s("clip schema version"),
     "split": _s("train, val or test"),
     "identity": _s("synthetic identity id"),
-    "labels": {"temporal": CLIP_TEMPORAL_SCHEMA},
+    "labels": CLIP_LABELS_SCHEMA,
     "verdicts": VERDICTS,
     "frames": ListOf(SAMPLE_SCHEMA, "each frame's FaceSample document"),
 }

@@ -242,6 +242,17 @@ CLIP_TEMPORAL_SCHEMA: Schema = {
         "closed_s": _f("closed phase, seconds"),
         "opening_s": _f("opening phase, seconds"),
         "duration_s": _f("whole episode, seconds"),
+        "onset_s": _f("start of the closing phase on the clip clock, seconds"),
+        "end_s": _f("end of the reopening phase, seconds"),
+        "half_amplitude_s": _f("time the lid is below half its amplitude, seconds (Anund et al. 2017)"),
+        "p80_start_s": _f("start of the P80 closed interval, seconds (null when never 80 % closed)"),
+        "p80_end_s": _f("end of the P80 closed interval, seconds"),
+        "p80_closed_s": _f("time 80 % closed or more, seconds"),
+        "frames": {k: _i(f"frames in the {k} phase") for k in ("closing", "close", "opening")},
+        "lid_kind": _s("kind of lid movement that was drawn",
+                       ("blink", "long_blink", "scripted_blink", "microsleep", "sleep", "rub_eyes")),
+        "eyes": _s("which eyes close", ("both", "left", "right")),
+        "source": _s("where the episode comes from", ("curves", "frames")),
         "complete": _b("the episode ends inside the clip"),
     }, "eye closure episodes"),
     "summary": {
@@ -254,6 +265,13 @@ CLIP_TEMPORAL_SCHEMA: Schema = {
         "blink_rate_per_min": _f("complete blinks per minute"),
         "mean_blink_duration_s": _f("mean complete blink duration, seconds"),
         "mean_blink_closed_s": _f("mean complete blink closed phase, seconds"),
+        "median_blink_duration_s": _f("median complete blink duration, seconds"),
+        "mean_blink_closing_s": _f("mean complete blink closing phase, seconds"),
+        "mean_blink_opening_s": _f("mean complete blink reopening phase, seconds"),
+        "mean_blink_p80_closed_s": _f("mean time 80 % closed per complete blink, seconds"),
+        "blinks_0_5_s_or_longer": _i("complete blinks lasting 0.5 s or more"),
+        "long_blink_share": _f("share of complete blinks longer than 0.15 s at half amplitude"),
+        "source": _s("where the summary comes from", ("curves", "frames")),
         "eyes_off_road_s": _f("seconds off road"),
         "longest_off_road_s": _f("longest off-road run, seconds"),
         "max_vats_accumulator_s": _f("max VATS accumulator, seconds"),
@@ -264,13 +282,30 @@ CLIP_TEMPORAL_SCHEMA: Schema = {
     },
 }
 
+# a clip's labels.behaviour: the driver's traits and their values at the clip's KSS
+# (dmsfactory.clips.drivers; docs/clips.md)
+_DRIVER_TRAITS = ("blink_rate_per_min", "closing_s", "close_open_ratio", "closed_s", "sleepiness_sensitivity",
+                  "base_openness", "eye_asymmetry", "glance_scale", "yawn_duration_s")
+_AT_KSS = ("sleepiness_f", "blink_rate_per_min", "closing_s", "closed_s", "reopening_s", "long_blink_share",
+           "base_openness", "microsleeps_per_min")
+CLIP_BEHAVIOUR_SCHEMA: Schema = {
+    "version": _s("behaviour model version (dmsfactory.clips.behaviour.BEHAVIOUR_VERSION)", added_by="clips"),
+    "driver": {k: _f(f"driver trait {k}", added_by="clips") for k in _DRIVER_TRAITS},
+    "at_kss": {"kss": _i("KSS of the clip", added_by="clips"),
+               **{k: _f(f"{k} at the clip's KSS", added_by="clips") for k in _AT_KSS}},
+}
+# a clip document's labels
+CLIP_LABELS_SCHEMA: Schema = {"temporal": CLIP_TEMPORAL_SCHEMA, "behaviour": CLIP_BEHAVIOUR_SCHEMA}
+
 # structure fingerprint per schema version: a change of fields or types needs a version bump
 SCHEMA_FINGERPRINTS = {
     "1.1.0": "53333906b2bc7d0186ae4d0e6085e1aa06cb21fa6db78c75d9ef8e5ac0f4dac3",
 }
-# the same for a clip's labels.temporal, keyed by dmsfactory.clips.generate.CLIP_SCHEMA_VERSION
+# the same for a clip's labels (CLIP_LABELS_SCHEMA), keyed by dmsfactory.clips.generate.CLIP_SCHEMA_VERSION
+# (1.0.0 fingerprinted labels.temporal alone)
 CLIP_SCHEMA_FINGERPRINTS = {
     "1.0.0": "30cb91beef6971cd87decf9e9cbe3eabfb497576980787e0c63450482e8977d0",
+    "2.0.0": "566e49df9b989382f5601d4d78a0fb235e285544b3c95bf855b22411abc8465e",
 }
 
 
