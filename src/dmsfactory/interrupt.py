@@ -23,14 +23,35 @@ from typing import Callable, Iterator
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for a process ended by Ctrl-C
 
 
-def _quiet_stdio() -> None:
-    """Point stdout/stderr at /dev/null: nothing another thread or a C library prints comes after our line."""
+def _silence() -> int | None:
+    """Mute this process for the rest of its life and return a file descriptor for the one last line.
+
+    Python logging is disabled, other threads' uncaught exceptions are dropped, ``sys.stdout`` and
+    ``sys.stderr`` go to /dev/null, and so do file descriptors 1 and 2 (native libraries' output);
+    the returned descriptor is a duplicate of where ``sys.stderr`` wrote before."""
+    logging.disable(logging.CRITICAL)
+    threading.excepthook = lambda args: None
+    out = None
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        out = os.dup(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):
+        try:
+            out = os.dup(2)
+        except OSError:
+            out = None
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         for fd in (1, 2):
             os.dup2(devnull, fd)
+        sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives until os._exit
     except OSError:  # pragma: no cover
         pass
+    return out
 
 
 @contextmanager
@@ -52,7 +73,7 @@ def exit_on_interrupt(
         if busy.is_set():
             os._exit(EXIT_INTERRUPTED)
         busy.set()
-        logging.disable(logging.CRITICAL)  # no thread logs a crash after this point
+        out = _silence()  # from here on nothing but our line reaches the terminal
         for fn in cleanup or []:
             try:
                 fn()
@@ -62,13 +83,11 @@ def exit_on_interrupt(
             line = message()
         except Exception as e:  # noqa: BLE001 - the line must come out whatever happened
             line = f"interrupted ({type(e).__name__} while counting shards); rerun the same command to resume"
-        try:
-            sys.stdout.flush()
-            sys.stderr.write("\n" + line + "\n")
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
-        _quiet_stdio()
+        if out is not None:
+            try:
+                os.write(out, ("\n" + line + "\n").encode())
+            except OSError:
+                pass
         _stop_children()
         os._exit(EXIT_INTERRUPTED)
 
