@@ -37,6 +37,31 @@ MOUTH_CORNERS = (78, 308)
 INNER_LIPS = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
 
 
+# MediaPipe eye contours, outer corner -> inner corner (upper[i] above lower[i]); EAR points as labels.verify
+EYE_LIDS = {"right": ((246, 161, 160, 159, 158, 157, 173), (7, 163, 144, 145, 153, 154, 155), (33, 160, 158, 133, 153, 144)),
+            "left": ((466, 388, 387, 386, 385, 384, 398), (249, 390, 373, 374, 380, 381, 382), (362, 385, 387, 263, 373, 380))}
+
+
+def _ear(p: np.ndarray, idx) -> float:
+    p1, p2, p3, p4, p5, p6 = (p[i] for i in idx)
+    return float((np.linalg.norm(p2 - p6) + np.linalg.norm(p3 - p5)) / (2.0 * np.linalg.norm(p1 - p4) + 1e-9))
+
+
+def close_eyes_to(target: np.ndarray, ears: dict[str, float], max_open: float = 1.25) -> dict[str, float]:
+    """Lower each upper lid of ``target`` (in place) towards the lower lid so the eye's aspect ratio
+    becomes ``ears[side]`` (opening by at most ``max_open``: a closed rendered lid cannot be
+    stretched into an open eye). Returns the factor applied per eye."""
+    out = {}
+    for side, (up, lo, e_idx) in EYE_LIDS.items():
+        cur = _ear(target, e_idx)
+        f = float(np.clip(ears[side] / max(cur, 1e-4), 0.0, max_open))
+        if abs(f - 1.0) > 1e-3:
+            u, lw = list(up), list(lo)
+            target[u] = target[lw] + f * (target[u] - target[lw])
+        out[side] = f
+    return out
+
+
 def open_mouth_to(target: np.ndarray, mar: float, max_frac: float = 0.6) -> float:
     """Move the lower lip of ``target`` (478x2, in place) along the face's down direction so that its
     mouth ratio (mean inner-lip gap / inner-corner distance, as ``labels.verify.mar``) becomes ``mar``.
@@ -149,6 +174,67 @@ def lighting_summary(coef: np.ndarray) -> dict[str, Any]:
             "directional_strength": round(nb, 2)}
 
 
+OUTER_LIPS = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146)
+UPPER_INNER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
+LOWER_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
+
+
+def _mouth_interior(warped: np.ndarray, frame: np.ndarray, target: np.ndarray, src_lm: np.ndarray,
+                    roi: tuple[int, int, int, int], size: float, fill: str) -> np.ndarray:
+    """Paint the open mouth inside the synthetic inner-lip contour.
+
+    ``teeth``: a synthetic cavity (dark, a band of upper teeth under the upper lip, a tongue tint
+    at the bottom), shaded by the surrounding skin's brightness. ``dark``: cavity shading only.
+    ``source``: the original's mouth interior warped into the synthetic lips (most realistic for
+    a landmark detector; teeth and tongue are the original's)."""
+    x0, y0, x1, y1 = roi
+    h, w = y1 - y0, x1 - x0
+    off = np.array([x0 + 0.5, y0 + 0.5])
+    poly = np.round((target[list(INNER_LIPS)] - off) * 16).astype(np.int32)
+    mm = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(mm, [poly], 255, cv2.LINE_AA, shift=4)
+    if not mm.any():
+        return warped
+    k = cv2.GaussianBlur(mm.astype(np.float32) / 255.0, (0, 0), max(0.6, 0.005 * size))[..., None]
+    # lips: a detector finds an open mouth by its lip edges, so the band between the outer and inner
+    # lip contours is given a lip colour (redder and darker than the surrounding skin)
+    lm_ = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(lm_, [np.round((target[list(OUTER_LIPS)] - off) * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
+    band = cv2.GaussianBlur((lm_.astype(np.float32) - mm.astype(np.float32)).clip(0, 255) / 255.0, (0, 0),
+                            max(0.6, 0.006 * size))[..., None]
+    warped = warped * (1 - 0.75 * band) + warped * np.array([0.78, 0.5, 0.52], np.float32) * 0.75 * band
+    if fill == "dark":
+        return warped * (1.0 - 0.8 * k)
+    if fill == "source":
+        t = TPS(target[list(INNER_LIPS) + [1, 152, 61, 291]], np.asarray(src_lm, float)[list(INNER_LIPS) + [1, 152, 61, 291]])
+        ys, xs = np.nonzero(mm)
+        xy = t(np.stack([xs + x0 + 0.5, ys + y0 + 0.5], 1)) - 0.5
+        mx = np.zeros((h, w), np.float32)
+        my = np.zeros((h, w), np.float32)
+        mx[ys, xs], my[ys, xs] = xy[:, 0], xy[:, 1]
+        src = cv2.remap(frame.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return warped * (1 - k) + src * k
+    # synthetic teeth: position between the upper (0) and lower (1) inner lip lines
+    up = np.full((h, w), 255, np.uint8)
+    lo = np.full((h, w), 255, np.uint8)
+    cv2.polylines(up, [np.round((target[list(UPPER_INNER)] - off) * 16).astype(np.int32)], False, 0, 1, cv2.LINE_8, shift=4)
+    cv2.polylines(lo, [np.round((target[list(LOWER_INNER)] - off) * 16).astype(np.int32)], False, 0, 1, cv2.LINE_8, shift=4)
+    du = cv2.distanceTransform(up, cv2.DIST_L2, 3)
+    dl = cv2.distanceTransform(lo, cv2.DIST_L2, 3)
+    v = du / (du + dl + 1e-6)
+    ring = cv2.dilate(mm, np.ones((5, 5), np.uint8)) & ~mm
+    skin = warped[ring > 0].mean(0) if (ring > 0).any() else np.array([150.0, 110, 95])
+    b = float(np.clip(skin.mean() / 160.0, 0.25, 1.4))
+    gap = float(np.mean([np.linalg.norm(target[bb] - target[a]) for a, bb in MOUTH_PAIRS]))
+    tooth = float(np.clip(0.45 * gap / max(gap, 1e-6), 0, 0.35)) if gap > 2 else 0.0
+    teeth_w = np.clip((tooth - v) / 0.04 + 0.5, 0, 1) if tooth else np.zeros_like(v)
+    tongue_w = np.clip((v - 0.7) / 0.3, 0, 1) * 0.6
+    col = (np.array([38.0, 18, 18])[None, None] * (1 - teeth_w[..., None]) * (1 - tongue_w[..., None])
+           + np.array([205.0, 195, 180])[None, None] * teeth_w[..., None]
+           + np.array([125.0, 55, 55])[None, None] * tongue_w[..., None] * (1 - teeth_w[..., None]))
+    return warped * (1 - k) + (col * b) * k
+
+
 def _feather_alpha(mask: np.ndarray, feather_px: float) -> np.ndarray:
     d = cv2.distanceTransform(mask, cv2.DIST_L2, 3)
     t = np.clip(d / max(feather_px, 1.0), 0.0, 1.0)
@@ -157,7 +243,8 @@ def _feather_alpha(mask: np.ndarray, feather_px: float) -> np.ndarray:
 
 def compose(frame: np.ndarray, render: np.ndarray, render_lm: np.ndarray, render_lm3d: np.ndarray,
             src_lm: np.ndarray, *, mode: str = "replace", feather: float = 0.06, relight: bool = True,
-            blend: str = "alpha", forehead: float = 1.0, mouth_mar: float | None = None,
+            blend: str = "alpha", forehead: float = 1.0, mouth_mar: float | None = None, mouth_fill: str = "teeth",
+            eye_ear: dict[str, float] | None = None,
             shading_src: np.ndarray | None = None) -> Composite:
     """Blend ``render`` (its landmarks ``render_lm``, 3-D ``render_lm3d``) over the face whose
     MediaPipe landmarks in ``frame`` are ``src_lm``. Returns the new frame and what was changed."""
@@ -171,6 +258,8 @@ def compose(frame: np.ndarray, render: np.ndarray, render_lm: np.ndarray, render
         target[oval] = src_lm[oval]
         if mouth_mar is not None:
             open_mouth_to(target, mouth_mar)
+        if eye_ear is not None:
+            close_eyes_to(target, eye_ear)
     ctrl = np.unique(np.concatenate([oval, ix["features"]]))
     H, W = frame.shape[:2]
     poly = target[oval]
@@ -227,13 +316,7 @@ def compose(frame: np.ndarray, render: np.ndarray, render_lm: np.ndarray, render
         warped = warped * field
         light = {"source": lighting_summary(cs), "render": lighting_summary(cr)}
     if mouth_mar is not None and mode != "hide":
-        # an open mouth is a dark cavity: the render's mouth interior (and the stretched lip seam of a
-        # residual opening) is shaded down inside the inner-lip contour, feathered over ~2 px
-        mm = np.zeros((h, w), np.uint8)
-        cv2.fillPoly(mm, [np.round((target[list(INNER_LIPS)] - [x0 + 0.5, y0 + 0.5]) * 16).astype(np.int32)], 255,
-                     cv2.LINE_AA, shift=4)
-        k = cv2.GaussianBlur(mm.astype(np.float32) / 255.0, (0, 0), max(0.8, 0.008 * size))[..., None]
-        warped = warped * (1.0 - 0.8 * k)
+        warped = _mouth_interior(warped, frame, target, src_lm, (x0, y0, x1, y1), size, mouth_fill)
     mpoly = poly.copy()
     if forehead < 1.0:  # lower the top of the region: the original's hairline (and the render's fringe) stay out
         up = target[10] - target[152]

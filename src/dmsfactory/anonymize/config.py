@@ -51,6 +51,9 @@ class AnonymizeConfig(BaseModel):
     seed: int = Field(0, ge=0, description="chooses the synthetic identities (with the source and track ids)")
     identity_pool: int = Field(64, ge=1, le=100000, description="synthetic identities to draw from (each is "
                                "calibrated once per run)")
+    identity_candidates: int = Field(4, ge=1, le=64, description="replace mode: synthetic identities tried per new "
+                                     "track, keeping the first far enough (dlib) from the original and the faces to avoid")
+    identity_margin: float = Field(0.7, ge=0, le=2, description="dlib distance a chosen identity should keep")
     refine: int = Field(2, ge=0, le=5, description="closed-loop corrections per still image (video: one per "
                         "frame, carried to the next)")
     render_max: int = Field(320, ge=64, le=1024, description="largest render size (pixels)")

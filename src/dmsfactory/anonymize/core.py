@@ -142,9 +142,9 @@ class Anonymizer:
         self._next_track = 0
 
     # ------------------------------------------------------------------ identities and tracks
-    def _identity_for(self, source_id: str, track: int, skin_rgb: np.ndarray, lighting: str) -> SyntheticIdentity:
+    def _identity_for(self, source_id: str, track: int, skin_rgb: np.ndarray, lighting: str, k: int = 0) -> SyntheticIdentity:
         h = hashlib.sha256(f"anon:{self.cfg.seed}:{source_id}:{track}".encode()).digest()
-        slot = int.from_bytes(h[:4], "little") % self.cfg.identity_pool
+        slot = (int.from_bytes(h[:4], "little") + k) % self.cfg.identity_pool
         base = SyntheticIdentity.from_seed(1_000_000 + self.cfg.seed * 100_003 + slot)
         table = self.head.tone_table(lighting=lighting)
         lum = float(np.mean(skin_rgb))
@@ -160,6 +160,7 @@ class Anonymizer:
         calib = self.head.calibrate(ident, self.calib_mesh, lighting=lighting)
         seed = int.from_bytes(hashlib.sha256(f"anon-scene:{self.cfg.seed}:{source_id}:{tid}".encode()).digest()[:4], "little") & 0x7FFFFFFF
         tr = Track(tid, ident, calib, seed, lighting, m.bbox, t)
+        tr.source_id, tr.skin, tr.new = source_id, skin, True  # type: ignore[attr-defined]
         self.tracks.append(tr)
         return tr
 
@@ -205,7 +206,11 @@ class Anonymizer:
         notes: list[str] = []
         for m, tr in zip(faces, tracks):
             try:
-                res, out = self._face(image, out, m, tr, len(faces))
+                if getattr(tr, "new", False) and self.cfg.mode == "replace" and self.cfg.identity_candidates > 1:
+                    res, out = self._guided(image, out, m, tr)
+                else:
+                    res, out = self._face(image, out, m, tr, len(faces))
+                tr.new = False  # type: ignore[attr-defined]
             except Exception as e:  # noqa: BLE001 - a face that cannot be replaced must never pass unchanged
                 why = f"{type(e).__name__}: {e}"
                 notes.append(f"track {tr.id}: synthetic face failed ({why}); face pixelated instead")
@@ -222,7 +227,8 @@ class Anonymizer:
         state["yawn"] = "yawning_without_hand" if m.mar >= self.cfg.yawn_mar else "none"
         iris = {s: (m.iris[s][0] + corr["iris"][0], m.iris[s][1] + corr["iris"][1]) for s in ("left", "right")}
         return {"pose": c.pose_for(pose_target), "state": state, "gaze": c.gaze_for(iris),
-                "mouth_mar": max(0.0, m.mar + corr["mar"])}
+                "mouth_mar": max(0.0, m.mar + corr["mar"]),
+                "eye_ear": {s: max(0.0, m.ear[s] + corr["ear"][s]) for s in ("left", "right")}}
 
     def _render_compose(self, frame: np.ndarray, base: np.ndarray, m: FaceMeasure, tr: Track, cmd: dict):
         H, W = frame.shape[:2]
@@ -238,7 +244,8 @@ class Anonymizer:
             img = self._diffusion.restyle(img, np.asarray(s.landmarks, float), key=f"{tr.identity.id}:{tr.sample_seed}")
         comp = compose(base, img, np.asarray(s.landmarks, float), np.asarray(s.arrays["landmarks_3d"], float),
                        m.landmarks, mode=self.cfg.mode, feather=self.cfg.feather, relight=self.cfg.relight,
-                       blend=self.cfg.blend, forehead=self.cfg.forehead, mouth_mar=cmd["mouth_mar"])
+                       blend=self.cfg.blend, forehead=self.cfg.forehead, mouth_mar=cmd["mouth_mar"],
+                       eye_ear=cmd["eye_ear"])
         info = {"head_pose_camera_render": {k: round(float(s.params["render"]["head_pose_camera"][k]), 3) for k in ("yaw", "pitch", "roll")},
                 "head_pose_car": entry["head_pose_car"], "pose_clipped": clipped, "render_size": size,
                 "renderer_version": s.params["render"].get("renderer_version")}
@@ -273,6 +280,64 @@ class Anonymizer:
                      "gaze_in_head": {k: round(v, 3) for k, v in cmd["gaze"].items()}, **info},
             iterations=n_it)
         return res, comp.image
+
+    # ------------------------------------------------------------------ identity guidance
+    def describe(self, img: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """dlib 128-d descriptor of the face with these mesh landmarks (box from the eye positions, as
+        the privacy gate places MediaPipe faces). In memory only; never written."""
+        from dmsfactory.privacy.descriptors import FaceDescriber, mediapipe_box_to_hog
+
+        if getattr(self, "_describer", None) is None:
+            self._describer = FaceDescriber(detectors=("mediapipe",))
+        p = np.asarray(landmarks, float)
+        box = (float(p[:468, 0].min()), float(p[:468, 1].min()), float(p[:468, 0].max()), float(p[:468, 1].max()))
+        eyes = [tuple(p[[33, 133]].mean(0)), tuple(p[[362, 263]].mean(0))]
+        return self._describer.describe_box(img, mediapipe_box_to_hog(box, eyes))
+
+    def avoid(self, descriptors) -> None:
+        """Descriptors of real people (e.g. a gallery of all drivers) every synthetic face must stay
+        more than ``identity_margin`` from; the run's own originals are added as they are seen."""
+        self._avoid = [np.asarray(d, np.float32) for d in descriptors]
+
+    def _guided(self, frame: np.ndarray, base: np.ndarray, m: FaceMeasure, tr: Track):
+        """Identity guidance (new track): try up to ``identity_candidates`` synthetic identities and keep
+        the first whose anonymised face keeps every label (re-check) and is at least ``identity_margin``
+        (dlib distance) from the original and from every real face to avoid; else the best by (labels
+        kept, distance > 0.6, distance). The choice holds for the track."""
+        cfg = self.cfg
+        src_d = self.describe(frame, m.landmarks)
+        avoid = getattr(self, "_avoid", [])
+        G = np.stack([src_d] + list(avoid))
+        best = None
+        tried = []
+        for k in range(cfg.identity_candidates):
+            if k:
+                ident = self._identity_for(tr.source_id, tr.id, tr.skin, tr.lighting, k)  # type: ignore[attr-defined]
+                tr.identity = ident
+                tr.calib = self.head.calibrate(ident, self.calib_mesh, lighting=tr.lighting)
+                tr.corr = Track.__dataclass_fields__["corr"].default_factory()
+            res, out = self._face(frame, base, m, tr, 1)
+            lm = self.last_output_landmarks.get(tr.id)
+            if lm is None:
+                score = -1.0
+            else:
+                d = np.linalg.norm(G - self.describe(out, lm)[None], axis=1)
+                score = float(d.min())
+            agree = bool(res.recheck.get("all_agree"))
+            tried.append({"identity": tr.identity.id, "min_distance": round(score, 4), "labels_agree": agree})
+            # labels first (a face that changes the labels is no use), then distance from the real faces
+            rank = (agree, score >= 0.6, score)
+            if best is None or rank > best[0]:
+                best = (rank, res, out, tr.identity, tr.calib, dict(tr.corr), self.last_source_landmarks.get(tr.id), lm)
+            if agree and score >= cfg.identity_margin:
+                break
+        rank, res, out, tr.identity, tr.calib, tr.corr, sl, ol = best
+        score = rank[2]
+        self.last_source_landmarks[tr.id], self.last_output_landmarks[tr.id] = sl, ol
+        res.identity["guidance"] = {"recogniser": "dlib_resnet_v1", "margin": cfg.identity_margin, "tried": tried,
+                                    "chosen_min_distance": round(score, 4), "avoid_gallery": len(avoid)}
+        self._avoid = avoid + [src_d]
+        return res, out
 
     def _fallback(self, base: np.ndarray, m: FaceMeasure, tr: Track, why: str):
         """Pixelate the face (16 blocks across) when no synthetic face could be put in its place."""

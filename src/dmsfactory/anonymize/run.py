@@ -83,10 +83,13 @@ def plan_units(sources: list[Source], fmt: str, shard_size: int) -> list[Unit]:
     return units
 
 
-def _config_hash(cfg: AnonymizeConfig, opts: Options, sources: list[Source]) -> str:
+def _config_hash(cfg: AnonymizeConfig, opts: Options, sources: list[Source], keyed: bool = True) -> str:
+    """What the output bytes depend on (``keyed=False``: the anonymised frames and labels; with it, also
+    whether recovery records exist, which decides whether a finished unit can be reused)."""
     blob = {"config": cfg.model_dump(mode="json"), "fmt": opts.fmt, "lossless": opts.lossless,
-            "shard_size": opts.shard_size, "keyed": opts.key_path is not None,
-            "sources": [(s.kind, s.rel, s.path.stat().st_size) for s in sources]}
+            "shard_size": opts.shard_size, "sources": [(s.kind, s.rel, s.path.stat().st_size) for s in sources]}
+    if keyed:
+        blob["keyed"] = opts.key_path is not None
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
 
@@ -158,6 +161,7 @@ class Run:
         self.key = load_key(opts.key_path) if opts.key_path else None
         self.units = plan_units(self.sources, opts.fmt, opts.shard_size)
         self.cfg_hash = _config_hash(config, opts, self.sources)
+        self.content_hash = _config_hash(config, opts, self.sources, keyed=False)
         self.anon = Anonymizer(config)
         self.idm = IdentityMeter() if opts.identity_metrics else None
         self.problems: list[dict[str, str]] = []
@@ -281,7 +285,7 @@ class Run:
                     regions = [(0, 0, img.shape[1], img.shape[0])] if lossy_video else res.regions
                     recw.write(seal(self.key, key, img, res.image, regions, {"full_frame": lossy_video, "source": src.rel,
                                                                              "frame_index": fi}))
-                doc = frame_doc(key, len(rows), src, fi, t, fps, res, self.cfg_hash)
+                doc = frame_doc(key, len(rows), src, fi, t, fps, res, self.content_hash)
                 rows.append(frame_row(key, src, fi, res, met))
                 if opts.fmt == "shards":
                     part.append({"__key__": key, "png": encode_png(res.image),
