@@ -346,3 +346,40 @@ def compose(frame: np.ndarray, render: np.ndarray, render_lm: np.ndarray, render
         a = alpha[..., None]
         out[y0:y1, x0:x1] = np.clip(warped * a + roi * (1 - a) + 0.5, 0, 255).astype(np.uint8)
     return Composite(out, (x0, y0, x1, y1), alpha, out_lm, target, light)
+
+
+def compose_crop(frame: np.ndarray, base: np.ndarray, crop: np.ndarray, M: np.ndarray, src_lm: np.ndarray, *,
+                 feather: float = 0.08, forehead: float = 1.0) -> Composite:
+    """Blend an aligned face crop (frame -> crop similarity ``M``) back over the face outlined by
+    ``src_lm`` (the diffusion route: the new face keeps the original's geometry)."""
+    ix = index_sets()
+    H, W = frame.shape[:2]
+    poly = np.asarray(src_lm, float)[ix["oval"]]
+    size = float(max(np.ptp(poly[:, 0]), np.ptp(poly[:, 1]), 8.0))
+    x0 = int(max(0, np.floor(poly[:, 0].min()) - 2))
+    y0 = int(max(0, np.floor(poly[:, 1].min()) - 2))
+    x1 = int(min(W, np.ceil(poly[:, 0].max()) + 3))
+    y1 = int(min(H, np.ceil(poly[:, 1].max()) + 3))
+    w, h = x1 - x0, y1 - y0
+    Minv = cv2.invertAffineTransform(M.astype(np.float64))
+    T = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
+    A = np.vstack([Minv, [0.0, 0.0, 1.0]])
+    # crop pixel centres: M maps continuous frame coordinates; remap works on integer pixel indices
+    Mroi = (np.linalg.inv(T) @ A)[:2]
+    warped = cv2.warpAffine(crop.astype(np.float32), Mroi, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    mpoly = poly.copy()
+    if forehead < 1.0:
+        up = src_lm[10] - src_lm[152]
+        up = up / (np.linalg.norm(up) + 1e-9)
+        brow = np.asarray(src_lm, float)[ix["brows"]].mean(0)
+        hgt = (mpoly - brow) @ up
+        hi = hgt > 0
+        mpoly[hi] -= ((1.0 - forehead) * hgt[hi])[:, None] * up
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(mask, [np.round((mpoly - [x0 + 0.5, y0 + 0.5]) * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
+    alpha = _feather_alpha(mask, max(2.0, feather * size))
+    out = base.copy()
+    a = alpha[..., None]
+    roi = frame[y0:y1, x0:x1].astype(np.float32)
+    out[y0:y1, x0:x1] = np.clip(warped * a + roi * (1 - a) + 0.5, 0, 255).astype(np.uint8)
+    return Composite(out, (x0, y0, x1, y1), alpha, np.zeros((0, 2), np.float32), np.asarray(src_lm, float), {})

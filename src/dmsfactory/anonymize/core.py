@@ -50,7 +50,7 @@ def _iou(a, b) -> float:
 class Track:
     id: int
     identity: SyntheticIdentity
-    calib: Calibration
+    calib: Calibration | None
     sample_seed: int
     lighting: str
     bbox: tuple[float, float, float, float]
@@ -73,6 +73,7 @@ class FaceResult:
     recheck: dict
     command: dict
     iterations: int
+    keys: bytes | None = None  # secret (the diffusion route's z_T + embedding): only into the encrypted record
 
     def to_json(self) -> dict[str, Any]:
         return {"track": self.track, "synthetic_identity": self.identity, "labels": self.labels,
@@ -157,7 +158,7 @@ class Anonymizer:
         lighting = "night_ir" if _is_grey(image) else "daylight"
         skin = _skin_colour(image, m)
         ident = self._identity_for(source_id, tid, skin, lighting)
-        calib = self.head.calibrate(ident, self.calib_mesh, lighting=lighting)
+        calib = None if self.cfg.backend == "diffusion" else self.head.calibrate(ident, self.calib_mesh, lighting=lighting)
         seed = int.from_bytes(hashlib.sha256(f"anon-scene:{self.cfg.seed}:{source_id}:{tid}".encode()).digest()[:4], "little") & 0x7FFFFFFF
         tr = Track(tid, ident, calib, seed, lighting, m.bbox, t)
         tr.source_id, tr.skin, tr.new = source_id, skin, True  # type: ignore[attr-defined]
@@ -206,7 +207,8 @@ class Anonymizer:
         notes: list[str] = []
         for m, tr in zip(faces, tracks):
             try:
-                if getattr(tr, "new", False) and self.cfg.mode == "replace" and self.cfg.identity_candidates > 1:
+                if (getattr(tr, "new", False) and self.cfg.mode == "replace" and self.cfg.backend == "procedural"
+                        and self.cfg.identity_candidates > 1):
                     res, out = self._guided(image, out, m, tr)
                 else:
                     res, out = self._face(image, out, m, tr, len(faces))
@@ -240,8 +242,6 @@ class Anonymizer:
         size = int(np.clip(round(m.face_size / 0.57 / 32.0) * 32, 96, self.cfg.render_max))
         s, entry, clipped = self.head.render_at(tr.identity, size, R_rel, cmd["state"], cmd["gaze"], tr.lighting, tr.sample_seed)
         img = s.image
-        if self.cfg.backend == "diffusion":
-            img = self._diffusion.restyle(img, np.asarray(s.landmarks, float), key=f"{tr.identity.id}:{tr.sample_seed}")
         comp = compose(base, img, np.asarray(s.landmarks, float), np.asarray(s.arrays["landmarks_3d"], float),
                        m.landmarks, mode=self.cfg.mode, feather=self.cfg.feather, relight=self.cfg.relight,
                        blend=self.cfg.blend, forehead=self.cfg.forehead, mouth_mar=cmd["mouth_mar"],
@@ -253,6 +253,8 @@ class Anonymizer:
 
     def _face(self, frame: np.ndarray, base: np.ndarray, m: FaceMeasure, tr: Track, nfaces: int):
         cfg = self.cfg
+        if cfg.backend == "diffusion":
+            return self._face_diffusion(frame, base, m, tr)
         best = None
         iters = 1 + (cfg.refine if not self.video else 0)
         for it in range(iters):
@@ -292,7 +294,7 @@ class Anonymizer:
         p = np.asarray(landmarks, float)
         box = (float(p[:468, 0].min()), float(p[:468, 1].min()), float(p[:468, 0].max()), float(p[:468, 1].max()))
         eyes = [tuple(p[[33, 133]].mean(0)), tuple(p[[362, 263]].mean(0))]
-        return self._describer.describe_box(img, mediapipe_box_to_hog(box, eyes))
+        return self._describer.describe_box(np.ascontiguousarray(img), mediapipe_box_to_hog(box, eyes))
 
     def avoid(self, descriptors) -> None:
         """Descriptors of real people (e.g. a gallery of all drivers) every synthetic face must stay
@@ -358,6 +360,37 @@ class Anonymizer:
                          source=m.to_json(), output=None,
                          recheck={"face": False, "all_agree": False, "fallback": why}, command={}, iterations=0)
         return res, out
+
+    def _face_diffusion(self, frame: np.ndarray, base: np.ndarray, m: FaceMeasure, tr: Track):
+        """DiffPrivacy's route (``anonymize.diffusion``): the original's crop, inverted and denoised away
+        from its dlib descriptor; the crop is blended back over the original's outline."""
+        import cv2
+
+        from dmsfactory.anonymize.compose import apply_affine, compose_crop
+        from dmsfactory.anonymize.diffusion import crop_transform
+
+        R = self.cfg.diffusion.resolution
+        M = crop_transform(m.landmarks, R)
+        crop = cv2.warpAffine(frame, M, (R, R), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
+        lm_crop = apply_affine(M, m.landmarks)
+        src_d = self.describe(frame, m.landmarks)
+        dres = self._diffusion.anonymize_crop(crop, tr.sample_seed, lambda c: self.describe(c, lm_crop), src_d)
+        comp = compose_crop(frame, base, dres.crop, M, m.landmarks, feather=self.cfg.feather, forehead=self.cfg.forehead)
+        out_m = self._recheck_measure_box(comp.image, m)
+        chk = self._recheck(m, out_m)
+        chk.pop("_cost")
+        self.last_source_landmarks[tr.id] = m.landmarks
+        self.last_output_landmarks[tr.id] = None if out_m is None else out_m.landmarks
+        res = FaceResult(track=tr.id, identity={"id": f"diffusion-{tr.sample_seed}", "method": "diffusion", **dres.record},
+                         labels=self._labels(m, None),
+                         landmarks=np.zeros((0, 2), np.float32) if out_m is None else np.asarray(out_m.landmarks, np.float32),
+                         bbox=m.bbox, roi=comp.roi, source=m.to_json(), output=None if out_m is None else out_m.to_json(),
+                         recheck=chk, command={"crop_resolution": R}, iterations=1, keys=dres.keys)
+        return res, comp.image
+
+    def _recheck_measure_box(self, image: np.ndarray, src: FaceMeasure) -> FaceMeasure | None:
+        found = self.check_mesh.measure(image, self.cfg.fov_deg, self.head.canonical_model())
+        return max(found, key=lambda f: _iou(f.bbox, src.bbox)) if found else None
 
     def _recheck_measure(self, comp: Composite, src: FaceMeasure) -> FaceMeasure | None:
         found = self.check_mesh.measure(comp.image, self.cfg.fov_deg, self.head.canonical_model())

@@ -117,11 +117,14 @@ def frame_hash(img: np.ndarray) -> str:
 class Record:
     header: dict[str, Any]
     regions: list[np.ndarray]
+    extra: list[bytes] | None = None  # further secret blobs (the diffusion route's keys), header order
 
 
 def seal(key: bytes, frame_key: str, original: np.ndarray, anonymised: np.ndarray,
-         regions: list[tuple[int, int, int, int]], extra: dict[str, Any] | None = None) -> bytes:
-    """One encrypted record holding ``original``'s pixels in ``regions`` (x0, y0, x1, y1)."""
+         regions: list[tuple[int, int, int, int]], extra: dict[str, Any] | None = None,
+         blobs: list[bytes] | None = None) -> bytes:
+    """One encrypted record holding ``original``'s pixels in ``regions`` (x0, y0, x1, y1) and, encrypted
+    after them, any ``blobs`` (e.g. the diffusion route's noise map + embedding)."""
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     h, w = original.shape[:2]
@@ -133,9 +136,11 @@ def seal(key: bytes, frame_key: str, original: np.ndarray, anonymised: np.ndarra
             continue
         payload.write(np.ascontiguousarray(original[y0:y1, x0:x1]).tobytes())
         regs.append([x0, y0, x1, y1])
+    for b in blobs or []:
+        payload.write(b)
     header = {"frame": frame_key, "shape": list(original.shape), "dtype": str(original.dtype), "regions": regs,
               "sha256_original": frame_hash(original), "sha256_anonymised": frame_hash(anonymised),
-              "compression": "zlib", **(extra or {})}
+              "compression": "zlib", "blobs": [len(b) for b in blobs or []], **(extra or {})}
     hb = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
     nonce = os.urandom(12)
     kid = key_id(key)
@@ -175,7 +180,11 @@ def open_record(key: bytes, blob: bytes, where: str = "record") -> Record:
             raise TamperedRecordError(f"{where}: payload shorter than its regions")
         regions.append(a.reshape(y1 - y0, x1 - x0, c) if c > 1 else a.reshape(y1 - y0, x1 - x0))
         off += n
-    return Record(header, regions)
+    extra = []
+    for n in header.get("blobs", []):
+        extra.append(raw[off: off + n])
+        off += n
+    return Record(header, regions, extra)
 
 
 def restore(record: Record, anonymised: np.ndarray, where: str = "frame") -> np.ndarray:

@@ -283,8 +283,10 @@ class Run:
                     self._identity(key, img, res)
                 if recw is not None:
                     regions = [(0, 0, img.shape[1], img.shape[0])] if lossy_video else res.regions
+                    blobs = [f.keys for f in res.faces if f.keys]
                     recw.write(seal(self.key, key, img, res.image, regions, {"full_frame": lossy_video, "source": src.rel,
-                                                                             "frame_index": fi}))
+                                                                             "frame_index": fi,
+                                                                             "diffusion_keys": len(blobs)}, blobs))
                 doc = frame_doc(key, len(rows), src, fi, t, fps, res, self.content_hash)
                 rows.append(frame_row(key, src, fi, res, met))
                 if opts.fmt == "shards":
@@ -358,7 +360,7 @@ def _rate(xs: list) -> float | None:
 def build_report(rows: list[dict], cfg: AnonymizeConfig, opts: Options, problems: list, idm, identity_rows,
                  wall: float, keyed: bool) -> dict[str, Any]:
     faces = [f for r in rows for f in r["faces"]]
-    synth = [f for f in faces if f["method"] == "synthetic"]
+    synth = [f for f in faces if f["method"] != "fallback_pixelate"]
     seen = [f for f in synth if f["face"]]
     eyes = [f["eyes"][s] for f in seen for s in ("left", "right")]
     mets = [r["metrics"] for r in rows if r.get("metrics")]
@@ -385,6 +387,7 @@ def build_report(rows: list[dict], cfg: AnonymizeConfig, opts: Options, problems
                            "note": "passed through unchanged (no face found by MediaPipe)"},
         "faces": len(faces),
         "faces_synthetic": len(synth),
+        "faces_by_method": {m: sum(1 for f in faces if f["method"] == m) for m in sorted({f["method"] for f in faces})},
         "faces_fallback_pixelated": len(faces) - len(synth),
         "recheck": {
             "face_detected_on_output": _rate([f["face"] for f in synth]),
