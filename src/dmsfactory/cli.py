@@ -186,7 +186,8 @@ def cmd_anonymize(a: argparse.Namespace) -> int:
     with tqdm(total=total or None, unit="frame", desc="anonymize", file=sys.stderr) as bar:
         rep = anonymize_path(a.input, a.out, cfg, progress=bar.update, fmt=a.format, key_path=a.key,
                              lossless=a.lossless, shard_size=a.shard_size, metrics_every=a.metrics_every,
-                             identity_metrics=a.identity_metrics, overwrite=a.overwrite)
+                             identity_metrics=a.identity_metrics, overwrite=a.overwrite,
+                             avoid_sources=not a.no_avoid_sources)
     out = Path(a.out).resolve()
     c, q = rep["recheck"], rep["image_quality"]
     print(f"anonymised: {out}  ({rep['frames']} frames, {rep['faces']} faces, {rep['no_face_frames']['count']} "
@@ -269,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--shard-size", type=int, default=200, help="frames per shard")
     an.add_argument("--metrics-every", type=int, default=1, help="SSIM/PSNR on every Nth frame (0: none)")
     an.add_argument("--identity-metrics", action="store_true", help="dlib distances, gallery test and KID (slow: ~0.5 s/face)")
+    an.add_argument("--no-avoid-sources", action="store_true", help="skip pass 1 (describing every real face of "
+                    "the input so identity guidance keeps each synthetic face away from all of them)")
     an.add_argument("--diffusion-model", help="--backend diffusion: local StableDiffusionPipeline directory")
     an.add_argument("--diffusion-steps", type=int, default=None)
     an.add_argument("--overwrite", action="store_true", help="replace an earlier anonymisation in --out")

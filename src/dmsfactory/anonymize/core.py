@@ -113,6 +113,7 @@ class Anonymizer:
         self.last_output_landmarks: dict[int, np.ndarray | None] = {}
 
     def setup(self) -> None:
+        single_thread_blas()
         if self.head is None:
             self.head = HeadModel()
         self.head.canonical_model()
@@ -269,6 +270,12 @@ class Anonymizer:
             if chk["all_agree"] and chk["within_refine_tolerance"]:
                 break
         _, comp, info, cmd, out_m, chk, n_it = best
+        if cfg.mode == "hide":
+            comp, hide = self._hide_blend(frame, base, comp, m, out_m)
+            out_m = self._recheck_measure(comp, m)
+            chk = self._recheck(m, out_m)
+            chk.pop("_cost")
+            info["hide"] = hide
         self.last_source_landmarks[tr.id] = m.landmarks
         self.last_output_landmarks[tr.id] = None if out_m is None else out_m.landmarks
         labels = self._labels(m, comp)
@@ -360,6 +367,47 @@ class Anonymizer:
                          source=m.to_json(), output=None,
                          recheck={"face": False, "all_agree": False, "fallback": why}, command={}, iterations=0)
         return res, out
+
+    def _hide_blend(self, frame: np.ndarray, base: np.ndarray, comp: Composite, m: FaceMeasure, out_m: FaceMeasure | None):
+        """Identity hiding: the synthetic skin over the original's geometry, mixed with the original
+        (``out = original + lam (synthetic - original)`` inside the face region) at the largest ``lam``
+        whose dlib descriptor stays within ``hide_margin`` of the original's (bisection, 6 steps), so a
+        recogniser still matches the driver while the face's appearance is the synthetic one."""
+        from dataclasses import replace
+
+        x0, y0, x1, y1 = comp.roi
+        src_d = self.describe(frame, m.landmarks)
+        full = comp.image[y0:y1, x0:x1].astype(np.float32)
+        orig = base[y0:y1, x0:x1].astype(np.float32)
+
+        def mix(lam: float) -> np.ndarray:
+            out = base.copy()
+            out[y0:y1, x0:x1] = np.clip(orig + lam * (full - orig) + 0.5, 0, 255).astype(np.uint8)
+            return out
+
+        def dist(img: np.ndarray) -> float:
+            return float(np.linalg.norm(self.describe(img, m.landmarks) - src_d))
+
+        steps = []
+        d1 = dist(comp.image)
+        steps.append((1.0, d1))
+        if d1 <= self.cfg.hide_margin:
+            lam, img = 1.0, comp.image
+        else:
+            lo, hi = 0.0, 1.0
+            for _ in range(6):
+                mid = 0.5 * (lo + hi)
+                d = dist(mix(mid))
+                steps.append((mid, d))
+                if d <= self.cfg.hide_margin:
+                    lo = mid
+                else:
+                    hi = mid
+            lam, img = lo, mix(lo)
+        info = {"lambda": round(lam, 4), "margin": self.cfg.hide_margin, "recogniser": "dlib_resnet_v1",
+                "search": [[round(a, 4), round(b, 4)] for a, b in steps],
+                "note": "distance measured with the original's landmarks as the face box (in memory only)"}
+        return replace(comp, image=img), info
 
     def _face_diffusion(self, frame: np.ndarray, base: np.ndarray, m: FaceMeasure, tr: Track):
         """DiffPrivacy's route (``anonymize.diffusion``): the original's crop, inverted and denoised away
@@ -461,6 +509,29 @@ class Anonymizer:
         }
 
 
+def single_thread_blas() -> bool:
+    """Run numpy's OpenBLAS on one thread in this process. The warp solves ~150x150 systems per frame:
+    on a shared 2-core box a multi-threaded OpenBLAS took 45-270 ms per solve against 3 ms single-
+    threaded (measured). Returns whether the call succeeded (it is a no-op for other BLAS builds)."""
+    import ctypes
+    import glob
+    import os
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    try:
+        libs = os.path.join(os.path.dirname(np.__file__) + ".libs", "libscipy_openblas*.so")
+        for lib in glob.glob(libs):
+            h = ctypes.CDLL(lib)
+            for name in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads", "openblas_set_num_threads"):
+                fn = getattr(h, name, None)
+                if fn is not None:
+                    fn(ctypes.c_int(1))
+                    return True
+    except OSError:
+        pass
+    return False
+
+
 class FaceError(RuntimeError):
     """A detected face could not be anonymised (the frame is not written unchanged)."""
 
@@ -479,12 +550,16 @@ def _skin_colour(img: np.ndarray, m: FaceMeasure) -> np.ndarray:
     """Mean skin colour predicted by a shading fit at the skin mesh points (generic normals)."""
     import cv2
 
-    skin = index_sets()["skin"]
-    sig = max(0.6, 0.012 * m.face_size)
-    fb = cv2.GaussianBlur(img.astype(np.float32), (0, 0), sig)
     from dmsfactory.anonymize.compose import _sample
 
-    v = _sample(fb, m.landmarks[skin] - 0.5)
+    skin = index_sets()["skin"]
+    sig = max(0.6, 0.012 * m.face_size)
+    H, W = img.shape[:2]
+    x0, y0, x1, y1 = (int(v) for v in m.bbox)
+    mg = int(3 * sig) + 2
+    x0, y0 = max(0, x0 - mg), max(0, y0 - mg)
+    fb = cv2.GaussianBlur(img[y0:min(H, y1 + mg), x0:min(W, x1 + mg)].astype(np.float32), (0, 0), sig)
+    v = _sample(fb, m.landmarks[skin] - 0.5 - [x0, y0])
     return np.median(v, axis=0)
 
 

@@ -77,7 +77,7 @@ def index_sets() -> dict[str, Any]:
         "skin": np.array(skin, np.int64),
         "triangles": np.array(sorted(tris), np.int64),
         # control points of the warp: outline + every feature contour + nose + iris centres
-        "features": np.array(sorted(feature | set(nose) | {1, 4, 6, 168, 10, 152, 468, 473}), np.int64),
+        "features": np.array(sorted(feature | {1, 2, 4, 5, 6, 98, 168, 195, 197, 327, 10, 152, 468, 473}), np.int64),
     }
 
 

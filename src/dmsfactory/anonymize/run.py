@@ -68,6 +68,7 @@ class Options:
     metrics_every: int = 1
     identity_metrics: bool = False
     overwrite: bool = False
+    avoid_sources: bool = True
 
 
 def plan_units(sources: list[Source], fmt: str, shard_size: int) -> list[Unit]:
@@ -208,6 +209,9 @@ class Run:
         t_run = time.perf_counter()
         try:
             self.anon.setup()
+            if (self.opts.avoid_sources and self.cfg.mode == "replace" and self.cfg.backend == "procedural"
+                    and self.cfg.identity_candidates > 1):
+                self.anon.avoid(self._describe_sources())
             for unit in self.units:
                 rec = self._done(unit)
                 if rec is None:
@@ -230,6 +234,28 @@ class Run:
                     "counts": {"train": 0, "val": 0, "test": 0, "anon": sum(x["count"] for x in shards), "quarantined": 0}}
         write_json_atomic(self.out / "manifest.json", manifest, indent=2)
         return report
+
+    def _describe_sources(self) -> list[np.ndarray]:
+        """Pass 1: dlib descriptors of the real faces in the input (images: every face; videos: one
+        frame per second), so that identity guidance keeps every synthetic face away from all the
+        people in the input, not only from the face it replaces. Held in memory only."""
+        from dmsfactory.anonymize.mesh import FaceMesh
+
+        out: list[np.ndarray] = []
+        with FaceMesh(False, self.cfg.max_faces, self.cfg.min_confidence) as fm:
+            for src in self.sources:
+                if src.kind == "image":
+                    try:
+                        frames = [read_image(src)]
+                    except InputError:
+                        continue
+                else:
+                    step = max(1, int(round(video_info(src.path).fps)))
+                    frames = [img for i, _, img in iter_video(src.path) if i % step == 0]
+                for img in frames:
+                    for lm, _ in fm.landmarks(img):
+                        out.append(self.anon.describe(img, lm))
+        return out
 
     # -------------------------------------------------------------- one unit
     def _frames(self, unit: Unit) -> Iterator[tuple[Source, int, float, float | None, np.ndarray | None]]:
