@@ -62,7 +62,7 @@ def close_eyes_to(target: np.ndarray, ears: dict[str, float], max_open: float = 
     return out
 
 
-def open_mouth_to(target: np.ndarray, mar: float, max_frac: float = 0.6) -> float:
+def open_mouth_to(target: np.ndarray, mar: float, max_frac: float = 1.0) -> float:
     """Move the lower lip of ``target`` (478x2, in place) along the face's down direction so that its
     mouth ratio (mean inner-lip gap / inner-corner distance, as ``labels.verify.mar``) becomes ``mar``.
     The render opens the jaw; this only closes the residual (a real yawn opens wider than the

@@ -48,6 +48,9 @@ class AnonymizeConfig(BaseModel):
     forehead: float = Field(0.55, ge=0, le=1, description="share of the forehead (brows to the top of the mesh "
                             "outline) that is replaced; above it the original's hairline stays")
     relight: bool = True
+    mouth_interior: Literal["source", "synthetic"] = Field(
+        "source", description="an open mouth's inside (teeth, tongue, shadow) in replace mode: the original's, "
+        "warped into the synthetic lips (MediaPipe reads the opening; measured), or painted (synthetic teeth band)")
     seed: int = Field(0, ge=0, description="chooses the synthetic identities (with the source and track ids)")
     identity_pool: int = Field(64, ge=1, le=100000, description="synthetic identities to draw from (each is "
                                "calibrated once per run)")

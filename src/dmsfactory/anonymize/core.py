@@ -31,7 +31,7 @@ from dmsfactory.anonymize.head import Calibration, HeadModel, SyntheticIdentity,
 from dmsfactory.anonymize.mesh import FaceMesh, FaceMeasure, index_sets, intrinsics, ray_rotation
 from dmsfactory.augment.pose import F
 
-CORR_LIMITS = {"pose": 15.0, "ear": 0.15, "mar": 0.4, "iris": 0.6}
+CORR_LIMITS = {"pose": 15.0, "ear": 0.15, "mar": 0.6, "iris": 0.6}
 
 
 def _ang(a: float, b: float) -> float:
@@ -246,7 +246,7 @@ class Anonymizer:
         comp = compose(base, img, np.asarray(s.landmarks, float), np.asarray(s.arrays["landmarks_3d"], float),
                        m.landmarks, mode=self.cfg.mode, feather=self.cfg.feather, relight=self.cfg.relight,
                        blend=self.cfg.blend, forehead=self.cfg.forehead, mouth_mar=cmd["mouth_mar"],
-                       eye_ear=cmd["eye_ear"])
+                       eye_ear=cmd["eye_ear"], mouth_fill="source" if self.cfg.mouth_interior == "source" else "teeth")
         info = {"head_pose_camera_render": {k: round(float(s.params["render"]["head_pose_camera"][k]), 3) for k in ("yaw", "pitch", "roll")},
                 "head_pose_car": entry["head_pose_car"], "pose_clipped": clipped, "render_size": size,
                 "renderer_version": s.params["render"].get("renderer_version")}
