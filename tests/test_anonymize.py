@@ -39,7 +39,7 @@ def small_cfg(**kw) -> AnonymizeConfig:
 def anonymizer():
     from dmsfactory.anonymize.core import Anonymizer
 
-    an = Anonymizer(small_cfg())
+    an = Anonymizer(small_cfg(identity_pool=16, identity_candidates=6))
     an.setup()
     yield an
     an.close()

@@ -54,13 +54,15 @@ class AnonymizeConfig(BaseModel):
     seed: int = Field(0, ge=0, description="chooses the synthetic identities (with the source and track ids)")
     identity_pool: int = Field(64, ge=1, le=100000, description="synthetic identities to draw from (each is "
                                "calibrated once per run)")
-    identity_candidates: int = Field(4, ge=1, le=64, description="replace mode: synthetic identities tried per new "
+    identity_candidates: int = Field(8, ge=1, le=64, description="replace mode: synthetic identities tried per new "
                                      "track, keeping the first far enough (dlib) from the original and the faces to avoid")
     identity_margin: float = Field(0.7, ge=0, le=2, description="dlib distance a chosen identity should keep")
     hide_margin: float = Field(0.5, gt=0, le=2, description="hide mode: dlib distance to the original the hidden "
                                "face must stay within (same person below 0.6)")
     refine: int = Field(2, ge=0, le=5, description="closed-loop corrections per still image (video: one per "
                         "frame, carried to the next)")
+    video_refine: int = Field(1, ge=0, le=5, description="video: extra corrections on a frame whose re-check "
+                              "disagrees (frames that agree cost one render)")
     render_max: int = Field(256, ge=64, le=1024, description="largest render size (pixels); the render is warped up to the face size")
     track_gap_s: float = Field(1.0, ge=0, description="video: a face lost for longer starts a new track")
     ear_closed: float = Field(0.18, gt=0, lt=1, description="EAR below this = eye closed (labels.verify default)")

@@ -184,7 +184,12 @@ class Anonymizer:
             if best is None:
                 best = self._new_track(source_id, m, image, t)
             used.add(best.id)
+            if _iou(best.bbox, m.bbox) < 0.5 or (getattr(best, "pose", None) and m.head_pose
+                                                  and max(_ang(best.pose[k], m.head_pose[k]) for k in best.pose) > 20.0):
+                # a jump (cut, fast turn): the carried corrections belonged to another view
+                best.corr = Track.__dataclass_fields__["corr"].default_factory()
             best.bbox, best.last_t = m.bbox, t
+            best.pose = m.head_pose  # type: ignore[attr-defined]
             out.append(best)
         self.tracks = [tr for tr in self.tracks if t - tr.last_t <= self.cfg.track_gap_s + 1e-9]
         return out
@@ -252,12 +257,15 @@ class Anonymizer:
                 "renderer_version": s.params["render"].get("renderer_version")}
         return comp, info
 
-    def _face(self, frame: np.ndarray, base: np.ndarray, m: FaceMeasure, tr: Track, nfaces: int):
+    def _face(self, frame: np.ndarray, base: np.ndarray, m: FaceMeasure, tr: Track, nfaces: int,
+              max_iters: int | None = None):
         cfg = self.cfg
         if cfg.backend == "diffusion":
             return self._face_diffusion(frame, base, m, tr)
         best = None
-        iters = 1 + (cfg.refine if not self.video else 0)
+        iters = 1 + (cfg.refine if not self.video else cfg.video_refine)
+        if max_iters is not None:
+            iters = min(iters, max_iters)
         for it in range(iters):
             cmd = self._command(m, tr)
             comp, info = self._render_compose(frame, base, m, tr, cmd)
@@ -267,7 +275,7 @@ class Anonymizer:
             if best is None or cost < best[0]:
                 best = (cost, comp, info, cmd, out_m, chk, it + 1)
             self._update_corrections(tr, m, out_m)
-            if chk["all_agree"] and chk["within_refine_tolerance"]:
+            if chk["all_agree"] and (self.video or chk["within_refine_tolerance"]):
                 break
         _, comp, info, cmd, out_m, chk, n_it = best
         if cfg.mode == "hide":
@@ -309,10 +317,11 @@ class Anonymizer:
         self._avoid = [np.asarray(d, np.float32) for d in descriptors]
 
     def _guided(self, frame: np.ndarray, base: np.ndarray, m: FaceMeasure, tr: Track):
-        """Identity guidance (new track): try up to ``identity_candidates`` synthetic identities and keep
-        the first whose anonymised face keeps every label (re-check) and is at least ``identity_margin``
-        (dlib distance) from the original and from every real face to avoid; else the best by (labels
-        kept, distance > 0.6, distance). The choice holds for the track."""
+        """Identity guidance (new track): screen up to ``identity_candidates`` synthetic identities (one
+        render each) and keep the first whose anonymised face keeps every label (re-check) and is at
+        least ``identity_margin`` (dlib distance) from the original and from every real face to avoid;
+        else the best by (distance > 0.6, labels kept, distance). The chosen identity is then rendered
+        with the full closed loop and holds for the track."""
         cfg = self.cfg
         src_d = self.describe(frame, m.landmarks)
         avoid = getattr(self, "_avoid", [])
@@ -324,25 +333,34 @@ class Anonymizer:
                 ident = self._identity_for(tr.source_id, tr.id, tr.skin, tr.lighting, k)  # type: ignore[attr-defined]
                 tr.identity = ident
                 tr.calib = self.head.calibrate(ident, self.calib_mesh, lighting=tr.lighting)
-                tr.corr = Track.__dataclass_fields__["corr"].default_factory()
-            res, out = self._face(frame, base, m, tr, 1)
+            tr.corr = Track.__dataclass_fields__["corr"].default_factory()
+            # a closed eye must be showable: skip identities whose closed-eye reading (calibration) is open
+            floor_ok = all(tr.calib.ear[s][0] < 0.9 * cfg.ear_closed for s in ("left", "right") if m.ear[s] < cfg.ear_closed)
+            if not floor_ok and k < cfg.identity_candidates - 1:
+                tried.append({"identity": tr.identity.id, "skipped": "its closed eye reads open (calibration)"})
+                continue
+            # screening: one render per candidate; the chosen one is refined below
+            res, out = self._face(frame, base, m, tr, 1, max_iters=1)
             lm = self.last_output_landmarks.get(tr.id)
-            if lm is None:
-                score = -1.0
-            else:
-                d = np.linalg.norm(G - self.describe(out, lm)[None], axis=1)
-                score = float(d.min())
+            score = -1.0 if lm is None else float(np.linalg.norm(G - self.describe(out, lm)[None], axis=1).min())
             agree = bool(res.recheck.get("all_agree"))
+            ch = res.recheck
+            eyes_ok = bool(ch.get("face")) and all(ch["eyes"][s]["agree"] for s in ("left", "right"))
             tried.append({"identity": tr.identity.id, "min_distance": round(score, 4), "labels_agree": agree})
-            # labels first (a face that changes the labels is no use), then distance from the real faces
-            rank = (agree, score >= 0.6, score)
+            # eye states first (an identity's lids cannot be corrected much), then beyond the same-person
+            # threshold, then all labels kept after one render (the chosen one is refined below), then distance
+            rank = (eyes_ok, score >= 0.6, agree, score)
             if best is None or rank > best[0]:
-                best = (rank, res, out, tr.identity, tr.calib, dict(tr.corr), self.last_source_landmarks.get(tr.id), lm)
+                best = (rank, res, out, tr.identity, tr.calib)
             if agree and score >= cfg.identity_margin:
                 break
-        rank, res, out, tr.identity, tr.calib, tr.corr, sl, ol = best
-        score = rank[2]
-        self.last_source_landmarks[tr.id], self.last_output_landmarks[tr.id] = sl, ol
+        rank, res, out, tr.identity, tr.calib = best
+        tr.corr = Track.__dataclass_fields__["corr"].default_factory()
+        score = rank[3]
+        res, out = self._face(frame, base, m, tr, 1)
+        lm = self.last_output_landmarks.get(tr.id)
+        final = -1.0 if lm is None else float(np.linalg.norm(G - self.describe(out, lm)[None], axis=1).min())
+        res.identity["guidance_final_min_distance"] = round(final, 4)
         res.identity["guidance"] = {"recogniser": "dlib_resnet_v1", "margin": cfg.identity_margin, "tried": tried,
                                     "chosen_min_distance": round(score, 4), "avoid_gallery": len(avoid)}
         self._avoid = avoid + [src_d]
