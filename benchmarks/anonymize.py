@@ -115,7 +115,9 @@ def stills(args, cfg) -> dict:
         row["method"] = fr.identity.get("method", "synthetic")
         row["face"] = bool(ch.get("face"))
         m = frame_metrics(img, res.image, res.regions)
-        row.update({k: m[k] for k in ("ssim", "ssim_outside_face", "psnr_outside_face")})
+        row.update({k: m[k] for k in ("ssim", "ssim_outside_face", "psnr_outside_face", "ssim_face_region")})
+        if "hide" in fr.command:
+            row["hide_lambda"] = fr.command["hide"]["lambda"]
         blob = seal(key, f.name, img, res.image, res.regions)
         row["recovery_exact"] = bool((restore(open_record(key, blob), res.image) == img).all())
         src_lm = an.last_source_landmarks.get(fr.track)
@@ -165,9 +167,13 @@ def stills(args, cfg) -> dict:
         "yawdd_label_accuracy_mar_anonymised": _summ([r["yawn_out"] == g for r, g in zip(seen, gt)]),
         "ssim_frame_mean": _summ([r["ssim"] for r in faces]), "ssim_frame_min": None if not faces else round(min(r["ssim"] for r in faces), 4),
         "ssim_outside_face_mean": _summ([r["ssim_outside_face"] for r in faces]),
+        "ssim_face_region_mean": _summ([r["ssim_face_region"] for r in faces]),
+        "hide_lambda_median": None if not any("hide_lambda" in r for r in faces) else
+        round(float(np.median([r["hide_lambda"] for r in faces if "hide_lambda" in r])), 4),
         "psnr_outside_face_min_db": "inf" if faces and all(np.isinf(r["psnr_outside_face"]) for r in faces) else
         (None if not faces else round(min(r["psnr_outside_face"] for r in faces), 3)),
         "recovery_bit_exact": _summ([r["recovery_exact"] for r in faces]),
+        "psnr_recovery_db": "inf" if faces and all(r["recovery_exact"] for r in faces) else None,
         "identity": o_sum,
         "seconds_per_frame_median": round(float(np.median([r["seconds"] for r in rows])), 4) if rows else None,
         "frames_per_second_stills": round(len(rows) / sum(r["seconds"] for r in rows), 3) if rows else None,
@@ -261,7 +267,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--mode", choices=("replace", "hide"), default="replace")
     ap.add_argument("--refine", type=int, default=2)
-    ap.add_argument("--candidates", type=int, default=4, help="identity_candidates (1: no identity guidance)")
+    ap.add_argument("--candidates", type=int, default=None, help="identity_candidates (default: the config's; 1: no identity guidance)")
     ap.add_argument("--no-avoid-all", dest="avoid_all", action="store_false",
                     help="do not describe all originals first (guidance then avoids only the faces seen so far)")
     ap.add_argument("--skip", default="", help="comma list of sections to skip: stills,eyes,video")
@@ -273,10 +279,11 @@ def main() -> None:
     cv2.setNumThreads(args.threads)
     from dmsfactory.anonymize.config import AnonymizeConfig
 
-    cfg = AnonymizeConfig(mode=args.mode, seed=args.seed, refine=args.refine, identity_candidates=args.candidates)
+    kw = {} if args.candidates is None else {"identity_candidates": args.candidates}
+    cfg = AnonymizeConfig(mode=args.mode, seed=args.seed, refine=args.refine, **kw)
     skip = set(filter(None, args.skip.split(",")))
     res = {"benchmark": "anonymize", "mode": args.mode, "seed": args.seed, "n_per_class": args.n,
-           "identity_candidates": args.candidates, "avoid_all_originals": bool(args.avoid_all)}
+           "identity_candidates": cfg.identity_candidates, "avoid_all_originals": bool(args.avoid_all)}
     if "stills" not in skip:
         res["stills"] = stills(args, cfg)
     if "eyes" not in skip:

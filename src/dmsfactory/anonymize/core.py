@@ -320,7 +320,7 @@ class Anonymizer:
         """Identity guidance (new track): screen up to ``identity_candidates`` synthetic identities (one
         render each) and keep the first whose anonymised face keeps every label (re-check) and is at
         least ``identity_margin`` (dlib distance) from the original and from every real face to avoid;
-        else the best by (distance > 0.6, labels kept, distance). The chosen identity is then rendered
+        else the best by (eye and yawn states kept, distance > 0.6, all labels kept, distance). The chosen identity is then rendered
         with the full closed loop and holds for the track."""
         cfg = self.cfg
         src_d = self.describe(frame, m.landmarks)
@@ -345,9 +345,10 @@ class Anonymizer:
             score = -1.0 if lm is None else float(np.linalg.norm(G - self.describe(out, lm)[None], axis=1).min())
             agree = bool(res.recheck.get("all_agree"))
             ch = res.recheck
-            eyes_ok = bool(ch.get("face")) and all(ch["eyes"][s]["agree"] for s in ("left", "right"))
+            eyes_ok = (bool(ch.get("face")) and all(ch["eyes"][s]["agree"] for s in ("left", "right"))
+                       and ch["mouth"]["source_yawn"] == ch["mouth"]["output_yawn"])
             tried.append({"identity": tr.identity.id, "min_distance": round(score, 4), "labels_agree": agree})
-            # eye states first (an identity's lids cannot be corrected much), then beyond the same-person
+            # eye and yawn states first (an identity's lids and jaw cannot be corrected much), then beyond the same-person
             # threshold, then all labels kept after one render (the chosen one is refined below), then distance
             rank = (eyes_ok, score >= 0.6, agree, score)
             if best is None or rank > best[0]:

@@ -54,6 +54,7 @@ def frame_metrics(orig: np.ndarray, anon: np.ndarray, regions: list[tuple[int, i
     inside = region_mask(orig.shape, regions)
     out = ~inside
     return {"ssim": float(m.mean()), "ssim_outside_face": float(m[out].mean()) if out.any() else None,
+            "ssim_face_region": float(m[inside].mean()) if inside.any() else None,
             "psnr": psnr(orig, anon), "psnr_outside_face": psnr(orig, anon, out) if out.any() else None,
             "face_area_fraction": float(inside.mean())}
 
