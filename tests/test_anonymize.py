@@ -315,3 +315,16 @@ def test_bad_inputs_are_named(tmp_path):
     (tmp_path / "empty").mkdir()
     assert main(["anonymize", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
     assert main(["anonymize", str(tmp_path / "empty"), "--out", str(tmp_path / "o"), "--backend", "diffusion"]) == 2
+
+
+def test_a_face_that_cannot_be_fitted_is_pixelated_not_passed_through(anonymizer, frames, monkeypatch):
+    import dmsfactory.anonymize.mesh as mesh
+
+    monkeypatch.setattr(mesh, "head_pose_mesh", lambda p, K, model: (None, None))
+    img = frames["open"]
+    res = anonymizer.process(img, "nopose")
+    f = res.faces[0]
+    assert f.identity["method"] == "fallback_pixelate" and "PnP" in f.recheck["fallback"]
+    x0, y0, x1, y1 = f.roi
+    assert not (res.image[y0:y1, x0:x1] == img[y0:y1, x0:x1]).all()
+    assert len(f.landmarks) == 0  # the original's geometry is not written

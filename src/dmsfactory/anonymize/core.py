@@ -27,7 +27,7 @@ import numpy as np
 
 from dmsfactory.anonymize.compose import Composite, compose, fit_shading, lighting_summary
 from dmsfactory.anonymize.config import AnonymizeConfig
-from dmsfactory.anonymize.head import Calibration, HeadModel, SyntheticIdentity, rel_matrix
+from dmsfactory.anonymize.head import Calibration, HeadModel, RenderError, SyntheticIdentity, rel_matrix
 from dmsfactory.anonymize.mesh import FaceMesh, FaceMeasure, index_sets, intrinsics, ray_rotation
 from dmsfactory.augment.pose import F
 
@@ -159,7 +159,15 @@ class Anonymizer:
         lighting = "night_ir" if _is_grey(image) else "daylight"
         skin = _skin_colour(image, m)
         ident = self._identity_for(source_id, tid, skin, lighting)
-        calib = None if self.cfg.backend == "diffusion" else self.head.calibrate(ident, self.calib_mesh, lighting=lighting)
+        calib = None
+        if self.cfg.backend == "procedural":
+            for k in range(3):  # an identity MediaPipe cannot read is replaced by the next of the pool
+                try:
+                    ident = self._identity_for(source_id, tid, skin, lighting, k)
+                    calib = self.head.calibrate(ident, self.calib_mesh, lighting=lighting)
+                    break
+                except RenderError:
+                    calib = None
         seed = int.from_bytes(hashlib.sha256(f"anon-scene:{self.cfg.seed}:{source_id}:{tid}".encode()).digest()[:4], "little") & 0x7FFFFFFF
         tr = Track(tid, ident, calib, seed, lighting, m.bbox, t)
         tr.source_id, tr.skin, tr.new = source_id, skin, True  # type: ignore[attr-defined]
@@ -203,7 +211,6 @@ class Anonymizer:
             raise ValueError(f"{source_id}: expected an HxWx3 uint8 RGB frame, got {image.dtype} {image.shape}")
         model = self.head.canonical_model()
         faces = self.fit_mesh.measure(image, self.cfg.fov_deg, model)[: self.cfg.max_faces]
-        faces = [m for m in faces if m.head_pose is not None]
         if not faces:
             return FrameResult(image, [], [], True, time.perf_counter() - t0, ["no face found by MediaPipe"])
         tracks = self._assign(source_id, faces, image, t)
@@ -212,6 +219,13 @@ class Anonymizer:
         results: list[FaceResult] = []
         notes: list[str] = []
         for m, tr in zip(faces, tracks):
+            why = ("head pose could not be solved (PnP)" if m.head_pose is None else
+                   "no synthetic identity could be calibrated" if tr.calib is None and self.cfg.backend == "procedural" else None)
+            if why:  # a face we cannot replace is still hidden
+                notes.append(f"track {tr.id}: {why}; face pixelated")
+                res, out = self._fallback(out, m, tr, why)
+                results.append(res)
+                continue
             try:
                 if (getattr(tr, "new", False) and self.cfg.mode == "replace" and self.cfg.backend == "procedural"
                         and self.cfg.identity_candidates > 1):
@@ -331,8 +345,12 @@ class Anonymizer:
         for k in range(cfg.identity_candidates):
             if k:
                 ident = self._identity_for(tr.source_id, tr.id, tr.skin, tr.lighting, k)  # type: ignore[attr-defined]
-                tr.identity = ident
-                tr.calib = self.head.calibrate(ident, self.calib_mesh, lighting=tr.lighting)
+                try:
+                    calib = self.head.calibrate(ident, self.calib_mesh, lighting=tr.lighting)
+                except RenderError as e:
+                    tried.append({"identity": ident.id, "skipped": str(e)})
+                    continue
+                tr.identity, tr.calib = ident, calib
             tr.corr = Track.__dataclass_fields__["corr"].default_factory()
             # a closed eye must be showable: skip identities whose closed-eye reading (calibration) is open
             floor_ok = all(tr.calib.ear[s][0] < 0.9 * cfg.ear_closed for s in ("left", "right") if m.ear[s] < cfg.ear_closed)
