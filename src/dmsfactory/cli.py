@@ -213,6 +213,66 @@ def cmd_export_openlabel(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keygen(a: argparse.Namespace) -> int:
+    from dmsfactory.anonymize.keys import generate_key_file
+
+    p = generate_key_file(a.keyfile)
+    print(f"key: {Path(p).resolve()}  (256-bit AES key, mode 0600; keep it apart from the anonymised data: "
+          "without it the originals cannot be recovered, with it anyone can recover them)")
+    return 0
+
+
+def cmd_anonymize(a: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from dmsfactory.anonymize.config import AnonymizeConfig
+    from dmsfactory.anonymize.run import anonymize_path, total_frames
+
+    fields = {"mode": a.mode, "backend": a.backend, "fov_deg": a.fov, "max_faces": a.max_faces, "blend": a.blend,
+              "seed": a.seed, "refine": a.refine}
+    diff = {k: v for k, v in (("model", a.diffusion_model), ("steps", a.diffusion_steps)) if v is not None}
+    if diff:
+        fields["diffusion"] = diff
+    try:
+        cfg = AnonymizeConfig(**{k: v for k, v in fields.items() if v is not None})
+    except ValidationError as e:
+        raise UsageError(*[f"--{'.'.join(str(x) for x in err['loc']).replace('_', '-')}: {err['msg']}" for err in e.errors()]) from None
+    if cfg.backend == "diffusion" and not cfg.diffusion.model:
+        raise UsageError("--backend diffusion needs --diffusion-model DIR (a StableDiffusionPipeline saved with "
+                         "save_pretrained; nothing is downloaded). For a smoke test: "
+                         "`python -m dmsfactory.generators.diffusion.tiny DIR` then --diffusion-model DIR/sd")
+    from tqdm import tqdm
+
+    try:
+        total = total_frames(a.input)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    with tqdm(total=total or None, unit="frame", desc="anonymize", file=sys.stderr) as bar:
+        rep = anonymize_path(a.input, a.out, cfg, progress=bar.update, fmt=a.format, key_path=a.key,
+                             lossless=a.lossless, shard_size=a.shard_size, metrics_every=a.metrics_every,
+                             identity_metrics=a.identity_metrics, overwrite=a.overwrite,
+                             avoid_sources=not a.no_avoid_sources)
+    out = Path(a.out).resolve()
+    c, q = rep["recheck"], rep["image_quality"]
+    print(f"anonymised: {out}  ({rep['frames']} frames, {rep['faces']} faces, {rep['no_face_frames']['count']} "
+          f"frames without a face passed through unchanged)")
+    print(f"labels kept: eyes {c['eye_state_agreement']}, mouth {c['mouth_state_agreement']}, pose within "
+          f"{c['tolerance_deg']} deg {c['head_pose_within_tolerance']}; face detected {c['face_detected_on_output']}; "
+          f"SSIM {q['ssim_frame_mean']}; {rep['speed']['frames_per_second']} frames/s")
+    print(f"report:     {out / 'anonymize_report.md'}")
+    if a.key:
+        print(f"recovery:   {out / 'recovery'}  (dmsfactory recover {a.out} --key {a.key} --out DIR)")
+    return 0
+
+
+def cmd_recover(a: argparse.Namespace) -> int:
+    from dmsfactory.anonymize.recover import recover_path
+
+    r = recover_path(a.dir, a.key, a.out)
+    print(f"recovered: {Path(r['out']).resolve()}  ({r['frames']} frames bit-exact, {r['videos']} videos)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dmsfactory", description="Synthetic driver-monitoring face data factory")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -259,6 +319,41 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--per-clip", action="store_true", help="one OpenLABEL file per clip")
     o.add_argument("--landmarks", action="store_true", help="include the 478 landmarks per frame (large)")
     o.set_defaults(fn=cmd_export_openlabel)
+
+    k = sub.add_parser("keygen", help="create a key file for anonymize --key / recover")
+    k.add_argument("keyfile")
+    k.set_defaults(fn=cmd_keygen)
+
+    an = sub.add_parser("anonymize", help="replace real faces by synthetic ones, keeping the labels (docs/anonymize.md)")
+    an.add_argument("input", help="an image, a video (mp4, avi, mov, mkv, webm) or a folder of them")
+    an.add_argument("--out", required=True, help="output directory")
+    an.add_argument("--key", help="key file (dmsfactory keygen): store the original face regions encrypted for recovery")
+    an.add_argument("--mode", choices=("replace", "hide"), default=None, help="replace (default): another identity; "
+                    "hide: the original's face geometry under synthetic skin")
+    an.add_argument("--backend", choices=("procedural", "diffusion"), default=None)
+    an.add_argument("--format", choices=("shards", "media"), default="shards",
+                    help="WebDataset shards (default) or media files mirroring the input")
+    an.add_argument("--lossless", action="store_true", help="videos: FFV1 (.mkv) instead of the container's lossy codec")
+    an.add_argument("--fov", type=float, default=None, help="horizontal field of view of the source camera, degrees (default 60)")
+    an.add_argument("--max-faces", type=int, default=None, help="faces per frame (default 2)")
+    an.add_argument("--blend", choices=("alpha", "poisson"), default=None)
+    an.add_argument("--seed", type=int, default=None, help="chooses the synthetic identities (default 0)")
+    an.add_argument("--refine", type=int, default=None, help="closed-loop corrections per still image (default 2)")
+    an.add_argument("--shard-size", type=int, default=200, help="frames per shard")
+    an.add_argument("--metrics-every", type=int, default=1, help="SSIM/PSNR on every Nth frame (0: none)")
+    an.add_argument("--identity-metrics", action="store_true", help="dlib distances, gallery test and KID (slow: ~0.5 s/face)")
+    an.add_argument("--no-avoid-sources", action="store_true", help="skip pass 1 (describing every real face of "
+                    "the input so identity guidance keeps each synthetic face away from all of them)")
+    an.add_argument("--diffusion-model", help="--backend diffusion: local StableDiffusionPipeline directory")
+    an.add_argument("--diffusion-steps", type=int, default=None)
+    an.add_argument("--overwrite", action="store_true", help="replace an earlier anonymisation in --out")
+    an.set_defaults(fn=cmd_anonymize)
+
+    rc = sub.add_parser("recover", help="restore the original frames of an anonymised output (needs the key)")
+    rc.add_argument("dir", help="the --out directory of dmsfactory anonymize")
+    rc.add_argument("--key", required=True, help="the key file used for anonymize --key")
+    rc.add_argument("--out", required=True, help="an empty directory for the recovered originals")
+    rc.set_defaults(fn=cmd_recover)
     for sp in [p, *sub.choices.values()]:  # accepted before or after the command
         sp.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="show the native libraries' log lines (MediaPipe/TFLite) and Prefect's INFO logs")
