@@ -30,7 +30,17 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("GLOG_minloglevel", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+
+def _src_arg() -> str:
+    """``--src PATH``: the dmsfactory source tree to measure (default: this checkout's ``src``), so that the
+    same benchmark code measures an older renderer in the same run (e.g. ``--src /work/main/src``)."""
+    if "--src" in sys.argv:
+        return sys.argv[sys.argv.index("--src") + 1]
+    return str(Path(__file__).resolve().parents[1] / "src")
+
+
+sys.path.insert(0, _src_arg())
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -39,7 +49,7 @@ from dmsfactory.conditions import ACCESSORIES, CAMERA_MOUNTS, LIGHTING  # noqa: 
 from dmsfactory.generators.procedural import ProceduralConfig, example_plan_entry  # noqa: E402
 from dmsfactory.generators.procedural import render as _render  # noqa: E402
 from dmsfactory.generators.procedural.render import camera_euler  # noqa: E402
-from dmsfactory.generators.procedural.topology import EAR_LEFT, EAR_RIGHT, mean_shape  # noqa: E402
+from dmsfactory.generators.procedural.topology import EAR_LEFT, EAR_RIGHT  # noqa: E402
 from dmsfactory.labelers.verify import ear  # noqa: E402
 
 LIGHTS, ACCS, MOUNTS = LIGHTING, ACCESSORIES, CAMERA_MOUNTS  # draw weights below follow this order
@@ -123,8 +133,23 @@ def random_entry(rng, i, size, **kw):
     return e
 
 
+def mean_landmarks() -> np.ndarray:
+    """(468, 3) landmarks of the renderer's mean face (renderer >= 0.4: the face model's mean; before: mean_shape)."""
+    from dmsfactory.generators.procedural import topology as T
+
+    if hasattr(T, "mean_landmarks"):
+        return T.mean_landmarks()
+    return T.mean_shape()["vertices"]
+
+
+def renderer_version() -> str:
+    import importlib
+
+    return importlib.import_module("dmsfactory.generators.procedural.render").RENDERER_VERSION
+
+
 def pnp_pose(pts2d, K, obj=None):
-    obj = mean_shape()["vertices"].astype(np.float64) if obj is None else np.asarray(obj, np.float64)[:468]
+    obj = mean_landmarks().astype(np.float64) if obj is None else np.asarray(obj, np.float64)[:468]
     ok, rvec, tvec = cv2.solvePnP(obj, pts2d[:468].astype(np.float64), K, None, flags=cv2.SOLVEPNP_SQPNP)
     R, _ = cv2.Rodrigues(rvec)
     return camera_euler(R)
@@ -316,6 +341,7 @@ def main():
     ap.add_argument("--skip-landmarks", action="store_true")
     ap.add_argument("--supersample", type=int, default=1, help="renderer anti-aliasing (ProceduralConfig.supersample)")
     ap.add_argument("--shape-scale", type=float, default=1.0, help="trade-off study: scale every identity shape code (1 = the renderer as shipped)")
+    ap.add_argument("--src", default=None, help="dmsfactory source tree to measure (default: this checkout's src)")
     a = ap.parse_args()
     global FOV, DIST, CONFIG
     FOV, DIST = a.fov, (a.dist_min, a.dist_max)
@@ -325,7 +351,8 @@ def main():
         set_shape_scale(a.shape_scale)
     t0 = time.time()
     M = Models()
-    res = {"size": a.size, "fov_deg": FOV, "distance_m": list(DIST), "shape_scale": a.shape_scale, "supersample": a.supersample}
+    res = {"renderer_version": renderer_version(), "src": _src_arg(), "size": a.size, "fov_deg": FOV, "distance_m": list(DIST),
+           "shape_scale": a.shape_scale, "supersample": a.supersample}
     if not a.skip_landmarks:
         res["landmarks_pose_detection"] = landmark_section(M, np.random.default_rng(a.seed), a.n, a.size)
         print(json.dumps(res["landmarks_pose_detection"]), flush=True)
