@@ -233,7 +233,7 @@ def hair(v_head: np.ndarray, sp: dict, code: dict) -> Part | None:
     rec = code["hair_recession"]
     if length < 0.003 and vol < 0.004:
         return None
-    nth, nph = 36, 48
+    nth, nph = 30, 40
     # front hairline: polar angle from +z where hair starts at the top; lower at the sides
     th = np.linspace(0.0, np.pi, nth)
     ph = np.linspace(-np.pi, np.pi, nph, endpoint=False)

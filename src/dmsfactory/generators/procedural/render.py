@@ -279,12 +279,13 @@ def model_geometry() -> dict:
     return g
 
 
-def _skinned(v: np.ndarray, w: np.ndarray, R: np.ndarray, pivot: np.ndarray) -> np.ndarray:
-    """Car-frame positions of head-frame points ``v`` when the head turns by ``R`` about ``pivot``: points
-    with weight 1 turn fully, weight w by the rotation of w times the angle about the same axis."""
+def _skinned(v: np.ndarray, w: np.ndarray, R: np.ndarray, pivot: np.ndarray, R_cw: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """Camera-frame positions of head-frame points ``v`` when the head turns by ``R`` (car frame) about
+    ``pivot``: points with weight 1 turn fully, weight w by the rotation of w times the angle about the
+    same axis (the neck twists; a linear blend would collapse it)."""
     p = v - pivot
-    out = p @ R.T
-    part = (w > 0) & (w < 1)
+    out = p @ (R_cw @ R).T
+    part = w < 1
     if part.any():
         rv, _ = cv2.Rodrigues(np.asarray(R, np.float64))
         ang = float(np.linalg.norm(rv))
@@ -293,9 +294,8 @@ def _skinned(v: np.ndarray, w: np.ndarray, R: np.ndarray, pivot: np.ndarray) -> 
             k = rv.ravel() / ang
             th = (w[part] * ang)[:, None]
             q = q * np.cos(th) + np.cross(k, q) * np.sin(th) + k * (q @ k)[:, None] * (1 - np.cos(th))
-        out[part] = q
-    out[w <= 0] = p[w <= 0]
-    return out
+        out[part] = q @ R_cw.T
+    return out - R_cw @ C
 
 
 def model_normals(v: np.ndarray) -> np.ndarray:
@@ -310,6 +310,7 @@ class IdentityModel:
     def __init__(self, seed: int, params: dict):
         m = FM.load()
         self.code, self.info = identity_code(seed, params)
+        self.code_rounded = {k: round(v, 6) for k, v in self.code.items()}  # as recorded in params.render
         self.v0 = identity_shape(self.code)  # (V, 3) every model vertex, head frame
         self.face0 = m.landmarks(self.v0)  # (468, 3) neutral landmarks
         zy = np.linalg.norm(self.face0[234] - self.face0[454])
@@ -808,15 +809,15 @@ def _rasterize_scene(xy: np.ndarray, z: np.ndarray, TR: np.ndarray, S: int, cull
     win = (mask.reshape(-1)[fb.pix] > 0) & (fb.depth < da[fb.pix])
     if not win.any():
         return fa
-    keep = np.ones(len(fa.pix), bool)
-    owner = np.full(S * S, -1, np.int64)
-    owner[fa.pix] = np.arange(len(fa.pix))
-    o = owner[fb.pix[win]]
-    keep[o[o >= 0]] = False
-    pix = np.concatenate([fa.pix[keep], fb.pix[win]])
-    order = np.argsort(pix, kind="stable")
-    return Fragments(pix[order], np.concatenate([fa.tri[keep], eb[fb.tri[win]]])[order],
-                     np.concatenate([fa.b[keep], fb.b[win]])[order], np.concatenate([fa.depth[keep], fb.depth[win]])[order], S, S)
+    # per pixel, the index of the winning fragment in [fa's fragments, fb's fragments] (pixel order kept)
+    src = np.full(S * S, -1, np.int64)
+    src[fa.pix] = np.arange(len(fa.pix))
+    wi = np.nonzero(win)[0]
+    src[fb.pix[wi]] = len(fa.pix) + wi
+    pix = np.nonzero(src >= 0)[0]
+    idx = src[pix]
+    return Fragments(pix, np.concatenate([fa.tri, eb[fb.tri]])[idx], np.concatenate([fa.b, fb.b])[idx],
+                     np.concatenate([fa.depth, fb.depth])[idx], S, S)
 
 
 def _sample_tex(atlas: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -861,7 +862,7 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
     acc = entry.get("accessory", "none")
     # the model in the camera frame: the head turns rigidly about the pivot, the neck below the jaw turns
     # by a share of that rotation (weight 1 -> 0 towards the torso; a twist, no linear-blend collapse)
-    Vm = _skinned(v, geo["head_weight"], R_wh, PIVOT_IN_HEAD * hs) @ R_cw.T - R_cw @ C
+    Vm = _skinned(v, geo["head_weight"], R_wh, PIVOT_IN_HEAD * hs, R_cw, C)
     Nm = model_normals(Vm)
     uvp = part_uv()
     ao_m = _eye_ao(geo["ao"], st)
@@ -1116,7 +1117,7 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
         "mouth_opening_mm": mouth_mm,
         "expression": {k: round(float(x), 4) for k, x in sorted(expr_w.items())},
         "face_model": {"source": "ICT-FaceKit", "commit": fm.provenance["source"]["commit"], "content_sha256": fm.provenance.get("content_sha256")},
-        "identity": {**im.info, "code": {k: round(v, 6) for k, v in im.code.items()}},
+        "identity": {**im.info, "code": dict(im.code_rounded)},
         "lighting": {"mode": light["mode"], "bright_pupil": bool(light.get("bright_pupil", False)), "noise_sigma": float(light["noise"])},
         "lens_transmittance": lens_T,
         "supersample": ss,
