@@ -158,8 +158,8 @@ def test_a_hand_over_a_yawn_is_a_hand():
     # palm, four three-phalanx fingers with tips, a two-segment thumb with its tip: 20 pieces; the thumb is on
     # the radial side (+x for a right hand, -x for a left one, palm facing +z)
     for side, sgn in (("right", 1), ("left", -1)):
-        h = PP.hand(np.zeros(3), np.eye(3), side=side)
-        assert len(h) == 20
+        h = PP.hand_pieces(np.zeros(3), np.eye(3), side=side)
+        assert len(h) == 20 and len(PP.hand(np.zeros(3), np.eye(3), side=side)) == 1
         thumb_tip = h[-1].v.mean(0)
         little_tip = h[16].v.mean(0)
         assert sgn * thumb_tip[0] > 0.03 and sgn * little_tip[0] < -0.015

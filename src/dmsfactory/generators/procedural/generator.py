@@ -10,7 +10,6 @@ import numpy as np
 
 from dmsfactory.sample import FaceSample
 
-from . import topology as T
 from .config import ProceduralConfig
 from .render import RenderResult, render, validate
 

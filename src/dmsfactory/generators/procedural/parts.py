@@ -110,7 +110,6 @@ def tube(p0, p1, r0, r1, n=10, sw="sleeve", name="tube", **kw) -> Part:
 # ---------------------------------------------------------------- face-level helpers
 EYE_R_CONTOUR = np.array(T.R_EYE_UPPER + T.R_EYE_LOWER[1:-1][::-1])
 EYE_L_CONTOUR = np.array(T.L_EYE_UPPER + T.L_EYE_LOWER[1:-1][::-1])
-MOUTH_CONTOUR = np.array(T.UPPER_LIP_INNER + T.LOWER_LIP_INNER[1:-1][::-1])
 
 
 def eye_geometry(v: np.ndarray, side: str) -> tuple[np.ndarray, float]:
@@ -397,6 +396,26 @@ def _skin(p: Part) -> Part:
 
 
 def hand(centre, R, side: str = "right", curl: float = 0.3, spread: float = 0.15, name: str = "hand") -> list[Part]:
+    """A hand (see ``hand_pieces``) as one part: the pieces' geometry is built once per (side, curl,
+    spread) and only moved here."""
+    v, t, uv = _hand_mesh(side, round(float(curl), 4), round(float(spread), 4))
+    return [Part(name, v @ np.asarray(R).T + centre, t, uv, occluder=True, spec=0.1)]
+
+
+_HAND: dict = {}
+
+
+def _hand_mesh(side: str, curl: float, spread: float):
+    key = (side, curl, spread)
+    if key not in _HAND:
+        ps = hand_pieces(np.zeros(3), np.eye(3), side, curl, spread)
+        offs = np.cumsum([0] + [len(p.v) for p in ps])
+        _HAND[key] = (np.concatenate([p.v for p in ps]), np.concatenate([p.t + o for p, o in zip(ps, offs)]),
+                      np.concatenate([p.uv for p in ps]))
+    return _HAND[key]
+
+
+def hand_pieces(centre, R, side: str = "right", curl: float = 0.3, spread: float = 0.15, name: str = "hand") -> list[Part]:
     """A hand: palm, four three-phalanx fingers with rounded tips and a two-segment thumb. Local axes
     (``R`` maps them to the parent frame, ``centre`` is the palm's centre): x across the palm, y along
     the fingers, z out of the palm (the palm faces +z); a right hand's thumb is on +x, a left hand's

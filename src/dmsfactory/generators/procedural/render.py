@@ -28,10 +28,9 @@ import numpy as np
 
 from dmsfactory.conditions import ACCESSORIES, LIGHTING
 
-from . import parts as P
-from . import topology as T
-from .config import ProceduralConfig
 from . import facemodel as FM
+from . import parts as P
+from .config import ProceduralConfig
 from .identity import identity_code, identity_shape
 from .raster import Fragments, interpolate, rasterize, vertex_normals
 from .texture import build_atlas, part_uv
