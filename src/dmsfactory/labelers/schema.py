@@ -82,6 +82,10 @@ YAWN = ("none", "yawning_without_hand", "yawning_with_hand")
 ZONES = tuple(GAZE_ZONES) + ("not_valid",)  # not_valid: a mirrored view of a zone with no mirror image
 ACTIONS = ("safe_drive", "phone_call_left", "phone_call_right", "texting_left", "texting_right")
 HANDS_ON_WHEEL = ("both", "only_left", "only_right", "none")
+# ARKit-named blendshapes the procedural renderer (0.4.0, face model) drives from the state (docs/renderer.md)
+EXPRESSIONS = tuple(f"{n}_{s}" for n in ("eyeBlink", "eyeSquint", "eyeLookUp", "eyeLookDown", "eyeLookIn", "eyeLookOut",
+                                         "mouthStretch", "mouthLowerDown", "mouthUpperUp", "mouthSmile", "cheekSquint",
+                                         "browInnerUp", "browOuterUp", "noseSneer") for s in ("L", "R")) + ("jawOpen", "mouthFunnel")
 
 
 def _eye() -> Schema:
@@ -152,6 +156,7 @@ LABEL_SCHEMA: Schema = {
         "on_road": _b("zone is front or a mirror"),
     },
     "gaze_zone_dmd": _s("DMD gaze zone (same as gaze.zone)", ZONES),
+    "expression": {k: _f(f"blendshape weight {k} the renderer used, 0..1 (absent: 0)") for k in EXPRESSIONS},
     "head_pose": _pose("camera frame"),
     "head_pose_car": _pose("relative to looking down the road"),
     "head_rotation_matrix": _f("head rotation, camera frame (3x3)", (3, 3)),
@@ -300,6 +305,7 @@ CLIP_LABELS_SCHEMA: Schema = {"temporal": CLIP_TEMPORAL_SCHEMA, "behaviour": CLI
 # structure fingerprint per schema version: a change of fields or types needs a version bump
 SCHEMA_FINGERPRINTS = {
     "1.1.0": "53333906b2bc7d0186ae4d0e6085e1aa06cb21fa6db78c75d9ef8e5ac0f4dac3",
+    "1.2.0": "e0b9c4099f3d9bb6235b6814434e4ee905aa1b37c6954ee78950a921f10cd5b1",
 }
 # the same for a clip's labels (CLIP_LABELS_SCHEMA), keyed by dmsfactory.clips.generate.CLIP_SCHEMA_VERSION
 # (1.0.0 fingerprinted labels.temporal alone)
