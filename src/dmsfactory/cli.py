@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from dmsfactory.errors import UserError
+
 # Prefect settings measured on these machines (DESIGN.md); users may override them.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -21,12 +23,16 @@ os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ logging
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-class UsageError(Exception):
-    """Bad input that the user can fix; printed as lines, exit 2."""
+class UsageError(UserError):
+    """Bad input that the user can fix, found by the CLI itself; printed as lines, exit 2."""
 
     def __init__(self, *lines: str):
-        self.lines = list(lines)
+        self._lines = list(lines)
         super().__init__("; ".join(lines))
+
+    @property
+    def lines(self) -> list[str]:
+        return self._lines
 
 
 def _load(path: str):
@@ -370,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with filter_native_logs(enabled=not verbose):  # MediaPipe/TFLite W0000/I0000 lines (dmsfactory.quiet)
             return int(args.fn(args) or 0)
-    except UsageError as e:
+    except UserError as e:  # DmsFactoryError's user-error branch: one line per problem, no traceback
         for line in e.lines:
             print(f"error: {line}", file=sys.stderr)
         return 2
@@ -380,11 +386,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C outside a run's shard loop (which prints its own line)
         print("\ninterrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # named, user-fixable errors from stages carry this marker
-        if getattr(e, "user_error", False) or type(e).__name__ == "ModelNotAvailable":
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        raise
 
 
 if __name__ == "__main__":

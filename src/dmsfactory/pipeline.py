@@ -18,10 +18,11 @@ from typing import Any, Callable
 from dmsfactory.datasets.card import build_manifest, pick_grid_samples, write_card
 from dmsfactory.datasets.reader import iter_records
 from dmsfactory.datasets.shards import clean_partials, finished_record, write_batch, write_json_atomic
+from dmsfactory.errors import UserError
 from dmsfactory.generators import Generator, get_generator
 from dmsfactory.labelers.params import LabelStage
 from dmsfactory.plan import ShardJob, make_plan, shard_jobs
-from dmsfactory.sample import CardSection, FaceSample, Stage, run_stages
+from dmsfactory.sample import CardSection, FaceSample, Stage, is_quarantined, run_stages
 from dmsfactory.spec import DatasetSpec
 
 log = logging.getLogger("dmsfactory")
@@ -31,11 +32,11 @@ def build_stages(spec: DatasetSpec) -> list[Stage]:
     """The post-generation stages the spec enables, in order."""
     # augment before verify: an occluder placed by augmentation then reads as "undetectable", not
     # as a disagreement; privacy last, on exactly the pixels that will be written
-    stages: list[Stage] = [LabelStage()]
+    stages: list[Stage] = [LabelStage(on_error=spec.run.on_error)]
     if spec.augment.enabled:
         from dmsfactory.augment import AugmentStage
 
-        stages.append(AugmentStage(spec.augment, seed=spec.seed))
+        stages.append(AugmentStage(spec.augment, seed=spec.seed, on_error=spec.run.on_error))
     if spec.verify.enabled:
         from dmsfactory.labelers.verify import VerifyStage
 
@@ -151,8 +152,8 @@ def process_clip_shard(spec: DatasetSpec, name: str, clips: list[dict[str, Any]]
     return rec
 
 
-class OutputMismatch(Exception):
-    pass
+class OutputMismatch(UserError):
+    """``--out`` holds a dataset of another spec."""
 
 
 def prepare_output(spec: DatasetSpec, out_dir: str | Path, overwrite: bool = False) -> Path:
@@ -252,7 +253,7 @@ def coverage_section(spec: DatasetSpec, docs: list[dict[str, Any]]) -> CardSecti
     """Euro NCAP robustness axes x driver states, with empty cells flagged (docs/clips.md)."""
     from dmsfactory.datasets.coverage import coverage_gaps, coverage_markdown, coverage_matrix
 
-    accepted = [d for d in docs if not any(v.get("verdict") == "quarantine" for v in d.get("verdicts", []))]
+    accepted = [d for d in docs if not is_quarantined(d)]
     m = coverage_matrix(accepted, spec.coverage.min_per_cell, spec.coverage.axes)
     if spec.coverage.fail_on_gap and not m["ok"]:
         gaps = coverage_gaps(m)
@@ -286,8 +287,8 @@ def clip_section(info: dict[str, Any], clip_docs: list[dict[str, Any]]) -> CardS
     return CardSection("Driver-state clips", "\n".join(md) + b_md, data=info, files=b_files, json_name=None)
 
 
-class CoverageGap(Exception):
-    user_error = True
+class CoverageGap(UserError):
+    """``coverage.fail_on_gap`` is set and a coverage cell holds fewer than ``min_per_cell`` samples."""
 
 
 def run_plain(

@@ -22,13 +22,24 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Mapping, Protocol, runtime_checkable
 
 import numpy as np
+
+from dmsfactory.errors import UserError
 
 N_LANDMARKS = 478
 RIGHT_IRIS_CENTER = 468  # subject's right eye (image left in a frontal view)
 LEFT_IRIS_CENTER = 473
+
+
+def is_quarantined(record: "Verdicts | Mapping[str, Any]", check: str | None = None) -> bool:
+    """True when ``record`` carries a quarantine verdict (of ``check``, if given).
+
+    ``record``: a :class:`FaceSample` / clip sample, or the JSON document of one as read from a shard.
+    The one place that decides what "quarantined" means; every report, reader and stage asks here."""
+    verdicts = record.verdicts if isinstance(record, Verdicts) else (record.get("verdicts") or [])
+    return any(v.get("verdict") == "quarantine" and (check is None or v.get("check") == check) for v in verdicts)
 
 
 class Verdicts:
@@ -38,7 +49,7 @@ class Verdicts:
 
     @property
     def quarantined(self) -> bool:
-        return any(v.get("verdict") == "quarantine" for v in self.verdicts)
+        return is_quarantined(self)
 
     @property
     def quarantine_reasons(self) -> list[str]:
@@ -154,6 +165,8 @@ def run_stages(stages: list[Stage], batch: list[FaceSample]) -> list[FaceSample]
         held = [s for s in out if s.quarantined]
         try:
             result = stage.process(accepted) if accepted else []
+        except UserError:  # bad input the user can fix: keep its type, the CLI prints it (exit 2)
+            raise
         except Exception as e:  # a stage that fails on a batch fails the batch loudly (the task retries)
             raise RuntimeError(f"stage {stage.name!r} failed: {e}") from e
         if len({s.key for s in result}) != len(result):

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from dmsfactory.augment.config import AugmentConfig
 from dmsfactory.clips.config import ClipsConfig, CoverageConfig
 from dmsfactory.conditions import ACCESSORIES, CAMERA_MOUNTS, LIGHTING
+from dmsfactory.errors import ErrorPolicy, UserError
 from dmsfactory.generators.diffusion.config import DiffusionConfig
 from dmsfactory.generators.procedural.config import ProceduralConfig
 from dmsfactory.labelers.config import VerifyConfig
@@ -177,6 +178,9 @@ class RunCfg(_Strict):
     retries: int = Field(2, ge=0)
     workers: int = Field(1, ge=1, description="concurrent batch tasks in this process (thread pool)")
     torch_threads: int = Field(1, ge=1)
+    on_error: ErrorPolicy = Field(
+        "quarantine", description="a sample a stage cannot handle: quarantine it with the reason, or raise (fail the batch)"
+    )
 
 
 class DatasetSpec(_Strict):
@@ -220,13 +224,17 @@ class DatasetSpec(_Strict):
         return hashlib.sha256(blob).hexdigest()
 
 
-class SpecError(Exception):
+class SpecError(UserError):
     """A spec failed to load or validate; ``problems`` holds one human-readable line each."""
 
     def __init__(self, source: str, problems: list[str]):
         self.source = source
         self.problems = problems
         super().__init__(f"{source}: " + "; ".join(problems))
+
+    @property
+    def lines(self) -> list[str]:
+        return [f"{self.source}: {p}" for p in self.problems]
 
 
 def _allowed_values(loc: tuple, model: type[BaseModel] = DatasetSpec) -> str | None:

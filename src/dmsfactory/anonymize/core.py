@@ -30,6 +30,7 @@ from dmsfactory.anonymize.config import AnonymizeConfig
 from dmsfactory.anonymize.head import Calibration, HeadModel, RenderError, SyntheticIdentity, rel_matrix
 from dmsfactory.anonymize.mesh import FaceMesh, FaceMeasure, index_sets, intrinsics, ray_rotation
 from dmsfactory.augment.pose import F
+from dmsfactory.errors import DmsFactoryError
 
 CORR_LIMITS = {"pose": 15.0, "ear": 0.15, "mar": 0.6, "iris": 0.6}
 
@@ -569,7 +570,7 @@ def single_thread_blas() -> bool:
     return False
 
 
-class FaceError(RuntimeError):
+class FaceError(DmsFactoryError, RuntimeError):
     """A detected face could not be anonymised (the frame is not written unchanged)."""
 
 

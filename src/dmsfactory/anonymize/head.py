@@ -34,17 +34,18 @@ from typing import Any
 import numpy as np
 
 from dmsfactory.augment.pose import F, euler_from_matrix, matrix_from_euler
+from dmsfactory.errors import DmsFactoryError
 
 POSE_LIMITS = {"yaw": 85.0, "pitch": 55.0, "roll": 55.0}  # inside the plan entry's valid ranges
 GAZE_LIMIT = 40.0
 AGE_BANDS = (("young", 18, 25), ("adult", 26, 45), ("middle_aged", 46, 65), ("senior", 66, 80))
 
 
-class RenderError(RuntimeError):
+class RenderError(DmsFactoryError, RuntimeError):
     """The head generator could not render a plan entry (the reason is the generator's)."""
 
 
-class PoseMismatch(RuntimeError):
+class PoseMismatch(DmsFactoryError, RuntimeError):
     """A render's reported camera-frame pose differs from the requested one (convention change)."""
 
 

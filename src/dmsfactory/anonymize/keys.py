@@ -38,15 +38,15 @@ from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 
+from dmsfactory.errors import UserError
+
 KEY_HEADER = "dmsfactory-anonymize-key v1"
 MAGIC = b"DMR1"
 _KEY_ID_LABEL = b"dmsfactory-anonymize-key-id"
 
 
-class RecoveryError(Exception):
-    """Base of every recovery failure; the CLI prints it (with its class name) and exits 2."""
-
-    user_error = True
+class RecoveryError(UserError):
+    """Base of every recovery failure (a :class:`UserError`: the CLI prints it and exits 2)."""
 
     def __str__(self) -> str:
         return f"{type(self).__name__}: {super().__str__()}"

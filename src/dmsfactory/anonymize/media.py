@@ -16,6 +16,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from dmsfactory.errors import UserError
 from dmsfactory.privacy.descriptors import IMAGE_EXTENSIONS, ImageError, load_image
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm")
@@ -23,10 +24,8 @@ LOSSLESS = {".mkv": "FFV1", ".avi": "FFV1"}
 LOSSY = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".webm": "mp4v"}
 
 
-class InputError(ValueError):
+class InputError(UserError, ValueError):
     """Bad input path or unreadable media; the message names the file."""
-
-    user_error = True
 
 
 @dataclass(frozen=True)

@@ -39,14 +39,15 @@ from dmsfactory.anonymize.media import (Source, VideoWriter, encode_png, iter_vi
                                         output_video_path, read_image, safe_name, video_info, InputError)
 from dmsfactory.anonymize.metrics import IdentityMeter, fmt_db, frame_metrics
 from dmsfactory.datasets.shards import sha256_file, write_json_atomic, write_tar
+from dmsfactory.errors import UserError
 from dmsfactory.sample import FaceSample
 
 REPORT_VERSION = 1
 STAGE = "anonymize.recheck"
 
 
-class OutputError(ValueError):
-    user_error = True
+class OutputError(UserError, ValueError):
+    """``--out`` cannot be used as asked (the message says why)."""
 
 
 @dataclass

@@ -10,6 +10,7 @@ import numpy as np
 
 from dmsfactory.augment.config import OP_NAMES, AugmentConfig
 from dmsfactory.augment.ops import ALB, OPS, View, copy_labels
+from dmsfactory.errors import ErrorPolicy, check_policy
 from dmsfactory.sample import FaceSample
 
 STAGE = "augment"
@@ -111,11 +112,12 @@ class AugmentStage:
 
     name = STAGE
 
-    def __init__(self, config: AugmentConfig | None = None, seed: int = 0):
+    def __init__(self, config: AugmentConfig | None = None, seed: int = 0, on_error: ErrorPolicy = "quarantine"):
         self.config = config or AugmentConfig()
         if not isinstance(self.config, AugmentConfig):
             raise TypeError(f"augment config must be an AugmentConfig (got {type(self.config).__name__})")
         self.seed = int(seed)
+        self.on_error = check_policy(on_error)  # dmsfactory.errors: quarantine | raise
 
     def setup(self) -> None:
         import cv2
@@ -162,6 +164,8 @@ class AugmentStage:
                 try:
                     out.append(self.augment_one(s, j))
                 except ValueError as e:
+                    if self.on_error == "raise":
+                        raise
                     v = s.copy()
                     v.key, v.source_key = f"{s.key}_a{j}", s.key
                     v.quarantine(STAGE, f"cannot augment: {e}", check="augment")

@@ -13,7 +13,7 @@ import numpy as np
 
 from dmsfactory.datasets.shards import write_json_atomic
 from dmsfactory.labelers.params import SCHEMA_VERSION, ibug68_index_map
-from dmsfactory.sample import CardSection
+from dmsfactory.sample import CardSection, is_quarantined
 
 PACKAGES = (
     "dmsfactory", "numpy", "opencv-python-headless", "torch", "webdataset", "prefect", "pydantic",
@@ -215,7 +215,7 @@ def write_card(
     out_dir = Path(out_dir)
     card_dir = out_dir / "card"
     card_dir.mkdir(exist_ok=True)
-    accepted = [r for r in records if not any(v.get("verdict") == "quarantine" for v in r.get("verdicts", []))]
+    accepted = [r for r in records if not is_quarantined(r)]
     _balance_plot(accepted, card_dir / "class_balance.png")
     c = manifest["counts"]
     if grid_samples:

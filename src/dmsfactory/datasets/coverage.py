@@ -33,6 +33,8 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
+from dmsfactory.sample import is_quarantined
+
 AXES: dict[str, tuple[str, ...]] = {
     "age": ("16-25", "26-45", "46-65", "66-80"),
     "skin_tone": ("1", "2", "3", "4", "5", "6"),
@@ -176,7 +178,7 @@ def coverage_matrix(records: Iterable[Any], min_per_cell: int = 0, axes: Iterabl
     n_img = n_clip = 0
     for r in records:
         doc = r.to_json() if hasattr(r, "to_json") else r
-        if any(v.get("verdict") == "quarantine" for v in doc.get("verdicts", [])):
+        if is_quarantined(doc):
             continue
         triples, is_clip = _pairs(doc)
         n_clip += is_clip

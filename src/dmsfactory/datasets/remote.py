@@ -35,16 +35,15 @@ from pathlib import Path
 from typing import Any
 
 from dmsfactory.datasets.shards import PROGRESS_DIR, QUARANTINE_DIR, sha256_file
+from dmsfactory.errors import UserError
 
 OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory", "oci", "r2"}
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 FINAL_FILES = ("README.md",)  # besides card/* and top-level *.json reports; manifest.json goes last
 
 
-class RemoteOutputError(ValueError):
+class RemoteOutputError(UserError, ValueError):
     """A remote output location that cannot be used as asked (message names the URL)."""
-
-    user_error = True
 
 
 def is_url(location: str | os.PathLike) -> bool:

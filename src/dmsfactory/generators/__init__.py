@@ -22,9 +22,10 @@ def get_generator(spec) -> Generator:
     if spec.backend == "procedural":
         from dmsfactory.generators.procedural import ProceduralGenerator
 
-        return ProceduralGenerator(spec.procedural)
+        return ProceduralGenerator(spec.procedural, on_error=spec.run.on_error)
     if spec.backend == "diffusion":
         from dmsfactory.generators.diffusion import DiffusionGenerator
 
-        return DiffusionGenerator(spec.diffusion, image_size=spec.image.size, procedural_config=spec.procedural)
+        return DiffusionGenerator(spec.diffusion, image_size=spec.image.size, procedural_config=spec.procedural,
+                                  on_error=spec.run.on_error)
     raise ValueError(f"backend: unknown backend {spec.backend!r}; allowed: procedural, diffusion")

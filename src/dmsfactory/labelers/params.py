@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dmsfactory.errors import ErrorPolicy, check_policy
 from dmsfactory.plan import FATIGUE_LEVEL
 from dmsfactory.sample import FaceSample
 
@@ -168,6 +169,9 @@ class LabelStage:
 
     name = "label"
 
+    def __init__(self, on_error: ErrorPolicy = "quarantine"):
+        self.on_error = check_policy(on_error)  # dmsfactory.errors: quarantine | raise
+
     def setup(self) -> None:
         pass
 
@@ -176,5 +180,7 @@ class LabelStage:
             try:
                 s.labels = make_labels(s.params)
             except (KeyError, TypeError, ValueError) as e:
+                if self.on_error == "raise":
+                    raise
                 s.quarantine("label", f"cannot derive labels from params: {e!r}")
         return batch

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from dmsfactory.datasets.shards import sha256_file
+from dmsfactory.errors import DmsFactoryError
 
 DESCRIPTOR_DIM = 128
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -47,7 +48,7 @@ _MP_TO_HOG = (0.04, 0.065, -0.04, -0.035)
 _EYES_TO_HOG = (-0.063, 0.345, 2.532)
 
 
-class ImageError(ValueError):
+class ImageError(DmsFactoryError, ValueError):
     """An image could not be read or has the wrong shape."""
 
 

@@ -32,12 +32,13 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from dmsfactory.errors import UserError
 from dmsfactory.privacy.descriptors import DESCRIPTOR_DIM, IMAGE_EXTENSIONS, ImageError, load_image, model_versions
 
 CACHE_FORMAT = 1
 
 
-class GalleryError(ValueError):
+class GalleryError(UserError, ValueError):
     """A gallery path is unusable (missing, not a directory, no images at all)."""
 
 

@@ -20,13 +20,14 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from dmsfactory.errors import UserError
 from dmsfactory.privacy.descriptors import IMAGE_EXTENSIONS, ImageError, load_image
-from dmsfactory.sample import FaceSample
+from dmsfactory.sample import FaceSample, is_quarantined
 
 EXIT_CLEAN, EXIT_LEAK, EXIT_BAD_INPUT = 0, 1, 2
 
 
-class InputError(ValueError):
+class InputError(UserError, ValueError):
     pass
 
 
@@ -207,7 +208,7 @@ def leakcheck(
         say(f"leakcheck: no readable image in {str(input_path)!r} ({len(input_problems)} unreadable)")
         return EXIT_BAD_INPUT
 
-    redacted = {r["key"] for r in records if any(v.get("check") == "leakage" and v.get("verdict") == "quarantine" for v in r.get("verdicts", []))}
+    redacted = {r["key"] for r in records if is_quarantined(r, check="leakage")}
 
     from dmsfactory.privacy.report import shard_image_lookup
     from dmsfactory.privacy.stage import mosaic

@@ -26,7 +26,7 @@ from dmsfactory.privacy.duplicates import (
     pack_hashes,
     summary,
 )
-from dmsfactory.sample import CardSection
+from dmsfactory.sample import CardSection, is_quarantined
 
 STAGE = "privacy"
 REPORT_NAME = "privacy_report.json"
@@ -279,7 +279,7 @@ def build_report(
     nearest.sort(key=lambda m: m["distance"])
 
     # ---- memorisation / duplicates / consistency (accepted samples with descriptors)
-    ok = [r for r in records if not _quarantined(r) and r.get("arrays", {}).get("face_descriptor")]
+    ok = [r for r in records if not is_quarantined(r) and r.get("arrays", {}).get("face_descriptor")]
     desc = np.array([r["arrays"]["face_descriptor"] for r in ok], np.float32).reshape(-1, 128)
     idents = [r.get("identity") for r in ok]
     thr_id = cfg.identity_threshold
@@ -306,7 +306,7 @@ def build_report(
     cons = identity_consistency(desc, idents, cfg.threshold) if len(ok) else identity_consistency(np.zeros((0, 128)), [], cfg.threshold)
     intra_v, inter_v = cons.pop("_intra_values"), cons.pop("_inter_values")
 
-    hrecs = [r for r in records if r.get("arrays", {}).get("phash") and not _quarantined(r)]
+    hrecs = [r for r in records if r.get("arrays", {}).get("phash") and not is_quarantined(r)]
     dup_pairs = []
     if hrecs:
         bits = np.array([r["arrays"]["phash"] for r in hrecs]) > 0.5
@@ -394,10 +394,6 @@ def _low_res(g: Any, px: int) -> int:
         return 0
     b = g.face_boxes
     return int((np.minimum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) < px).sum())
-
-
-def _quarantined(r: dict[str, Any]) -> bool:
-    return any(v.get("verdict") == "quarantine" for v in r.get("verdicts", []))
 
 
 def _markdown(d: dict[str, Any], files: dict[str, bytes], title: str, no_gallery: bool) -> str:

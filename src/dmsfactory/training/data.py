@@ -15,6 +15,8 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 
+from dmsfactory.sample import is_quarantined
+
 HEAD_VALUES: dict[str, tuple[str, ...]] = {
     "class": ("alert", "mild_fatigue", "moderate_fatigue", "severe_fatigue", "distracted", "phone"),
     "fatigue": ("alert", "mild", "moderate", "severe"),
@@ -162,7 +164,7 @@ def load_split(
     xs, ys, ids, keys = [], [], [], []
     for rec in iter_samples(dataset_dir, split):
         doc = rec["json"]
-        if any(v.get("verdict") == "quarantine" for v in doc.get("verdicts", []) or []):
+        if is_quarantined(doc):
             continue
         img = rec.get("image")
         if img is None:

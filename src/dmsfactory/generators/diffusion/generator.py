@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from dmsfactory.errors import ErrorPolicy, UserError, check_policy
 from dmsfactory.generators.diffusion.condmap import draw_condition_map
 from dmsfactory.generators.diffusion.config import DiffusionConfig
 from dmsfactory.generators.diffusion.prompts import PromptBuilder
@@ -46,10 +47,8 @@ _SALT_VARIATION = 0x7A41
 SUPPORTED_PIPELINES = ("StableDiffusionPipeline",)
 
 
-class ModelNotAvailable(RuntimeError):
+class ModelNotAvailable(UserError, RuntimeError):
     """The configured model (or ControlNet) cannot be loaded; the message says how to supply it."""
-
-    user_error = True  # the CLI prints the message and exits 2
 
 
 def _how_to_supply(model: str, kind: str = "pipeline") -> str:
@@ -184,7 +183,8 @@ class DiffusionGenerator:
 
     name = "diffusion"
 
-    def __init__(self, config: DiffusionConfig, image_size: int, procedural_config=None):
+    def __init__(self, config: DiffusionConfig, image_size: int, procedural_config=None, on_error: ErrorPolicy = "quarantine"):
+        self.on_error = check_policy(on_error)  # dmsfactory.errors: quarantine | raise
         if not isinstance(config, DiffusionConfig):
             config = DiffusionConfig.model_validate(config)
         if int(image_size) < 8:
@@ -487,6 +487,8 @@ class DiffusionGenerator:
                     raise ValueError("plan entry has no 'key'")
                 conds.append(self._condition(e))
             except (KeyError, ValueError, TypeError) as err:
+                if self.on_error == "raise":
+                    raise
                 s.quarantine(STAGE, f"bad plan entry: {err}", check="prompt")
                 conds.append(None)
         geo: list[FaceSample | None] = [None] * len(entries)

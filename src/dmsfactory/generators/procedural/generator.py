@@ -8,6 +8,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from dmsfactory.errors import ErrorPolicy, check_policy
 from dmsfactory.sample import FaceSample
 
 from .config import ProceduralConfig
@@ -40,8 +41,9 @@ def example_plan_entry(**overrides: Any) -> dict:
 class ProceduralGenerator:
     name = "procedural"
 
-    def __init__(self, config: ProceduralConfig | None = None):
+    def __init__(self, config: ProceduralConfig | None = None, on_error: ErrorPolicy = "quarantine"):
         self.config = config or ProceduralConfig()
+        self.on_error = check_policy(on_error)  # dmsfactory.errors: quarantine | raise
 
     def setup(self) -> None:
         from .render import model_geometry
@@ -60,6 +62,8 @@ class ProceduralGenerator:
                 validate(e)
                 res = render(e, self.config)
             except ValueError as err:
+                if self.on_error == "raise":
+                    raise
                 s.quarantine("generate", f"invalid plan entry: {err}", check="plan_entry")
                 out.append(s)
                 continue

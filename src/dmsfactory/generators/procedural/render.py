@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from dmsfactory.conditions import ACCESSORIES, LIGHTING
+from dmsfactory.errors import DmsFactoryError
 
 from . import facemodel as FM
 from . import parts as P
@@ -48,7 +49,7 @@ MOUNTS = {  # direction from the head towards the camera in the car frame (x lef
 YAWNS = ("none", "yawning_without_hand", "yawning_with_hand")
 
 
-class PlanEntryError(ValueError):
+class PlanEntryError(DmsFactoryError, ValueError):
     """An invalid plan entry; ``field`` names the offending field (dotted path)."""
 
     def __init__(self, field: str, msg: str):
