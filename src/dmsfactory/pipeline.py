@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from dmsfactory.datasets.card import build_manifest, pick_grid_samples, write_card
 from dmsfactory.datasets.reader import iter_records
-from dmsfactory.datasets.shards import clean_partials, finished_record, write_batch, write_json_atomic
+from dmsfactory.datasets.shards import ShardRecord, clean_partials, finished_record, write_batch, write_json_atomic
 from dmsfactory.errors import UserError
 from dmsfactory.generators import Generator, get_generator
 from dmsfactory.labelers.params import LabelStage
@@ -90,7 +90,7 @@ def process_batch(spec: DatasetSpec, entries: list[dict[str, Any]]) -> list[Face
     return run_stages(w.stages, samples)
 
 
-def process_shard(spec: DatasetSpec, job: ShardJob, out_dir: str | Path) -> dict[str, Any]:
+def process_shard(spec: DatasetSpec, job: ShardJob, out_dir: str | Path) -> ShardRecord:
     """Make one shard unless an intact one from the same spec exists (resume). Returns its record."""
     out_dir = Path(out_dir)
     spec_hash = spec.content_hash()
@@ -126,7 +126,7 @@ def clip_jobs(spec: DatasetSpec, limit: int | None = None) -> list[tuple[str, li
     return clip_shard_jobs(make_clip_plan(spec, limit=limit), spec.clips.clips_per_shard)
 
 
-def process_clip_shard(spec: DatasetSpec, name: str, clips: list[dict[str, Any]], out_dir: str | Path) -> dict[str, Any]:
+def process_clip_shard(spec: DatasetSpec, name: str, clips: list[dict[str, Any]], out_dir: str | Path) -> ShardRecord:
     """Render one batch of clips into ``DIR/clips/<name>.tar`` unless an intact one exists (resume)."""
     from dmsfactory.clips.shards import CLIPS_DIR, write_clip_shard
 

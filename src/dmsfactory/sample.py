@@ -9,7 +9,7 @@ Landmark layout (``landmarks`` is ``(478, 2)`` float32 pixel coordinates in the 
 vertices followed by two irises of five points each. 468 is the centre of the subject's right iris
 (the eye with corners 33/133), 469-472 its ring; 473 the centre of the subject's left iris (eye
 corners 263/362), 474-477 its ring. The 68-point iBUG subset is a documented index map into these
-(:data:`dmsfactory.generators.procedural.topology.IBUG68_FROM_MEDIAPIPE`, read through
+(:data:`dmsfactory.landmarks.IBUG68_FROM_MEDIAPIPE`, read through
 :func:`dmsfactory.labelers.params.ibug68_index_map`).
 
 The stage contract: a stage takes a list of samples and returns a list of samples. It never drops a
@@ -27,10 +27,7 @@ from typing import Any, Mapping, Protocol, runtime_checkable
 import numpy as np
 
 from dmsfactory.errors import UserError
-
-N_LANDMARKS = 478
-RIGHT_IRIS_CENTER = 468  # subject's right eye (image left in a frontal view)
-LEFT_IRIS_CENTER = 473
+from dmsfactory.landmarks import LEFT_IRIS_CENTER, N_LANDMARKS, RIGHT_IRIS_CENTER  # noqa: F401  (re-exported)
 
 
 def is_quarantined(record: "Verdicts | Mapping[str, Any]", check: str | None = None) -> bool:

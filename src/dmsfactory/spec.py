@@ -28,14 +28,10 @@ from dmsfactory.generators.diffusion.config import DiffusionConfig
 from dmsfactory.generators.procedural.config import ProceduralConfig
 from dmsfactory.labelers.config import VerifyConfig
 from dmsfactory.privacy.config import PrivacyConfig
+from dmsfactory.taxonomy import AGE_GROUPS, AGE_RANGES, CLASSES, SEXES, SKIN_TONES  # noqa: F401  (re-exported)
 from dmsfactory.training.config import TrainConfig
 
 # --- value sets (label schema anchors: Euro NCAP DSM protocols and the DMD taxonomy) ---
-CLASSES = ("alert", "mild_fatigue", "moderate_fatigue", "severe_fatigue", "distracted", "phone")
-AGE_GROUPS = ("young", "adult", "middle_aged", "senior")  # 16-25, 26-45, 46-65, 66-80 years
-AGE_RANGES = {"young": (16, 25), "adult": (26, 45), "middle_aged": (46, 65), "senior": (66, 80)}
-SKIN_TONES = (1, 2, 3, 4, 5, 6)  # Fitzpatrick types
-SEXES = ("female", "male")
 BACKENDS = ("procedural", "diffusion")
 SPLITS = ("train", "val", "test")
 

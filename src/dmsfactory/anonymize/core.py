@@ -29,8 +29,8 @@ from dmsfactory.anonymize.compose import Composite, compose, fit_shading, lighti
 from dmsfactory.anonymize.config import AnonymizeConfig
 from dmsfactory.anonymize.head import Calibration, HeadModel, RenderError, SyntheticIdentity, rel_matrix
 from dmsfactory.anonymize.mesh import FaceMesh, FaceMeasure, index_sets, intrinsics, ray_rotation
-from dmsfactory.augment.pose import F
 from dmsfactory.errors import DmsFactoryError
+from dmsfactory.geometry import F
 
 CORR_LIMITS = {"pose": 15.0, "ear": 0.15, "mar": 0.6, "iris": 0.6}
 

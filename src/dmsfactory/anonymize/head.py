@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from dmsfactory.augment.pose import F, euler_from_matrix, matrix_from_euler
 from dmsfactory.errors import DmsFactoryError
+from dmsfactory.geometry import F, euler_from_matrix, matrix_from_euler
 
 POSE_LIMITS = {"yaw": 85.0, "pitch": 55.0, "roll": 55.0}  # inside the plan entry's valid ranges
 GAZE_LIMIT = 40.0
@@ -259,8 +259,6 @@ class HeadModel:
 
         12 renders: eye openness = mouth opening at 0, 0.2, ..., 1 (frontal); yaw +-25 and pitch
         +-15 deg (eyes open, mouth closed); gaze yaw 20 and pitch 15 deg."""
-        from dmsfactory.augment.pose import matrix_from_euler
-
         key = (identity.seed, repr(sorted(identity.params.items())), lighting, size)
         c = self._calib.get(key)
         if c is not None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from dmsfactory.geometry import F, euler_from_matrix
 from dmsfactory.labelers.verify import EAR_LEFT, EAR_RIGHT, ear, head_pose_pnp, iris_offset, mar
 
 N_MESH = 468
@@ -127,8 +128,6 @@ def head_pose_mesh(p: np.ndarray, K: np.ndarray, model: np.ndarray) -> tuple[dic
     y = up, z = out of the face, metres); EPnP start, Levenberg-Marquardt refinement. Returns
     (angles, R_cam_head) or (None, None)."""
     import cv2
-
-    from dmsfactory.augment.pose import F, euler_from_matrix
 
     idx = rigid_indices(model)
     obj = np.ascontiguousarray(model[idx], np.float64)

@@ -50,6 +50,7 @@ ALB = f"albumentations {A.__version__}"
 
 from dmsfactory.augment.config import AugmentConfig
 from dmsfactory.augment.mirror import mirror_index, mirror_labels
+from dmsfactory.geometry import gaze_angles, image_rotation_cam, rotate_head_pose
 
 _BORDER = {"constant": cv2.BORDER_CONSTANT, "replicate": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT_101}
 
@@ -284,9 +285,7 @@ def sample_affine(rng, cfg: AugmentConfig, view: View) -> dict:
 
 def _rotate_pose_labels(labels: dict, ang: float) -> None:
     """Image rotation = camera roll about its optical axis: camera-frame pose/gaze turn with it,
-    car-frame labels (head_pose_car, gaze zone) do not change (augment/pose.py)."""
-    from dmsfactory.augment.pose import gaze_angles, image_rotation_cam, rotate_head_pose
-
+    car-frame labels (head_pose_car, gaze zone) do not change (dmsfactory.geometry)."""
     rc = image_rotation_cam(ang)
     hp = labels.get("head_pose")
     if isinstance(hp, dict) and all(isinstance(hp.get(k), (int, float)) for k in ("yaw", "pitch", "roll")):

@@ -34,7 +34,7 @@ and KSS effects, :mod:`dmsfactory.clips.kinematics` for the curve shapes):
   or below the closed level for exactly the closed (P80) duration; closing 0.25-0.4 s, reopening
   0.3-0.6 s; head pitch drops 6-15 deg during the closure. Sleep: closing 0.5 s, reopening 0.6 s, head
   sinks to pitch -20..-30 deg and rolls 0-10 deg over 2 s, recovers 0.5 s after the eyes reopen.
-* Glances: the gaze target is the DMD zone's direction (:data:`dmsfactory.plan.GAZE_ZONES`) +/- 3 deg.
+* Glances: the gaze target is the DMD zone's direction (:data:`dmsfactory.taxonomy.GAZE_ZONES`) +/- 3 deg.
   Total gaze reaches it in 0.12 s (saccade), the head in 0.45 s (minimum-jerk); the head's share of
   the final rotation is 0.75-0.9 (owl), 0.1-0.3 (lizard, eyes limited to 30 deg yaw / 22 deg pitch,
   the head takes the rest) or 0.6-0.8 plus a 6-10 deg roll and a recorded torso lean (body_lean).
@@ -92,7 +92,12 @@ from dmsfactory.clips.kinematics import (
     q,
 )
 from dmsfactory.conditions import LUX
-from dmsfactory.plan import EYE_IN_HEAD_LIMIT, FIXATION_DISTANCE_M, GAZE_ZONES  # DMD gaze zones: the image planner's table
+from dmsfactory.taxonomy import (  # DMD gaze zones, shared with the image planner; P80 level for scripted closures
+    CLOSED_OPENNESS,
+    EYE_IN_HEAD_LIMIT,
+    FIXATION_DISTANCE_M,
+    GAZE_ZONES,
+)
 
 __all__ = ["BEHAVIOUR_VERSION", "ClipModel", "kss_class", "nearest_zone", "scenario_segments", "simulate", "synthesize"]
 
@@ -102,7 +107,6 @@ _ZONE_DIRS = np.array([GAZE_ZONES[z] for z in _ZONE_NAMES], dtype=np.float64)
 MIN_OPEN_LEVEL = 0.26  # the open level (no closure) never goes below this: only closures reach P80
 CLOSURE_MARGIN_S = 0.3  # no spontaneous blink within this of a scripted closure or a microsleep
 BLINK_GAP_S = 0.15  # minimum time from one blink's end to the next onset
-CLOSED_OPENNESS = 0.2  # P80 level used to place scripted closures (the labeller's default)
 
 
 def kss_class(kss: int) -> str:

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import webdataset as wds
 
-from dmsfactory.datasets.shards import decode_image, encode_image, write_json_atomic, write_tar
+from dmsfactory.datasets.shards import ShardRecord, decode_image, encode_image, write_json_atomic, write_tar
 from dmsfactory.labelers.temporal import window_labels
 
 CLIPS_DIR = "clips"
@@ -60,7 +60,7 @@ def write_clip_shard(
     max_bytes: int = 1 << 30,
     planned_keys: list[str] | None = None,
     spec_hash: str | None = None,
-) -> dict[str, Any]:
+) -> ShardRecord:
     """Write a batch of ClipSamples: accepted to ``DIR/clips/<name>.tar``, rejected to ``DIR/clips/quarantine/``.
 
     ``name`` is ``<split>-<shard:06d>``. Returns the batch record (also written to ``.progress``).
@@ -80,7 +80,7 @@ def write_clip_shard(
             raise RuntimeError(f"clip shard {name}: {len(missing)} planned clips vanished, e.g. {sorted(missing)[:3]}")
     ok = [c for c in clips if not c.quarantined]
     bad = [c for c in clips if c.quarantined]
-    rec: dict[str, Any] = {"name": name, "split": split, "spec_hash": spec_hash,
+    rec: ShardRecord = {"name": name, "split": split, "spec_hash": spec_hash,  # type: ignore[typeddict-item]
                            "planned_keys": planned_keys or [c.key for c in clips], "shard": None, "quarantine": None}
     for sub, group, part in (("", ok, "shard"), (QUARANTINE_DIR, bad, "quarantine")):
         path = base / sub / f"{name}.tar" if sub else base / f"{name}.tar"

@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, NotRequired, TypedDict
 
 import cv2
 import numpy as np
@@ -35,6 +35,39 @@ from dmsfactory.sample import FaceSample
 
 PROGRESS_DIR = ".progress"
 QUARANTINE_DIR = "quarantine"
+
+
+class TarInfo(TypedDict):
+    """One written tar: what :func:`write_tar` returns, plus its path relative to the dataset."""
+
+    name: str
+    count: int
+    bytes: int
+    sha256: str
+    path: NotRequired[str]
+
+
+class BatchCounts(TypedDict):
+    accepted: int
+    quarantined: int
+    frames: NotRequired[int]  # clip batches: frames of the accepted clips
+
+
+class ShardRecord(TypedDict):
+    """The record of one finished batch (image or clip shard): returned by :func:`write_batch` and
+    :func:`dmsfactory.clips.shards.write_clip_shard`, stored as ``.progress/<name>.json``, read back
+    by :func:`finished_record` on resume and by the manifest, the card and the run summary."""
+
+    name: str  # "<split>-<shard:06d>"
+    split: str
+    spec_hash: str | None
+    planned_keys: list[str]
+    shard: TarInfo | None  # accepted samples; None when all were quarantined
+    quarantine: TarInfo | None  # quarantined samples; None when there were none
+    counts: BatchCounts
+    quarantine_reasons: dict[str, list[str]]
+    resumed: NotRequired[bool]  # set by the runner: kept from an earlier run, not written now
+    cached: NotRequired[bool]  # set by the Prefect flow: a task-cache hit
 
 
 def sha256_file(path: Path) -> str:
@@ -65,7 +98,7 @@ def decode_image(data: bytes) -> np.ndarray:
     return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
 
 
-def write_tar(path: Path, records: Iterable[dict[str, Any]], max_bytes: int, hint: str) -> dict[str, Any]:
+def write_tar(path: Path, records: Iterable[dict[str, Any]], max_bytes: int, hint: str) -> TarInfo:
     """Write webdataset ``records`` ({"__key__", ext: bytes, ...}) to ``path`` atomically.
 
     Written to ``*.partial``, fsynced, size-checked (``hint`` says what to lower), then renamed.
@@ -112,7 +145,7 @@ def progress_path(out_dir: Path, name: str, subdir: str = "") -> Path:
 
 def finished_record(
     out_dir: Path, name: str, spec_hash: str, keys: list[str], subdir: str = ""
-) -> dict[str, Any] | None:
+) -> ShardRecord | None:
     """The batch's progress record if the batch is complete and intact, else None.
 
     ``subdir`` is where the batch's ``.progress`` lives (``"clips"`` for clip shards)."""
@@ -145,7 +178,7 @@ def write_batch(
     fmt: str = "jpg",
     quality: int = 95,
     max_bytes: int = 1 << 30,
-) -> dict[str, Any]:
+) -> ShardRecord:
     """Write one batch: accepted samples to ``DIR/<name>.tar``, rejected to ``DIR/quarantine/<name>.tar``."""
     out_dir = Path(out_dir)
     ok = [s for s in samples if not s.quarantined]
@@ -155,7 +188,7 @@ def write_batch(
     missing = planned - roots
     if missing:  # the stage contract was broken somewhere: fail loudly rather than lose samples
         raise RuntimeError(f"batch {name}: {len(missing)} planned samples vanished, e.g. {sorted(missing)[:3]}")
-    rec: dict[str, Any] = {
+    rec: ShardRecord = {  # type: ignore[typeddict-item]  (counts and reasons are added below)
         "name": name,
         "split": name.rsplit("-", 1)[0],
         "spec_hash": spec_hash,

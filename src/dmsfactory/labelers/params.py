@@ -11,21 +11,17 @@ from __future__ import annotations
 from typing import Any
 
 from dmsfactory.errors import ErrorPolicy, check_policy
-from dmsfactory.plan import FATIGUE_LEVEL
+from dmsfactory.landmarks import IBUG68_FROM_MEDIAPIPE
 from dmsfactory.sample import FaceSample
+from dmsfactory.taxonomy import CLOSED_OPENNESS, DRIVING_ZONES, FATIGUE_LEVEL  # noqa: F401  (re-exported)
 
 SCHEMA_VERSION = "1.2.0"  # 1.2.0: face-model head: aperture/mouth opening measured on its surface, expression weights
 # 1.1.0: gaze.in_head.distance_m (fixation distance; per-eye gaze converges)
 
-CLOSED_OPENNESS = 0.2  # openness <= 0.2 means >= 80 % closed: "close" (the PERCLOS P80 criterion)
-# Eyes on the road: the forward view and the mirrors (driving-related glances), as in the clip labels
-DRIVING_ZONES = ("front", "left_mirror", "center_mirror", "right_mirror")
 
 
 def ibug68_index_map() -> tuple[int, ...]:
-    """The 68-point iBUG subset as indices into the 478 landmarks (owned by the renderer's topology)."""
-    from dmsfactory.generators.procedural.topology import IBUG68_FROM_MEDIAPIPE
-
+    """The 68-point iBUG subset as indices into the 478 landmarks (:mod:`dmsfactory.landmarks`)."""
     return tuple(int(i) for i in IBUG68_FROM_MEDIAPIPE)
 
 

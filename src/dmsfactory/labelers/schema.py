@@ -30,7 +30,7 @@ from typing import Any, Iterator, Union
 
 from dmsfactory.conditions import ACCESSORIES, CAMERA_MOUNTS, LIGHTING
 from dmsfactory.labelers.params import SCHEMA_VERSION
-from dmsfactory.plan import CLASS_STATES, FATIGUE_LEVEL, GAZE_ZONES
+from dmsfactory.taxonomy import CLASS_STATES, FATIGUE_LEVEL, GAZE_ZONES
 
 DTYPES = ("string", "int64", "float64", "bool", "json")
 

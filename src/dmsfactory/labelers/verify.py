@@ -34,13 +34,13 @@ from typing import Any
 import cv2
 import numpy as np
 
+from dmsfactory.geometry import F, euler_from_matrix, gaze_angles
 from dmsfactory.labelers.config import CHECKS, VerifyConfig
+from dmsfactory.landmarks import EAR_LEFT, EAR_RIGHT  # noqa: F401  (mesh.py imports them from here)
 from dmsfactory.sample import CardSection, FaceSample
 
 STAGE = "verify"
 
-EAR_RIGHT = (33, 160, 158, 133, 153, 144)  # subject's right eye (image left, frontal view)
-EAR_LEFT = (362, 385, 387, 263, 373, 380)
 MOUTH_PAIRS = ((13, 14), (81, 178), (311, 402))
 MOUTH_CORNERS = (78, 308)
 # eye corners ordered image-left, image-right (frontal view) and iris centre
@@ -76,8 +76,6 @@ def iris_offset(p: np.ndarray, side: str) -> tuple[float, float]:
 
 
 def head_pose_pnp(p: np.ndarray, w: int, h: int, fov_deg: float | None) -> dict[str, float] | None:
-    from dmsfactory.augment.pose import F, euler_from_matrix
-
     f = (w / 2) / math.tan(math.radians(fov_deg) / 2) if fov_deg else float(w)
     k = np.array([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1]], np.float64)
     img_pts = np.ascontiguousarray(p[list(PNP_INDICES)], np.float64)
@@ -353,8 +351,6 @@ class VerifyStage:
             if isinstance(gs, dict) and _num(gs.get("yaw")) is not None and _num(gs.get("pitch")) is not None:
                 labs.append((float(gs["yaw"]), float(gs["pitch"])))
             elif isinstance(gs, dict) and isinstance(gs.get("vector"), (list, tuple)) and len(gs["vector"]) == 3:
-                from dmsfactory.augment.pose import gaze_angles
-
                 a = gaze_angles(gs["vector"])
                 labs.append((a["yaw"], a["pitch"]))
         est_pose = m.get("head_pose")

@@ -12,7 +12,7 @@ from dmsfactory.errors import ErrorPolicy, check_policy
 from dmsfactory.sample import FaceSample
 
 from .config import ProceduralConfig
-from .render import RenderResult, render, validate
+from .render import RenderResult, render
 
 
 def example_plan_entry(**overrides: Any) -> dict:
@@ -59,8 +59,7 @@ class ProceduralGenerator:
             s = FaceSample(key=str(e.get("key", "")), index=int(e.get("index", 0) or 0), params=copy.deepcopy(e),
                            split=e.get("split"), identity=e.get("identity"))
             try:
-                validate(e)
-                res = render(e, self.config)
+                res = render(e, self.config)  # validates the entry first (dmsfactory.plan_entry.PlanEntry)
             except ValueError as err:
                 if self.on_error == "raise":
                     raise

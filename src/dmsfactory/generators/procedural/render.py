@@ -26,8 +26,14 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from dmsfactory.conditions import ACCESSORIES, LIGHTING
-from dmsfactory.errors import DmsFactoryError
+from dmsfactory.geometry import F as F_FLIP  # the pose conventions live in dmsfactory.geometry
+from dmsfactory.geometry import camera_euler
+from dmsfactory.geometry import matrix_from_euler as euler_to_R
+from dmsfactory.geometry import rx as Rx
+from dmsfactory.geometry import ry as Ry
+from dmsfactory.geometry import rz as Rz
+from dmsfactory.plan_entry import PlanEntryError  # noqa: F401  (re-exported)
+from dmsfactory.plan_entry import check_plan_entry as validate
 
 from . import facemodel as FM
 from . import parts as P
@@ -38,7 +44,6 @@ from .texture import build_atlas, part_uv
 
 RENDERER_VERSION = "procedural-0.4.0"  # 0.4.0: ICT-FaceKit head (identity modes, blendshapes, mouth interior), new hand
 PIVOT_IN_HEAD = np.array([0.0, -0.065, -0.075])
-F_FLIP = np.diag([1.0, -1.0, -1.0])
 
 MOUNTS = {  # direction from the head towards the camera in the car frame (x left, y up, z forward)
     "steering_column": (0.0, -0.33, 1.0),
@@ -46,118 +51,9 @@ MOUNTS = {  # direction from the head towards the camera in the car frame (x lef
     "a_pillar": (0.62, 0.18, 1.0),
     "center_stack": (-0.55, -0.50, 1.0),
 }
-YAWNS = ("none", "yawning_without_hand", "yawning_with_hand")
 
 
-class PlanEntryError(DmsFactoryError, ValueError):
-    """An invalid plan entry; ``field`` names the offending field (dotted path)."""
-
-    def __init__(self, field: str, msg: str):
-        super().__init__(f"{field}: {msg}")
-        self.field = field
-
-
-# ----------------------------------------------------------------------------- rotations
-def Rx(a):
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
-
-
-def Ry(a):
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
-
-
-def Rz(a):
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
-
-
-def euler_to_R(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    d = math.radians
-    return Ry(d(yaw)) @ Rx(-d(pitch)) @ Rz(-d(roll))
-
-
-def R_to_euler(R: np.ndarray) -> tuple[float, float, float]:
-    p_ = math.asin(float(np.clip(-R[1, 2], -1, 1)))
-    r_ = math.atan2(R[1, 0], R[1, 1])
-    y = math.atan2(R[0, 2], R[2, 2])
-    return math.degrees(y), -math.degrees(p_), -math.degrees(r_)
-
-
-def camera_euler(R_cam_head: np.ndarray) -> tuple[float, float, float]:
-    return R_to_euler(F_FLIP.T @ R_cam_head)
-
-
-# ----------------------------------------------------------------------------- validation
-def _num(e, path, lo=None, hi=None):
-    cur = e
-    for k in path.split("."):
-        if not isinstance(cur, dict) or k not in cur:
-            raise PlanEntryError(path, "missing")
-        cur = cur[k]
-    try:
-        x = float(cur)
-    except (TypeError, ValueError):
-        raise PlanEntryError(path, f"not a number: {cur!r}") from None
-    if not math.isfinite(x):
-        raise PlanEntryError(path, f"must be finite, got {cur!r}")
-    if (lo is not None and x < lo) or (hi is not None and x > hi):
-        raise PlanEntryError(path, f"{x} outside [{lo}, {hi}]")
-    return x
-
-
-def validate(entry: dict) -> None:
-    """Raise :class:`PlanEntryError` (a ValueError) naming the field; called before rendering."""
-    if not isinstance(entry, dict):
-        raise PlanEntryError("entry", "plan entry must be a dict")
-    for k in ("identity_seed", "sample_seed"):
-        if not isinstance(entry.get(k), int) or isinstance(entry.get(k), bool):
-            raise PlanEntryError(k, f"must be an int, got {entry.get(k)!r}")
-    if entry.get("lighting") not in LIGHTING:
-        raise PlanEntryError("lighting", f"unknown {entry.get('lighting')!r}; allowed {LIGHTING}")
-    if entry.get("accessory", "none") not in ACCESSORIES:
-        raise PlanEntryError("accessory", f"unknown {entry.get('accessory')!r}; allowed {ACCESSORIES}")
-    cam = entry.get("camera")
-    if not isinstance(cam, dict):
-        raise PlanEntryError("camera", "missing")
-    if cam.get("mount") not in MOUNTS:
-        raise PlanEntryError("camera.mount", f"unknown {cam.get('mount')!r}; allowed {tuple(MOUNTS)}")
-    _num(entry, "camera.fov_deg", 10, 120)
-    _num(entry, "camera.distance_m", 0.2, 3.0)
-    size = _num(entry, "camera.image_size", 32, 4096)
-    if size != int(size):
-        raise PlanEntryError("camera.image_size", "must be an integer")
-    for k in ("eye_openness_left", "eye_openness_right", "mouth_open", "brow_raise", "smile"):
-        _num(entry, f"state.{k}", 0.0, 1.0)
-    if entry["state"].get("yawn", "none") not in YAWNS:
-        raise PlanEntryError("state.yawn", f"unknown {entry['state'].get('yawn')!r}")
-    for a, lim in (("yaw", 90), ("pitch", 60), ("roll", 60)):
-        _num(entry, f"head_pose_car.{a}", -lim, lim)
-    for a in ("yaw", "pitch"):
-        _num(entry, f"gaze_in_head.{a}", -45, 45)
-    if entry["gaze_in_head"].get("distance_m") is not None:
-        _num(entry, "gaze_in_head.distance_m", 0.2, 100.0)
-    ip = entry.get("identity_params")
-    if not isinstance(ip, dict):
-        raise PlanEntryError("identity_params", "missing")
-    if ip.get("sex") not in ("female", "male"):
-        raise PlanEntryError("identity_params.sex", f"unknown {ip.get('sex')!r}")
-    _num(entry, "identity_params.age", 10, 100)
-    if ip.get("skin_tone") not in (1, 2, 3, 4, 5, 6):
-        raise PlanEntryError("identity_params.skin_tone", f"must be 1..6, got {ip.get('skin_tone')!r}")
-    mix = ip.get("mixup")
-    if mix is not None:
-        if not isinstance(mix, dict):
-            raise PlanEntryError("identity_params.mixup", "must be a dict or null")
-        _num(entry, "identity_params.mixup.lam", 0.0, 1.0)
-        for k in ("a_seed", "b_seed"):
-            if not isinstance(mix.get(k), int):
-                raise PlanEntryError(f"identity_params.mixup.{k}", "must be an int")
-    ph = entry.get("phone")
-    if ph is not None:
-        if not isinstance(ph, dict) or ph.get("hand") not in ("left", "right") or ph.get("use") not in ("call", "texting"):
-            raise PlanEntryError("phone", f"must be null or {{hand: left|right, use: call|texting}}, got {ph!r}")
+# plan entries are validated by the typed contract (dmsfactory.plan_entry.PlanEntry), once, in render()
 
 
 # ----------------------------------------------------------------------------- model-level geometry
