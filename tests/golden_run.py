@@ -11,9 +11,10 @@ fixture from the new code and commit it with that change, saying why in the comm
 
     PYTHONPATH=src .venv/bin/python tests/golden_run.py --write
 
-The run is ``specs/demo.yaml`` (augment, verify and privacy on, as in ``make demo``) with
+The runs are ``specs/demo.yaml`` (augment, verify and privacy on, as in ``make demo``) with
 ``limit=12`` renders and the reference gallery of :mod:`dmsfactory.privacy.testgallery` written to a
-temporary directory. Hashes depend on the pinned wheels (numpy, OpenCV's libjpeg, MediaPipe, dlib);
+temporary directory, and ``specs/clips-demo.yaml`` shortened to 14 s clips at 2 fps and 64 px, three
+clips (one per split; members under ``clips-demo/``). Hashes depend on the pinned wheels (numpy, OpenCV's libjpeg, MediaPipe, dlib);
 a different pin can change them, which is then a real change to look at.
 """
 
@@ -34,8 +35,10 @@ import conftest  # noqa: F401  the test run's environment (OMP_NUM_THREADS=1, ..
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "specs" / "demo.yaml"
-FIXTURE = Path(__file__).resolve().parent / "golden" / "demo_limit12.json"
+CLIP_SPEC = ROOT / "specs" / "clips-demo.yaml"
+FIXTURE = Path(__file__).resolve().parent / "golden" / "fingerprint.json"
 LIMIT = 12
+CLIP_LIMIT = 3
 
 
 def _sha(b: bytes) -> str:
@@ -63,8 +66,16 @@ def fingerprint_dir(out: Path) -> dict[str, Any]:
     return {"tars": tars, "members": members, "json_fields": json_fields}
 
 
+def _clip_spec() -> dict[str, Any]:
+    """specs/clips-demo.yaml with short, small clips (14 s at 2 fps, 64 px): every scenario still fits."""
+    d = yaml.safe_load(CLIP_SPEC.read_text())
+    d["clips"].update({"duration_s": 14, "fps": 2, "image_size": 64})
+    d["output"]["dir"] = "clips-ds"
+    return d
+
+
 def run_and_fingerprint(work: Path) -> dict[str, Any]:
-    """Run the demo spec with ``limit=LIMIT`` into ``work`` and fingerprint its shards."""
+    """Run the demo spec (``limit=LIMIT``) and the short clip spec (``CLIP_LIMIT`` clips) in ``work``."""
     from dmsfactory import pipeline
     from dmsfactory.privacy.testgallery import write_reference_gallery
     from dmsfactory.spec import parse_spec
@@ -79,10 +90,16 @@ def run_and_fingerprint(work: Path) -> dict[str, Any]:
         write_reference_gallery("gallery")
         spec = parse_spec(d, source=str(SPEC))
         pipeline.run_plain(spec, "ds", limit=LIMIT)
+        clip_spec = parse_spec(_clip_spec(), source=str(CLIP_SPEC))
+        for name, batch in pipeline.clip_jobs(clip_spec, CLIP_LIMIT):
+            pipeline.process_clip_shard(clip_spec, name, batch, "clips-ds")
     finally:
         os.chdir(cwd)
     fp = fingerprint_dir(work / "ds")
-    fp["spec"] = f"specs/demo.yaml, limit={LIMIT}"
+    clips = fingerprint_dir(work / "clips-ds")
+    for part in ("tars", "members", "json_fields"):
+        fp[part].update({f"clips-demo/{k}": v for k, v in clips[part].items()})
+    fp["spec"] = f"specs/demo.yaml, limit={LIMIT}; specs/clips-demo.yaml (14 s, 2 fps, 64 px), {CLIP_LIMIT} clips"
     return fp
 
 

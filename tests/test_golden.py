@@ -1,9 +1,10 @@
 """Pixels, labels and shard bytes stay identical across refactors (issue 22's "Done when").
 
-Runs ``specs/demo.yaml`` with ``limit=12`` (augment, verify, privacy on) and compares the sha256 of
-every shard, every shard member (images, ``<key>.json``, ``<key>.params.txt``) and every top-level
-field of each ``<key>.json`` with ``tests/golden/demo_limit12.json``, recorded from the code at
-commit 1c4a709. A deliberate change of what the factory writes (renderer, labels, augmentation,
+Runs ``specs/demo.yaml`` with ``limit=12`` (augment, verify, privacy on) and three short clips of
+``specs/clips-demo.yaml``, and compares the sha256 of every shard, every shard member (images, clip
+frames, ``<key>.json``, ``<key>.params.txt``) and every top-level field of each ``<key>.json`` with
+``tests/golden/fingerprint.json``, recorded from the code at commit 1c4a709 (before issue 22's
+refactor). A deliberate change of what the factory writes (renderer, labels, augmentation,
 privacy verdicts) regenerates the fixture with ``PYTHONPATH=src .venv/bin/python tests/golden_run.py
 --write``, committed together with that change; a refactor must never need to.
 """

@@ -1,7 +1,7 @@
 """The factory's stages wired together, as plain Python (no Prefect here).
 
-``process_shard`` is the unit of work: one planned batch -> generate -> label -> verify ->
-augment -> privacy -> one shard (+ its quarantine shard). The Prefect flow
+``process_shard`` is the unit of work: one planned batch -> generate -> label -> augment ->
+verify -> privacy -> one shard (+ its quarantine shard). The Prefect flow
 (:mod:`dmsfactory.flows.factory`) runs one task per ``process_shard`` call; :func:`run_plain`
 runs the same calls in a loop (used without Prefect and as the overhead baseline).
 """

@@ -1,6 +1,6 @@
 """The factory's stages as separate Prefect flows, for deployments that run them on their own.
 
-* ``dmsfactory-shards``  (:func:`shards_flow`): spec -> shards (generate, label, verify, augment,
+* ``dmsfactory-shards``  (:func:`shards_flow`): spec -> shards (generate, label, augment, verify,
   privacy per batch); no card. Same tasks, cache keys and resume rules as the factory flow, so a
   later ``dmsfactory-report`` or ``dmsfactory-factory`` run reuses its batches.
 * ``dmsfactory-report``  (:func:`report_flow`): finished shards -> manifest, dataset card, stage

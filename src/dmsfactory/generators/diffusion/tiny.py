@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from dmsfactory.generators.diffusion.templates import DEFAULT_TEMPLATES
+
 TEXT_DIM = 32
 
 
@@ -41,8 +43,6 @@ def _byte_unicode() -> list[str]:
 
 def _template_words() -> list[str]:
     import re
-
-    from dmsfactory.generators.diffusion.templates import DEFAULT_TEMPLATES
 
     words = set()
     for text in DEFAULT_TEMPLATES.values():

@@ -9,10 +9,11 @@ import cv2
 import numpy as np
 
 from dmsfactory.errors import ErrorPolicy, check_policy
+from dmsfactory.generators.diffusion.condmap import draw_condition_map  # cv2 drawing only; the package loads lazily
 from dmsfactory.sample import FaceSample
 
 from .config import ProceduralConfig
-from .render import RenderResult, render
+from .render import RenderResult, model_geometry, render
 
 
 def example_plan_entry(**overrides: Any) -> dict:
@@ -46,8 +47,6 @@ class ProceduralGenerator:
         self.on_error = check_policy(on_error)  # dmsfactory.errors: quarantine | raise
 
     def setup(self) -> None:
-        from .render import model_geometry
-
         model_geometry()  # load the face model once per worker
 
     def generate(self, plan_entries: list[dict], keep_depth: bool = False) -> list[FaceSample]:
@@ -81,8 +80,6 @@ class ProceduralGenerator:
 def conditioning_map(res: RenderResult, thickness: int = 0, visible_only: bool = False) -> np.ndarray:
     """Face-mesh drawing of the 478 landmarks on black (ControlNet conditioning): the full tessellation
     in grey under coloured contours and irises, as the diffusion backend draws it (``map_style: mesh``)."""
-    from dmsfactory.generators.diffusion.condmap import draw_condition_map
-
     size = res.image.shape[1]
     return draw_condition_map(res.landmarks, size, size, res.visibility if visible_only else None, "mesh", thickness)
 

@@ -35,11 +35,11 @@ from dmsfactory.landmarks import (  # noqa: F401  the topology constants live in
     EAR_LEFT,
 )
 
+from . import facemodel as FM
+
 
 def mean_landmarks() -> np.ndarray:
     """(468, 3) landmarks of the face model's mean (head frame, metres)."""
-    from . import facemodel as FM
-
     m = FM.load()
     return m.landmarks(m.mean)
 
