@@ -26,7 +26,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import webdataset as wds
 
-from dmsfactory.datasets.shards import ShardRecord, decode_image, encode_image, write_json_atomic, write_tar
+from dmsfactory.datasets.shards import ShardRecord, decode_image, encode_image, write_split_batch
 from dmsfactory.labelers.temporal import window_labels
 
 CLIPS_DIR = "clips"
@@ -69,7 +69,6 @@ def write_clip_shard(
         raise ValueError(f"clip shard name must look like 'train-000000' (got {name!r})")
     if fmt not in ("jpg", "png"):
         raise ValueError(f"format must be 'jpg' or 'png' (got {fmt!r})")
-    base = Path(out_dir) / CLIPS_DIR
     split = name.rsplit("-", 1)[0]
     wrong = [c.key for c in clips if c.split != split]
     if wrong:
@@ -78,23 +77,11 @@ def write_clip_shard(
         missing = set(planned_keys) - {c.key for c in clips}
         if missing:
             raise RuntimeError(f"clip shard {name}: {len(missing)} planned clips vanished, e.g. {sorted(missing)[:3]}")
-    ok = [c for c in clips if not c.quarantined]
-    bad = [c for c in clips if c.quarantined]
-    rec: ShardRecord = {"name": name, "split": split, "spec_hash": spec_hash,  # type: ignore[typeddict-item]
-                           "planned_keys": planned_keys or [c.key for c in clips], "shard": None, "quarantine": None}
-    for sub, group, part in (("", ok, "shard"), (QUARANTINE_DIR, bad, "quarantine")):
-        path = base / sub / f"{name}.tar" if sub else base / f"{name}.tar"
-        if group:
-            info = write_tar(path, _clip_records(group, fmt, quality), max_bytes, "lower clips.clips_per_shard")
-            info["path"] = str(path.relative_to(Path(out_dir)))
-            rec[part] = info
-        elif path.exists():
-            path.unlink()
-    rec["counts"] = {"accepted": len(ok), "quarantined": len(bad),
-                     "frames": sum(len(c.frames) for c in ok)}
-    rec["quarantine_reasons"] = {c.key: c.quarantine_reasons for c in bad}
-    write_json_atomic(base / PROGRESS_DIR / f"{name}.json", rec)
-    return rec
+    return write_split_batch(
+        out_dir, name, clips, lambda group: _clip_records(group, fmt, quality), subdir=CLIPS_DIR,
+        spec_hash=spec_hash, planned_keys=planned_keys or [c.key for c in clips], max_bytes=max_bytes,
+        hint="lower clips.clips_per_shard", extra_counts=lambda ok: {"frames": sum(len(c.frames) for c in ok)},
+    )
 
 
 def clip_shard_paths(dataset_dir: str | Path, split: str | None = None, quarantine: bool = False) -> list[Path]:

@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator, NotRequired, TypedDict
+from typing import Any, Callable, Iterable, Iterator, NotRequired, TypedDict
 
 import cv2
 import numpy as np
@@ -168,6 +168,51 @@ def finished_record(
     return rec
 
 
+def write_split_batch(
+    out_dir: Path,
+    name: str,
+    items: list,
+    records: Callable[[list], Iterable[dict[str, Any]]],
+    *,
+    subdir: str = "",
+    spec_hash: str | None,
+    planned_keys: list[str],
+    max_bytes: int,
+    hint: str,
+    extra_counts: Callable[[list], dict[str, int]] | None = None,
+) -> ShardRecord:
+    """The one batch writer, for images and clips: accepted ``items`` to ``DIR/<subdir>/<name>.tar``,
+    quarantined ones to ``DIR/<subdir>/quarantine/<name>.tar``, then the progress record.
+
+    ``items`` carry ``key``, ``quarantined`` and ``quarantine_reasons`` (:class:`~dmsfactory.sample.Verdicts`);
+    ``records(group)`` yields their webdataset records; ``hint`` says what to lower when a tar
+    exceeds ``max_bytes``; ``extra_counts(accepted)`` adds counts (clips: frames)."""
+    out_dir = Path(out_dir)
+    root = out_dir / subdir if subdir else out_dir
+    ok = [s for s in items if not s.quarantined]
+    bad = [s for s in items if s.quarantined]
+    rec: ShardRecord = {  # type: ignore[typeddict-item]  (counts and reasons are added below)
+        "name": name,
+        "split": name.rsplit("-", 1)[0],
+        "spec_hash": spec_hash,
+        "planned_keys": list(planned_keys),
+        "shard": None,
+        "quarantine": None,
+    }
+    for sub, group, part in (("", ok, "shard"), (QUARANTINE_DIR, bad, "quarantine")):
+        path = root / sub / f"{name}.tar" if sub else root / f"{name}.tar"
+        if group:
+            info = write_tar(path, records(group), max_bytes, hint)
+            info["path"] = str(path.relative_to(out_dir))
+            rec[part] = info  # type: ignore[literal-required]
+        elif path.exists():  # left over from an earlier, different attempt
+            path.unlink()
+    rec["counts"] = {"accepted": len(ok), "quarantined": len(bad), **(extra_counts(ok) if extra_counts else {})}  # type: ignore[typeddict-item]
+    rec["quarantine_reasons"] = {s.key: s.quarantine_reasons for s in bad}
+    write_json_atomic(progress_path(out_dir, name, subdir), rec)
+    return rec
+
+
 def write_batch(
     out_dir: Path,
     name: str,
@@ -180,34 +225,14 @@ def write_batch(
     max_bytes: int = 1 << 30,
 ) -> ShardRecord:
     """Write one batch: accepted samples to ``DIR/<name>.tar``, rejected to ``DIR/quarantine/<name>.tar``."""
-    out_dir = Path(out_dir)
-    ok = [s for s in samples if not s.quarantined]
-    bad = [s for s in samples if s.quarantined]
     planned = set(planned_keys)
     roots = {s.source_key or s.key for s in samples}
     missing = planned - roots
     if missing:  # the stage contract was broken somewhere: fail loudly rather than lose samples
         raise RuntimeError(f"batch {name}: {len(missing)} planned samples vanished, e.g. {sorted(missing)[:3]}")
-    rec: ShardRecord = {  # type: ignore[typeddict-item]  (counts and reasons are added below)
-        "name": name,
-        "split": name.rsplit("-", 1)[0],
-        "spec_hash": spec_hash,
-        "planned_keys": list(planned_keys),
-        "shard": None,
-        "quarantine": None,
-    }
-    for sub, group, part in (("", ok, "shard"), (QUARANTINE_DIR, bad, "quarantine")):
-        path = out_dir / sub / f"{name}.tar" if sub else out_dir / f"{name}.tar"
-        if group:
-            info = write_tar(path, _sample_records(group, fmt, quality), max_bytes, "lower shards.size")
-            info["path"] = str(path.relative_to(out_dir))
-            rec[part] = info
-        elif path.exists():  # left over from an earlier, different attempt
-            path.unlink()
-    rec["counts"] = {"accepted": len(ok), "quarantined": len(bad)}
-    rec["quarantine_reasons"] = {s.key: s.quarantine_reasons for s in bad}
-    write_json_atomic(progress_path(out_dir, name), rec)
-    return rec
+    return write_split_batch(out_dir, name, samples, lambda group: _sample_records(group, fmt, quality),
+                             spec_hash=spec_hash, planned_keys=planned_keys, max_bytes=max_bytes,
+                             hint="lower shards.size")
 
 
 def clean_partials(out_dir: Path) -> int:
