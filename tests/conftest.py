@@ -2,14 +2,10 @@
 
 import os
 
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("GLOG_minloglevel", "2")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+from dmsfactory.env import apply_defaults  # imports only os
+
+apply_defaults()  # the CLI's defaults (Prefect, telemetry, offline hub, quiet native logs)
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy/torch load: results depend on it (tests/golden_run.py)
 
 import copy  # noqa: E402
 from pathlib import Path  # noqa: E402

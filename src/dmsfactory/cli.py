@@ -11,16 +11,10 @@ import os
 import sys
 from pathlib import Path
 
+from dmsfactory.env import apply_defaults
 from dmsfactory.errors import UserError
 
-# Prefect settings measured on these machines (DESIGN.md); users may override them.
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ logging
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+apply_defaults()  # Prefect, telemetry and logging settings measured on these machines; users may override them
 
 
 class UsageError(UserError):

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from dmsfactory.conditions import LUX
+from dmsfactory.seeds import rng, seed
 from dmsfactory.spec import DatasetSpec
 from dmsfactory.taxonomy import AGE_RANGES
 from dmsfactory.taxonomy import (  # noqa: F401  the tables live in dmsfactory.taxonomy (re-exported)
@@ -44,13 +45,8 @@ from dmsfactory.taxonomy import (  # noqa: F401  the tables live in dmsfactory.t
 SPLIT_ORDER = ("train", "val", "test")
 
 
-def _seed(*parts: Any) -> int:
-    h = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
-
-
-def _rng(*parts: Any) -> np.random.Generator:
-    return np.random.default_rng(_seed(*parts))
+_seed = seed  # dmsfactory.seeds; the old private names stay for the clip planner
+_rng = rng
 
 
 def allocate(weights: dict, n: int) -> list:

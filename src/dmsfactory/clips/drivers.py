@@ -74,6 +74,8 @@ from typing import Any
 
 import numpy as np
 
+from dmsfactory.seeds import rng as seeded_rng
+
 BEHAVIOUR_VERSION = "2.0.0"  # bump when the behaviour models change what a seed produces
 
 # per-blink variability (lognormal sigmas) and per-blink floor
@@ -188,9 +190,7 @@ class DriverTraits:
 
 def driver_traits(*seed_parts: Any) -> DriverTraits:
     """The traits of the driver identified by ``seed_parts`` (e.g. the identity's seed)."""
-    from dmsfactory.plan import _rng
-
-    return DriverTraits.draw(_rng("driver-traits", *seed_parts))
+    return DriverTraits.draw(seeded_rng("driver-traits", *seed_parts))
 
 
 def glance_duration(zone: str, rng: np.random.Generator, scale: float = 1.0) -> float:

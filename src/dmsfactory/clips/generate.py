@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dmsfactory.clips.config import ClipsConfig
+from dmsfactory.generators.procedural import ProceduralGenerator
+from dmsfactory.generators.procedural.config import ProceduralConfig
+from dmsfactory.labelers.params import make_labels
 from dmsfactory.labelers.temporal import TemporalParams, temporal_labels_from_frames
 from dmsfactory.sample import FaceSample, Verdicts
 
@@ -83,8 +86,6 @@ class ClipSample(Verdicts):
 
 def clip_labels(sample: ClipSample, cfg: ClipsConfig) -> None:
     """Fill the clip's temporal labels and each frame's labels (single-frame labels + its temporal slice)."""
-    from dmsfactory.labelers.params import make_labels
-
     params = [f.params for f in sample.frames]
     # clips planned by behaviour >= 2 record every eyelid closure (events with a ``lid``): exact eye labels
     events = sample.params.get("events") if sample.params.get("behaviour") else None
@@ -112,9 +113,6 @@ class ClipGenerator:
 
     def setup(self) -> None:
         if self._gen is None:
-            from dmsfactory.generators.procedural import ProceduralGenerator
-            from dmsfactory.generators.procedural.config import ProceduralConfig
-
             self._gen = ProceduralGenerator(self.procedural_config or ProceduralConfig())
         if hasattr(self._gen, "setup"):
             self._gen.setup()

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dmsfactory.clips.config import ClipsConfig
+from dmsfactory.datasets.reader import load_manifest
 from dmsfactory.datasets.record_schema import CLIP_SCHEMA, PARAMS_MEMBER, SAMPLE_SCHEMA
 from dmsfactory.labelers.schema import Leaf, ListOf, Schema
 
@@ -72,8 +74,6 @@ def features(kind: str = "samples", image_ext: str = "jpg", n_frames: int = 0, d
     import datasets
 
     if dataset_dir is not None:
-        from dmsfactory.datasets.reader import load_manifest
-
         m = load_manifest(dataset_dir)
         image_ext = _image_ext(m, kind)
         n_frames = _n_frames(m) if kind == "clips" else 0
@@ -113,8 +113,6 @@ def _image_ext(manifest: dict[str, Any], kind: str = "samples") -> str:
 
 
 def _n_frames(manifest: dict[str, Any]) -> int:
-    from dmsfactory.clips.config import ClipsConfig
-
     clips = (manifest.get("spec") or {}).get("clips")
     return ClipsConfig.model_validate(clips).n_frames if clips else 0
 

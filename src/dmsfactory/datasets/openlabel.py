@@ -36,6 +36,9 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
+from dmsfactory.clips.shards import clip_shard_paths, open_clip_shards
+from dmsfactory.datasets.reader import iter_records
+
 SCHEMA_VERSION = "1.0.0"
 DMD_ONTOLOGY = "http://dmd.vicomtech.org/ontology"
 DMSF_ONTOLOGY = "https://github.com/dmsfactory/dmsfactory/docs/clips.md"
@@ -61,13 +64,9 @@ def _load_records(source: Any) -> list[dict[str, Any]]:
         if not d.is_dir():
             raise FileNotFoundError(f"{d}: not a dataset directory")
         recs: list[dict[str, Any]] = []
-        from dmsfactory.clips.shards import clip_shard_paths, open_clip_shards
-
         if clip_shard_paths(d):
             recs += [it["json"] for it in open_clip_shards(d, None, with_frames=False)]
         if any(d.glob("*.tar")) or (d / "manifest.json").is_file():
-            from dmsfactory.datasets.reader import iter_records
-
             recs += [doc for doc, _ in iter_records(d, include_quarantine=False)]
         if not recs:
             raise FileNotFoundError(f"{d}: no shards (neither DIR/*.tar nor DIR/clips/*.tar)")

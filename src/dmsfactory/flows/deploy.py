@@ -29,17 +29,13 @@ from typing import Any
 
 import yaml
 
+from dmsfactory.env import DEFAULT_ENV
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_PREFECT_FILE = REPO_ROOT / "prefect.yaml"
 
-# measured on these machines (DESIGN.md): no analytics host, a patient ephemeral start
-QUIET_ENV = {
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "DO_NOT_TRACK": "1",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-    "ORT_DISABLE_TELEMETRY": "1",
-    "HF_HUB_OFFLINE": "1",
-}
+# measured on these machines (DESIGN.md): no analytics host, a patient ephemeral start, quiet logs
+QUIET_ENV = dict(DEFAULT_ENV)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -38,7 +38,10 @@ from dmsfactory.errors import ErrorPolicy, UserError, check_policy
 from dmsfactory.generators.diffusion.condmap import draw_condition_map
 from dmsfactory.generators.diffusion.config import DiffusionConfig
 from dmsfactory.generators.diffusion.prompts import PromptBuilder
-from dmsfactory.sample import FaceSample
+from dmsfactory.generators.procedural import ProceduralGenerator  # geometry for controlnet/img2img modes
+from dmsfactory.generators.procedural.config import ProceduralConfig
+from dmsfactory.generators.procedural.generator import depth_to_map
+from dmsfactory.sample import CardSection, FaceSample
 
 STAGE = "generate.diffusion"
 _SALT_LATENT = 0x5EED_1A7E
@@ -442,13 +445,6 @@ class DiffusionGenerator:
 
     def _geometry(self, entries: list[dict[str, Any]]) -> list[FaceSample]:
         if self._renderer is None:
-            try:
-                from dmsfactory.generators.procedural import ProceduralGenerator
-                from dmsfactory.generators.procedural.config import ProceduralConfig
-            except ImportError as e:
-                raise RuntimeError(
-                    f"diffusion mode {self.config.mode!r} needs the procedural renderer for geometry: {e}"
-                ) from e
             self._renderer = ProceduralGenerator(self.procedural_config or ProceduralConfig())
             if hasattr(self._renderer, "setup"):
                 self._renderer.setup()
@@ -556,8 +552,6 @@ class DiffusionGenerator:
     def _control_map(self, g: FaceSample) -> np.ndarray:
         cn = self.config.controlnet
         if cn.map_style == "depth":
-            from dmsfactory.generators.procedural.generator import depth_to_map
-
             if "depth" not in g.arrays:
                 raise RuntimeError("map_style 'depth' needs the renderer's depth buffer (ProceduralGenerator keep_depth)")
             return np.repeat(depth_to_map(g.arrays["depth"], self.resolution)[..., None], 3, axis=2)
@@ -611,7 +605,6 @@ def card_section(records: list[dict[str, Any]]):
     """Dataset-card section for diffusion-made samples (``records``: the shard JSON documents)."""
     from collections import Counter
 
-    from dmsfactory.sample import CardSection
 
     recs = [r.get("params", {}).get("diffusion") for r in records]
     recs = [d for d in recs if d]
