@@ -22,6 +22,7 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import cv2
 import numpy as np
@@ -729,9 +730,81 @@ def _sample_tex(atlas: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return out.reshape(rows * w, -1)[:n]
 
 
+@dataclass
+class _Scene:
+    """The posed head, its parts and the camera, before anything is drawn (render()'s first step)."""
+
+    entry: dict
+    ss: int
+    cam: dict
+    size: int
+    S: int
+    K: np.ndarray
+    light: dict
+    ir: bool
+    im: Any
+    fm: Any
+    st: dict
+    hp: dict
+    R_cw: np.ndarray
+    C: np.ndarray
+    R_ch: np.ndarray
+    t_ch: np.ndarray
+    Rg_eye: dict
+    v: np.ndarray
+    expr_w: dict
+    face: np.ndarray
+    acc: str
+    Vm: np.ndarray
+    mouth_mm: float
+    parts: list
+    world_parts: list
+    eye_pts: dict
+
+
+@dataclass
+class _Mesh:
+    """Every part in the camera frame, one array per attribute (render()'s second step)."""
+
+    V: np.ndarray
+    UV: np.ndarray
+    TR: np.ndarray
+    PID: np.ndarray
+    CULL: np.ndarray
+    SPEC: np.ndarray
+    AO: np.ndarray
+    N: np.ndarray
+    names: list
+    lens_parts: list
+
+
+@dataclass
+class _Raster:
+    """What shading leaves for the landmark visibility test: fragments, depth and triangle buffers,
+    the lens layer (if any)."""
+
+    fr: Fragments
+    zbuf: np.ndarray
+    tri_img: np.ndarray
+    lens_T: float | None
+    lf: Fragments | None
+
+
 def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
+    """Plan entry -> image + exact geometry labels, in five steps: scene (pose, expression, parts),
+    mesh (one camera-frame array per attribute), shading (raster, texture, lights, lenses), finish
+    (blur, resample, noise, 8 bits), landmarks (projection and visibility), then the recorded info."""
     config = config or ProceduralConfig()
     validate(entry)
+    sc = _build_scene(entry, config)
+    mesh = _assemble_mesh(sc)
+    img, glow, ras = _shade(sc, mesh)
+    out = _finish(sc, img, glow)
+    return _landmarks_and_info(sc, mesh, ras, out)
+
+
+def _build_scene(entry: dict, config: ProceduralConfig) -> _Scene:
+    """Camera, lights, the identity posed and expressed, and every part (head, eyes, accessories, hands, phone, torso)."""
     ss = int(config.supersample)
     cam = camera_setup(entry)
     size = cam["size"]
@@ -831,6 +904,14 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
         parts.append(P.tube(wrist, wrist + np.array([s * 0.10, -0.28, -0.03]), 0.026, 0.04, name="arm", occluder=True))
     world_parts += _torso_parts(hs)
 
+    return _Scene(entry=entry, ss=ss, cam=cam, size=size, S=S, K=K, light=light, ir=ir, im=im, fm=fm, st=st, hp=hp,
+                  R_cw=R_cw, C=C, R_ch=R_ch, t_ch=t_ch, Rg_eye=Rg_eye, v=v, expr_w=expr_w, face=face, acc=acc, Vm=Vm,
+                  mouth_mm=mouth_mm, parts=parts, world_parts=world_parts, eye_pts=eye_pts)
+
+
+def _assemble_mesh(sc: _Scene) -> _Mesh:
+    """Head-frame and car-frame parts into the camera frame, concatenated; normals where not given."""
+    parts, world_parts, R_ch, R_cw, t_ch, C = sc.parts, sc.world_parts, sc.R_ch, sc.R_cw, sc.t_ch, sc.C
     # ---- assemble in the camera frame (one array per attribute)
     Vs, UVs, Ts, nfs, pid, cull, spec, aos, given = [], [], [], [], [], [], [], [], []
     prefix = True
@@ -873,6 +954,16 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
         N[v_given:] = _normals(V[v_given:], TR[t_given:] - v_given)
     for o_, _, n_ in given:
         N[o_:o_ + len(n_)] = n_
+    return _Mesh(V=V, UV=UV, TR=TR, PID=PID, CULL=CULL, SPEC=SPEC, AO=AO, N=N, names=names, lens_parts=lens_parts)
+
+
+def _shade(sc: _Scene, mesh: _Mesh) -> tuple[np.ndarray, np.ndarray | None, _Raster]:
+    """Rasterise, texture (RGB or NIR), light (ambient, directional, IR point source), background, lenses."""
+    entry, ss, S, K, light, ir, im, fm = sc.entry, sc.ss, sc.S, sc.K, sc.light, sc.ir, sc.im, sc.fm
+    R_cw, C, R_ch, t_ch, acc, Vm = sc.R_cw, sc.C, sc.R_ch, sc.t_ch, sc.acc, sc.Vm
+    V, UV, TR, PID, CULL, SPEC, AO, N = mesh.V, mesh.UV, mesh.TR, mesh.PID, mesh.CULL, mesh.SPEC, mesh.AO, mesh.N
+    names, lens_parts = mesh.names, mesh.lens_parts
+    lf = None
     xy = _project(V, K)
     openings = [_project(Vm[fm.eyes[s]["loop"]], K) for s in ("right", "left")]
     fr = _rasterize_scene(xy, V[:, 2], TR, S, CULL, PID == names.index("eyeball"), openings)
@@ -938,6 +1029,12 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
             tint = tint[:1]
         refl = 0.06 * (light["bg"] if not ir else 0.2)
         img[pix] = img[pix] * lens_T + ((1 - lens_T) * tint * float(np.mean(light["ambient"]) + 0.3) + refl).astype(np.float32)
+    return img, glow, _Raster(fr=fr, zbuf=zbuf, tri_img=tri_img, lens_T=lens_T, lf=lf)
+
+
+def _finish(sc: _Scene, img: np.ndarray, glow: np.ndarray | None) -> np.ndarray:
+    """Supersampled float image -> the uint8 image: blur, resample, exposure, sensor noise."""
+    entry, ss, S, size, light, ir = sc.entry, sc.ss, sc.S, sc.size, sc.light, sc.ir
     img = img.reshape(S, S, -1)
     # ---- post
     if glow is not None:
@@ -955,6 +1052,16 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
     out = np.clip(out, 0, 255).astype(np.uint8)
     if out.shape[2] == 1:
         out = np.repeat(out, 3, axis=2)
+    return out
+
+
+def _landmarks_and_info(sc: _Scene, mesh: _Mesh, ras: _Raster, out: np.ndarray) -> RenderResult:
+    """478 + iBUG-68 landmarks projected with visibility, bbox, depth, part ids, and the recorded render info."""
+    entry, ss, S, size, K, cam, light, im, fm = sc.entry, sc.ss, sc.S, sc.size, sc.K, sc.cam, sc.light, sc.im, sc.fm
+    hp, R_cw, C, R_ch, t_ch, Rg_eye, v = sc.hp, sc.R_cw, sc.C, sc.R_ch, sc.t_ch, sc.Rg_eye, sc.v
+    expr_w, face, mouth_mm, eye_pts = sc.expr_w, sc.face, sc.mouth_mm, sc.eye_pts
+    PID, names, lens_parts = mesh.PID, mesh.names, mesh.lens_parts
+    zbuf, tri_img, lens_T, lf = ras.zbuf, ras.tri_img, ras.lens_T, ras.lf
     # ---- landmarks (478 MediaPipe refined order) and the iBUG-68 points, with visibility
     lm_head = np.concatenate([face, eye_pts["right"], eye_pts["left"]])
     ib_head = fm.ibug68(v)
