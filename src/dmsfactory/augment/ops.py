@@ -27,7 +27,8 @@ Our own code remains where albumentations cannot do the job or is slower (docs/a
 per-op reasons and timings): ``hflip`` (left/right landmark identities), ``gaussian_noise`` (noise
 bank, ~10x faster), ``salt_pepper`` (2x faster), ``glare`` (RandomSunFlare ~15x slower and cannot
 place a lens reflection), ``nir``, ``low_light``, ``backlight`` and the landmark-placed occluders.
-Records made by round 1 (no ``impl`` key) still replay through the round-1 code paths.
+Records made by round 1 (no ``impl`` key: :func:`record_version` 1) still replay through the round-1
+code paths.
 """
 
 from __future__ import annotations
@@ -51,6 +52,14 @@ ALB = f"albumentations {A.__version__}"
 from dmsfactory.augment.config import AugmentConfig
 from dmsfactory.augment.mirror import mirror_index, mirror_labels
 from dmsfactory.geometry import gaze_angles, image_rotation_cam, rotate_head_pose
+
+def record_version(p: dict) -> int:
+    """The format of an op's recorded parameters: 1 = round 1 (no ``impl`` key; replayed by the old
+    code paths kept in ``affine``, ``occlusion``, ``brightness_contrast``, ``saturation``,
+    ``motion_blur`` and ``jpeg``), 2 = current (``impl`` names the albumentations transform or ours).
+    The one place that tells them apart."""
+    return 1 if p.get("impl") is None else 2
+
 
 _BORDER = {"constant": cv2.BORDER_CONSTANT, "replicate": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT_101}
 
@@ -367,7 +376,7 @@ def apply_occlusion(view: View, p: dict) -> None:
     x0, y0 = max(0, int(round(p["x0"]))), max(0, int(round(p["y0"])))
     x1, y1 = min(w, int(round(p["x1"]))), min(h, int(round(p["y1"])))
     mask[y0:y1, x0:x1] = 1
-    if p.get("impl") is None or x1 <= x0 or y1 <= y0:
+    if record_version(p) == 1 or x1 <= x0 or y1 <= y0:
         _finish_occluder(view, mask, p["colour"], p["eye_fraction"], "occlusion")
         return
     fill = tuple(float(np.clip(c, 0, 255)) for c in p["colour"])
@@ -491,7 +500,7 @@ def sample_brightness_contrast(rng, cfg: AugmentConfig, view: View) -> dict:
 
 
 def apply_brightness_contrast(view: View, p: dict) -> None:
-    if p.get("impl") is None:  # round 1: contrast around the image mean
+    if record_version(p) == 1:  # round 1: contrast around the image mean
         mean = float(cv2.cvtColor(view.image, cv2.COLOR_RGB2GRAY).mean())
         lut = np.arange(256, dtype=np.float64) * p["alpha"] + (1 - p["alpha"]) * mean + p["beta"]
         view.image = cv2.LUT(view.image, np.clip(np.round(lut), 0, 255).astype(np.uint8))
@@ -517,7 +526,7 @@ def sample_saturation(rng, cfg: AugmentConfig, view: View) -> dict:
 def apply_saturation(view: View, p: dict) -> None:
     """Blend with the grey image by ``factor`` (torchvision's definition; ColorJitter's saturation step
     alone, ``order=[2]``). Round-1 records run the identical own formula."""
-    if p.get("impl") is None:
+    if record_version(p) == 1:
         g = cv2.cvtColor(cv2.cvtColor(view.image, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
         view.image = cv2.addWeighted(view.image, p["factor"], g, 1 - p["factor"], 0)
         return
@@ -648,7 +657,7 @@ def sample_motion_blur(rng, cfg: AugmentConfig, view: View) -> dict:
 
 
 def apply_motion_blur(view: View, p: dict) -> None:
-    if p.get("impl") is None:  # round 1: own line kernel from (length, angle)
+    if record_version(p) == 1:  # round 1: own line kernel from (length, angle)
         n = int(p["length"])
         k = np.zeros((n, n), np.float32)
         c = (n - 1) / 2
@@ -731,7 +740,7 @@ def sample_jpeg(rng, cfg: AugmentConfig, view: View) -> dict:
 
 def apply_jpeg(view: View, p: dict) -> None:
     global _ALB_JPEG
-    if p.get("impl") is None:  # round 1: encode as BGR (true colour order for the codec's YCbCr)
+    if record_version(p) == 1:  # round 1: encode as BGR (true colour order for the codec's YCbCr)
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(view.image, cv2.COLOR_RGB2BGR),
                                [cv2.IMWRITE_JPEG_QUALITY, int(p["quality"])])
         if not ok:
