@@ -229,7 +229,7 @@ def cmd_anonymize(a: argparse.Namespace) -> int:
     from dmsfactory.anonymize.run import anonymize_path, total_frames
 
     fields = {"mode": a.mode, "backend": a.backend, "fov_deg": a.fov, "max_faces": a.max_faces, "blend": a.blend,
-              "seed": a.seed, "refine": a.refine}
+              "seed": a.seed, "refine": a.refine, "recognisable": a.recognisable}
     diff = {k: v for k, v in (("model", a.diffusion_model), ("steps", a.diffusion_steps)) if v is not None}
     if diff:
         fields["diffusion"] = diff
@@ -339,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--blend", choices=("alpha", "poisson"), default=None)
     an.add_argument("--seed", type=int, default=None, help="chooses the synthetic identities (default 0)")
     an.add_argument("--refine", type=int, default=None, help="closed-loop corrections per still image (default 2)")
+    an.add_argument("--recognisable", choices=("pixelate", "keep"), default=None,
+                    help="a face dlib still matches to its original after identity guidance: pixelate it (default) "
+                    "or keep it, flagged identity_removed: false in its label")
     an.add_argument("--shard-size", type=int, default=200, help="frames per shard")
     an.add_argument("--metrics-every", type=int, default=1, help="SSIM/PSNR on every Nth frame (0: none)")
     an.add_argument("--identity-metrics", action="store_true", help="dlib distances, gallery test and KID (slow: ~0.5 s/face)")
