@@ -187,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--per-clip", action="store_true", help="one OpenLABEL file per clip")
     o.add_argument("--landmarks", action="store_true", help="include the 478 landmarks per frame (large)")
     o.set_defaults(fn=cmd_export_openlabel)
+
+    from dmsfactory.transfer.cli import add_parser as add_transfer  # sim-to-real report (docs/transfer.md)
+
+    add_transfer(sub)
     return p
 
 
