@@ -14,7 +14,7 @@ LABELS = {
     "control_shuffled_labels": "control: synthetic, labels shuffled",
     "finetune_k50": "synthetic + fine-tune on 50 real",
     "finetune_k200": "synthetic + fine-tune on 200 real",
-    "finetune_all": "synthetic + fine-tune on all training folds",
+    "finetune_all": "synthetic + fine-tune on all training folds (ε = ∞, the DP rows' settings)",
     "dp_eps1": "synthetic + DP-SGD fine-tune, ε = 1",
     "dp_eps4": "synthetic + DP-SGD fine-tune, ε = 4",
     "dp_eps8": "synthetic + DP-SGD fine-tune, ε = 8",
@@ -126,7 +126,8 @@ def markdown(rep: dict[str, Any]) -> str:
          + f", {ds['synthetic_val_samples']} validation samples",
          f"- real: `{rep['real']['dir']}`",
          f"- seed {st['seed']}, {st['folds']}-fold, {st['bootstrap']} bootstrap resamples, {st['threads']} torch thread(s); "
-         f"{rep['seconds']:.0f} s", ""]
+         f"{rep['seconds']:.0f} s wall, {rep.get('cpu_seconds', 0):.0f} s CPU"
+         + (f" (load average {rep['load_average_1min']} at the end)" if rep.get("load_average_1min") is not None else ""), ""]
     if st.get("overrides"):
         L += [f"**Non-standard settings** (not comparable with standard reports): {st['overrides']}", ""]
     L += ["## Summary", "", "| real set | rows | detected | synthetic only | real k-fold | training-free baseline | chance |",
@@ -310,13 +311,12 @@ def plots(name: str, task: str, rt, res: dict, out: Path) -> list[str]:
         plt.close(fig)
         files.append(str(p))
     # learning curve
-    lc = [k for k in ("synthetic_only", "finetune_k50", "finetune_k200", "finetune_all") if k in res["methods"]]
+    lc = [k for k in ("synthetic_only", "finetune_k50", "finetune_k200") if k in res["methods"]]
     if len(lc) > 1:
         fig, ax = plt.subplots(figsize=(5, 3.4), dpi=100)
         key = "auc" if kind == "binary" else ("inner51" if kind == "points" else
                                                ("mean_mae" if task == "head_pose" else "angular_error"))
-        n_train = int(np.median(res["folds"]["sizes"]) * (res["folds"]["k"] - 1))
-        xs = {"synthetic_only": 0, "finetune_k50": 50, "finetune_k200": 200, "finetune_all": n_train}
+        xs = {"synthetic_only": 0, "finetune_k50": 50, "finetune_k200": 200}
         ax.plot([xs[k] for k in lc], [res["methods"][k][key] for k in lc], "o-", label="synthetic pretrain + fine-tune")
         ro = [k for k in ("real_only_k50", "real_only_k200") if k in res["methods"]]
         ax.plot([50, 200][: len(ro)], [res["methods"][k][key] for k in ro], "s--", label="real only (same k)")

@@ -70,13 +70,43 @@ def _meta(doc: dict) -> dict:
     }
 
 
+def _ear(p, side: str) -> float:
+    from dmsfactory.labelers.verify import EAR_LEFT, EAR_RIGHT, ear
+
+    return ear(p, EAR_RIGHT if side == "right" else EAR_LEFT)
+
+
+def _mar(p) -> float:
+    from dmsfactory.labelers.verify import mar
+
+    return mar(p)
+
+
+def _measure(measure, img: np.ndarray, lab: dict, counts: Counter):
+    """MediaPipe landmarks of this sample (False: no face), or None when it is not measured (balance:
+    every sample with a closed eye or a yawn, and as many others)."""
+    eyes = lab.get("eyes") or {}
+    pos = any((eyes.get(s) or {}).get("state") == "close" for s in ("left", "right")) or bool(
+        (lab.get("mouth") or {}).get("yawning"))
+    if not pos and counts["neg"] >= counts["pos"] + 50:
+        return None
+    counts["pos" if pos else "neg"] += 1
+    p = measure(img)
+    return False if p is None else p
+
+
 def read_synthetic(dataset_dir: str | Path, split: str, tasks: tuple[str, ...], limit: int | None = None,
-                   progress: Callable[[int], None] | None = None) -> SyntheticSet:
+                   progress: Callable[[int], None] | None = None,
+                   measure: Callable[[np.ndarray], np.ndarray | None] | None = None) -> SyntheticSet:
+    """``measure(image) -> MediaPipe landmarks or None``: when given, the eye and yawn rows' metadata get
+    MediaPipe's eye aspect ratio / mouth ratio on the synthetic pixels (``mp_ear``, ``mp_mar``; None when
+    MediaPipe finds no face), for every positive row and as many negatives: does the label show?"""
     from dmsfactory.labelers.params import ibug68_index_map
     from dmsfactory.training.data import iter_samples
 
     ib = np.asarray(ibug68_index_map(), np.int64)
     buf: dict[str, tuple[list, list, list, list]] = {t: ([], [], [], []) for t in tasks}
+    counts = Counter()
     excluded: dict[str, Counter] = {t: Counter() for t in tasks}
     n = 0
     for rec in iter_samples(dataset_dir, split):
@@ -99,6 +129,7 @@ def read_synthetic(dataset_dir: str | Path, split: str, tasks: tuple[str, ...], 
         ident = str((lab.get("identity") or {}).get("id") or doc.get("identity"))
         meta = _meta(doc)
         g = C.grey(img)
+        mp = _measure(measure, img, lab, counts) if measure is not None else None
         big = small = box = None
         if any(t in tasks for t in ("yawn", "landmarks", "head_pose", "gaze")):
             big, small, box = face_crops(g, xy)
@@ -120,7 +151,8 @@ def read_synthetic(dataset_dir: str | Path, split: str, tasks: tuple[str, ...], 
                     continue
                 eb = C.exact_box(C.eye_box(xy, side))
                 add("eye", C.crop(g, eb, C.EYE_SIZE), [1.0 if e["state"] == "close" else 0.0],
-                    {**meta, "side": side, "source_side_px": eb.side})
+                    {**meta, "side": side, "source_side_px": eb.side,
+                     **({"mp_ear": None if mp is False else _ear(mp, side)} if mp is not None else {})})
         if "yawn" in tasks:
             mo = lab.get("mouth") or {}
             if mo.get("visible") is False:
@@ -133,7 +165,8 @@ def read_synthetic(dataset_dir: str | Path, split: str, tasks: tuple[str, ...], 
                 from dmsfactory.transfer.analysis import mouth_box
 
                 add("yawn", small, [1.0 if mo["yawning"] else 0.0],
-                    {**meta, "mouth_box": mouth_box(box.to_crop(xy[ib], C.FACE_SIZE))})
+                    {**meta, "mouth_box": mouth_box(box.to_crop(xy[ib], C.FACE_SIZE)),
+                     **({"mp_mar": None if mp is False else _mar(mp)} if mp is not None else {})})
         if "landmarks" in tasks:
             add("landmarks", big, box.to_crop(xy[ib], C.LANDMARK_SIZE).reshape(-1))
         if "head_pose" in tasks:
