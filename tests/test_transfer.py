@@ -378,7 +378,13 @@ def test_transfer_end_to_end_is_deterministic_and_linked_from_the_card(shards, r
     md = (out / "report.md").read_text()
     assert "Non-standard settings" in md and "synthetic only" in md
     card = (Path(shards) / "README.md").read_text()
-    assert card.count("dmsfactory-transfer-report") == 1 and "r1/report.md" in card  # refreshed, not appended twice
+    assert card.count("## Sim-to-real transfer") == 1
+    assert card.count("r1/report.md)") == 1 and card.count("r0/report.md)") == 1  # one line per report folder
+    from dmsfactory.transfer.link import card_lines, refresh_card
+
+    refresh_card(shards, out / "report.md")  # refreshing the same report adds nothing
+    assert (Path(shards) / "README.md").read_text() == card
+    assert any("r1/report.md" in ln for ln in card_lines(shards))  # what the card writer re-emits
     # a different seed changes the numbers (the figures are not constants)
     c = run_transfer(shards, real_dir, tmp_path / "r2", seed=6, settings=TINY, n_boot=50, folds=2, tasks=("eye",),
                      link_card=False)

@@ -212,6 +212,9 @@ def write_card(
             p.write_bytes(data)
         if sec.json_name:
             write_json_atomic(out_dir / sec.json_name, sec.data, indent=2)
+    from dmsfactory.transfer.link import card_lines  # links to sim-to-real reports survive a re-written card
+
+    md += card_lines(out_dir)
     path = out_dir / "README.md"
     path.write_text("\n".join(md))
     return path
