@@ -371,7 +371,7 @@ def test_transfer_end_to_end_is_deterministic_and_linked_from_the_card(shards, r
     assert "mouth_share" in a["sets"]["yawn"]["analysis"]
     out = Path(a["out"])
     for f in ("report.md", "report.json", "predictions.csv", "plots/roc_eye_state.png", "plots/nme_landmarks.png",
-              "plots/learning_curve_yawn.png", "plots/occlusion_yawn.png"):
+              "plots/learning_curve_yawn.png", "plots/occlusion_yawn.png", "models/eye_synthetic.safetensors"):
         assert (out / f).is_file(), f
     js = json.loads((out / "report.json").read_text())
     assert js["settings"]["overrides"] == TINY

@@ -249,6 +249,7 @@ def run_transfer(
                 lr=cfg.lr, seed=seed + TASK_SEED[task] + 4, class_weight=cw)
             extra_models["control_shuffled_labels"] = ctrl
         lap(f"train_synthetic_{task}", t0)
+        _save_model(model, out / "models" / f"{task}_synthetic.safetensors", task, seed, shards_dir)
         vset = val.tasks[task] if val is not None else None
         syn_rep = {"train_rows": len(a), "excluded": dict(syn.excluded[task]), "losses": losses,
                    "class_share": float(a.y[:, 0].mean()) if cfg.kind == "binary" else None,
@@ -305,6 +306,20 @@ def run_transfer(
     report["out"] = str(out)
     say(f"report: {out / 'report.md'} ({report['seconds']} s)")
     return report
+
+
+def _save_model(model, path: Path, task: str, seed: int, shards_dir) -> None:
+    """The synthetic-only reference model's weights (``RefNet(size, n_out)``; metadata says which)."""
+    from safetensors.torch import save_file
+
+    from dmsfactory.transfer.models import HIDDEN, TASKS, WIDTHS
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cfg = TASKS[task]
+    meta = {"task": task, "size": str(cfg.size), "n_out": str(cfg.n_out), "widths": json.dumps(list(WIDTHS)),
+            "hidden": str(HIDDEN), "seed": str(seed), "trained_on": str(Path(shards_dir).resolve()),
+            "input": "grey crop (crops.py), (x/255 - 0.5)/0.25"}
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path), metadata=meta)
 
 
 def _renderer_version(syn) -> list[str]:
