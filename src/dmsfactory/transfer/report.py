@@ -151,8 +151,9 @@ def markdown(rep: dict[str, Any]) -> str:
             continue
         task = s["model_task"]
         det = s.get("detection_rate")
-        L += [f"{s['rows']} rows from {s['images']} images; faces found by MediaPipe in {s['detected']} "
-              f"({_pct(det)}; undetected images are excluded from every row)"
+        found = ("pre-cropped, no face detection" if name == "eye_crops" else
+                 f"faces found by MediaPipe in {s['detected']} ({_pct(det)}; undetected images are excluded from every row)")
+        L += [f"{s['rows']} rows from {s['images']} images; {found}"
               + (f"; {s['positives']} positives" if s.get("positives") is not None else "")
               + f"; folds grouped by {s['folds']['grouped_by']} ({s['folds']['k']} folds of {s['folds']['sizes']} rows)"
               + (f"; {s['identities']} identities" if s.get("identities") else "") + ".", ""]

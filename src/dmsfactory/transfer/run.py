@@ -331,6 +331,27 @@ def _eye_side_median(a) -> float | None:
     return float(np.median(v)) if v else None
 
 
+FRAMING_ZOOMS = (0.8, 1.0, 1.25, 1.5)
+
+
+def _framing_sensitivity(task: str, rt, model, P) -> dict[str, Any]:
+    """Pre-cropped images are framed by their maker: the synthetic model's AUC when the real crops are
+    zoomed out (padded, factor > 1) or in (factor < 1) around their centre. A strong rise away from 1.0
+    says the maker's framing differs from the crop rule (2 eye widths); the headline row stays at 1.0."""
+    import cv2
+
+    from dmsfactory.transfer.models import predict
+
+    out: dict[str, Any] = {}
+    s = rt.x.shape[1]
+    for z in FRAMING_ZOOMS:
+        m = cv2.getRotationMatrix2D((s / 2, s / 2), 0.0, 1.0 / z)
+        xz = np.stack([cv2.warpAffine(im, m, (s, s), flags=cv2.INTER_LINEAR, borderValue=0) for im in rt.x])
+        out[f"zoom_{z:g}"] = P.M.roc_auc(rt.y[:, 0], predict(model, xz, task))
+    out["note"] = "AUC of the synthetic-only model on the real crops zoomed by this factor (>1: more context)"
+    return out
+
+
 def _analysis(task: str, rt, model, res: dict, vset, P) -> dict[str, Any]:
     """Task-specific error analysis (see analysis.py)."""
     from dmsfactory.transfer import analysis as A
@@ -356,6 +377,8 @@ def _analysis(task: str, rt, model, res: dict, vset, P) -> dict[str, Any]:
                 out["cue_on_synthetic_pixels"]["real_auc"] = P.M.roc_auc(rt.y[:, 0], s)
                 out["cue_on_synthetic_pixels"]["real_median_positive"] = float(np.median(s[rt.y[:, 0] > 0.5]))
                 out["cue_on_synthetic_pixels"]["real_median_negative"] = float(np.median(s[rt.y[:, 0] < 0.5]))
+    if rt.name == "eye_crops":
+        out["framing_sensitivity"] = _framing_sensitivity(task, rt, model, P)
     if TASKS[task].kind == "binary":
         for b, s in rt.baselines.items():
             out[f"spearman_with_{b}"] = {m: P.spearman(preds[m], s) for m in ("synthetic_only", "real_kfold")}
