@@ -462,3 +462,22 @@ def test_identity_consistency_fractions_count_pairs_on_each_side_of_the_threshol
     assert c["intra_below_threshold_fraction"] == pytest.approx(2 / 4)  # 0.5 and 0.4 of 0.5, 0.9, 0.4, 0.7
     assert c["inter_below_threshold_fraction"] == 0.0  # a and b are ~10 apart
     assert c["consistent_fraction"] == 0.0
+
+
+def test_pairs_figure_keeps_its_title_text_and_right_column():
+    """closest_gallery_matches.png: a placeholder column when gallery pixels stay out, text in its own column."""
+    import cv2
+
+    from dmsfactory.privacy.report import _pairs_png
+
+    img = np.full((64, 64, 3), 90, np.uint8)
+    rows = [(img, None, "c3216db5ad-0000301_a0\nLEAK d=0.597\nlfw/lfw_089.png")] * 3
+    png = _pairs_png(rows, "closest real-gallery faces to the samples (dlib distance d; same person below the threshold)",
+                     heads=("synthetic sample", "real gallery image"), missing="not embedded")
+    fig = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    h, w = fig.shape[:2]
+    assert w >= 600 and h >= 3 * 100
+    mid = fig[h // 3 : 2 * h // 3, int(w * 0.25) : int(w * 0.45)]
+    assert (np.abs(mid.astype(int) - 225) <= 2).all(axis=2).mean() > 0.3  # the grey placeholder column is drawn
+    right = fig[:, int(w * 0.55) :]
+    assert (right < 128).any(axis=2).mean() > 0.002  # the text column carries the key, distance and file

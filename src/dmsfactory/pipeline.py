@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from dmsfactory.datasets.card import build_manifest, write_card
+from dmsfactory.datasets.card import build_manifest, pick_grid_samples, write_card
 from dmsfactory.datasets.reader import iter_records
 from dmsfactory.datasets.shards import clean_partials, finished_record, write_batch, write_json_atomic
 from dmsfactory.generators import Generator, get_generator
@@ -216,21 +216,16 @@ def finalize(
                 "quarantined": sum(r["counts"]["quarantined"] for r in clip_records),
             },
         }
+    from dmsfactory.datasets.reader_files import write_reader_files  # wids indexes, croissant.json
+
+    manifest["readers"] = write_reader_files(out, manifest)
     write_json_atomic(out / "manifest.json", manifest, indent=2)
-    docs, grid = [], []
+    docs = []
     for doc, _ in iter_records(out, include_quarantine=True, with_images=False):
         doc.pop("landmarks", None)  # dataset-level reports need labels, params and verdicts, not geometry
         doc.get("arrays", {}).pop("landmarks_3d", None)
         docs.append(doc)
-    # a small, deterministic sample grid: the first accepted sample of each identity
-    seen_ids: set[str] = set()
-    for doc, img in iter_records(out, include_quarantine=False, with_images=True):
-        if doc.get("identity") in seen_ids:
-            continue
-        seen_ids.add(doc.get("identity"))
-        grid.append((doc, img))
-        if len(grid) >= 18:
-            break
+    grid = pick_grid_samples(out, 18)  # a small, deterministic sample grid
     sections: list[CardSection] = []
     worker = get_worker(spec)
     for part in [worker.generator, *worker.stages]:
@@ -285,7 +280,10 @@ def clip_section(info: dict[str, Any], clip_docs: list[dict[str, Any]]) -> CardS
     if events:
         md += ["", "| temporal event (Euro NCAP) | count |", "|---|---|"]
         md += [f"| {k} | {v} |" for k, v in sorted(events.items())]
-    return CardSection("Driver-state clips", "\n".join(md), data=info, json_name=None)
+    from dmsfactory.clips.behaviour_report import card_parts  # behaviour vs published figures, with a plot
+
+    b_md, b_files, _ = card_parts(clip_docs)
+    return CardSection("Driver-state clips", "\n".join(md) + b_md, data=info, files=b_files, json_name=None)
 
 
 class CoverageGap(Exception):

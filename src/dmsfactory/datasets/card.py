@@ -90,8 +90,8 @@ def _balance_plot(records: list[dict[str, Any]], path: Path) -> None:
         ax.bar(x, vals, bottom=bottom, label=s)
         bottom += vals
     ax.set_xticks(x, classes, rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel("samples")
-    ax.set_title("class balance by split (accepted samples)")
+    ax.set_ylabel("images")
+    ax.set_title("class balance by split (accepted images)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
@@ -117,6 +117,16 @@ def draw_landmarks(img: np.ndarray, doc: dict[str, Any]) -> np.ndarray:
     return out
 
 
+def pick_grid_samples(out_dir: Path, n: int = 18) -> list[tuple[dict[str, Any], np.ndarray]]:
+    """A small, deterministic sample grid: the first accepted image of each identity, then the second
+    of each, ... until ``n`` (a small run with few identities still fills the grid)."""
+    from dmsfactory.datasets.preview import candidates, pick
+    from dmsfactory.datasets.reader import shard_paths
+    from dmsfactory.datasets.shards import decode_image
+
+    return [(doc, decode_image(raw)) for doc, raw in pick(candidates(shard_paths(out_dir), n), n)]
+
+
 def sample_grid(samples: list[tuple[dict[str, Any], np.ndarray]], path: Path, cols: int = 6, landmarks_on: int = 3) -> None:
     tiles = []
     for i, (doc, img) in enumerate(samples):
@@ -127,11 +137,72 @@ def sample_grid(samples: list[tuple[dict[str, Any], np.ndarray]], path: Path, co
         text = f"{lab.get('class', '?')[:12]} {lab.get('lighting', '')[:8]}"
         cv2.putText(t, text, (3, 154), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (255, 255, 255), 1, cv2.LINE_AA)
         tiles.append(t)
+    cols = max(1, min(cols, len(tiles)))  # a short grid is one row, never a row of black padding
     while len(tiles) % cols:
-        tiles.append(np.zeros_like(tiles[0]))
+        tiles.append(np.full_like(tiles[0], 40))
     rows = [np.concatenate(tiles[i : i + cols], axis=1) for i in range(0, len(tiles), cols)]
     grid = np.concatenate(rows, axis=0)
     cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+
+
+def counts_line(manifest: dict[str, Any]) -> str:
+    """The card's counts in the one vocabulary (docs/spec.md): renders planned, images written."""
+    c = manifest["counts"]
+    spec = manifest.get("spec") or {}
+    ids = spec.get("identities") or {}
+    in_spec = (ids.get("count") or 0) * (ids.get("images_per_identity") or 0)
+    preview = f" (a stratified preview of the spec's {in_spec:,})" if manifest.get("limit") and in_spec > c["planned"] else ""
+    aug = spec.get("augment") or {}
+    views = aug.get("views_per_image", 0) if aug.get("enabled") else 0
+    how = ""
+    if views:
+        how = (f" (each render{' and' if aug.get('keep_originals', True) else ' as'} {views} augmented "
+               f"view{'s' if views != 1 else ''})")
+    return (f"- renders: {c['planned']:,} planned{preview}; images written{how}: train {c['train']:,}, "
+            f"val {c['val']:,}, test {c['test']:,}; quarantined {c['quarantined']:,}")
+
+
+def clips_line(manifest: dict[str, Any]) -> str | None:
+    """The card's clip counts (clips and their frames), when the dataset has clips."""
+    info = manifest.get("clips")
+    if not info:
+        return None
+    c = info["counts"]
+    spec = manifest.get("spec") or {}
+    per = (spec.get("clips") or {}).get("clips_per_identity") or 0
+    in_spec = ((spec.get("identities") or {}).get("count") or 0) * per
+    planned = c["clips"] + c["quarantined"]
+    preview = f" (a stratified preview of the spec's {in_spec:,})" if manifest.get("limit") and in_spec > planned else ""
+    return (f"- clips: {planned:,} planned{preview}; written: {c['clips']:,} clip{'' if c['clips'] == 1 else 's'} of "
+            f"{c['frames']:,} frames in all, "
+            f"quarantined {c['quarantined']:,} (section 'Driver-state clips')")
+
+
+def quarantine_by_reason(docs) -> list[dict[str, Any]]:
+    """Quarantined images grouped by the check that quarantined them (``stage/check``), most first,
+    each with one full example reason (never cut)."""
+    groups: dict[str, dict[str, Any]] = {}
+    for d in docs:
+        for v in d.get("verdicts", []):
+            if v.get("verdict") != "quarantine":
+                continue
+            k = f"{v.get('stage', '?')}/{v.get('check') or v.get('stage', '?')}"
+            g = groups.setdefault(k, {"check": k, "images": 0, "example": v.get("reason", ""), "key": d.get("key")})
+            g["images"] += 1
+            break  # an image counts once, under the first check that quarantined it
+    return sorted(groups.values(), key=lambda g: (-g["images"], g["check"]))
+
+
+def contact_sheets(out_dir: Path, counts: dict[str, int], n: int = 32) -> list[str]:
+    """Write ``card/preview-<split>.png`` for every split with images; returns the card's links."""
+    from dmsfactory.datasets.preview import contact_sheet
+
+    links = []
+    for split, key in (("train", "train"), ("val", "val"), ("test", "test"), ("quarantine", "quarantined")):
+        if counts.get(key):
+            res = contact_sheet(out_dir, split, n)
+            links.append(f"[{split}](card/{Path(res['path']).name})")
+    return links
 
 
 def write_card(
@@ -146,6 +217,7 @@ def write_card(
     card_dir.mkdir(exist_ok=True)
     accepted = [r for r in records if not any(v.get("verdict") == "quarantine" for v in r.get("verdicts", []))]
     _balance_plot(accepted, card_dir / "class_balance.png")
+    c = manifest["counts"]
     if grid_samples:
         sample_grid(grid_samples, card_dir / "sample_grid.png")
 
@@ -158,12 +230,8 @@ def write_card(
         return _table(rows, cols, cell)
 
     split_ids = {s: len({r["identity"] for r in accepted if r["split"] == s}) for s in ("train", "val", "test")}
-    c = manifest["counts"]
-    reasons: Counter = Counter()
-    for r in records:
-        for v in r.get("verdicts", []):
-            if v.get("verdict") == "quarantine":
-                reasons[f"{v['stage']}: {v.get('reason', '')[:80]}"] += 1
+    reasons = quarantine_by_reason(records)
+    sheets = contact_sheets(out_dir, c)
     md = [
         f"# Dataset card: {manifest['name']}",
         "",
@@ -172,9 +240,9 @@ def write_card(
         f"(label schema {manifest['schema_version']}).",
         "",
         f"- spec hash: `{manifest['spec_hash']}`, seed {manifest['seed']}"
-        + (f", limited to the first {manifest['limit']} planned samples" if manifest.get("limit") else ""),
-        f"- samples: {c['planned']} planned; train {c['train']}, val {c['val']}, test {c['test']}; "
-        f"quarantined {c['quarantined']}",
+        + (f", made with `--limit {manifest['limit']}`" if manifest.get("limit") else ""),
+        counts_line(manifest),
+        *([clips_line(manifest)] if manifest.get("clips") else []),
         f"- identities per split (identity-disjoint): train {split_ids['train']}, val {split_ids['val']}, "
         f"test {split_ids['test']}",
         f"- shards: {len(manifest['shards'])} (+{len(manifest['quarantine'])} quarantine), listed with sha256 in "
@@ -195,14 +263,18 @@ def write_card(
         "## Counts: class x accessory",
         cross("accessory"),
         "## Sample grid",
-        "First tiles with landmarks drawn (green visible, red occluded; cyan rings: iris centres).",
+        "The first image of each identity, then the second, ...; landmarks drawn on the first tiles (green "
+        "visible, red occluded; cyan rings: iris centres).",
         "",
         "![sample grid](card/sample_grid.png)",
         "",
     ]
+    if sheets:
+        md += ["Contact sheets, every tile with its landmarks and labels: " + " · ".join(sheets)
+               + f". More of any split: `dmsfactory preview {out_dir} --split val --n 64`.", ""]
     if reasons:
-        md += ["## Quarantine reasons", "", "| reason | samples |", "|---|---|"]
-        md += [f"| {k} | {v} |" for k, v in reasons.most_common(20)]
+        md += ["## Quarantine reasons", "", "| check | images | example reason |", "|---|---:|---|"]
+        md += [f"| {g['check']} | {g['images']} | {g['example'].replace('|', '/')} (`{g['key']}`) |" for g in reasons]
         md.append("")
     for sec in sections:
         md += [f"## {sec.title}", "", sec.markdown, ""]
@@ -216,5 +288,7 @@ def write_card(
 
     md += card_lines(out_dir)
     path = out_dir / "README.md"
-    path.write_text("\n".join(md))
+    from dmsfactory.datasets.hf import card_header  # YAML front matter: load_dataset(DIR) configs + features
+
+    path.write_text(card_header(manifest) + "\n".join(md))
     return path
