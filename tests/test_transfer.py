@@ -296,7 +296,6 @@ def test_bootstrap_intervals_cover_the_point_estimate_and_shrink_with_n():
 def test_folds_keep_identities_together_and_balance_classes():
     from dmsfactory.transfer.protocol import make_folds
 
-    rng = np.random.default_rng(0)
     ids = [f"p{i // 7}" for i in range(350)]
     y = np.array([[float((i // 7) % 2)] for i in range(350)])
     fold = make_folds(350, y, ids, 5, seed=4)
@@ -305,7 +304,7 @@ def test_folds_keep_identities_together_and_balance_classes():
     for f in range(5):
         share = y[fold == f, 0].mean()
         assert 0.35 <= share <= 0.65 and 50 <= (fold == f).sum() <= 90
-    assert not np.array_equal(fold, make_folds(350, y, ids, 5, seed=5)) or rng is None
+    assert not np.array_equal(fold, make_folds(350, y, ids, 5, seed=5))  # the seed moves people between folds
 
 
 # --- the report can fail: shuffled synthetic labels score at chance ------------------------------------------
