@@ -357,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--key", required=True, help="the key file used for anonymize --key")
     rc.add_argument("--out", required=True, help="an empty directory for the recovered originals")
     rc.set_defaults(fn=cmd_recover)
+    from dmsfactory.transfer.cli import add_parser as add_transfer  # sim-to-real report (docs/transfer.md)
+
+    add_transfer(sub)
     for sp in [p, *sub.choices.values()]:  # accepted before or after the command
         sp.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="show the native libraries' log lines (MediaPipe/TFLite) and Prefect's INFO logs")

@@ -284,6 +284,9 @@ def write_card(
             p.write_bytes(data)
         if sec.json_name:
             write_json_atomic(out_dir / sec.json_name, sec.data, indent=2)
+    from dmsfactory.transfer.link import card_lines  # links to sim-to-real reports survive a re-written card
+
+    md += card_lines(out_dir)
     path = out_dir / "README.md"
     from dmsfactory.datasets.hf import card_header  # YAML front matter: load_dataset(DIR) configs + features
 
