@@ -190,6 +190,11 @@ def _head_and_eyes(zone: str, r: np.random.Generator) -> tuple[dict, dict]:
     return {"yaw": hy, "pitch": hp}, {"yaw": ey, "pitch": ep}
 
 
+def entry_key(spec_hash: str, index: int) -> str:
+    """The stable key of plan index ``index`` (webdataset ``__key__``)."""
+    return f"{spec_hash[:10]}-{index:07d}"
+
+
 def make_entry(spec: DatasetSpec, spec_hash: str, index: int, ident: Identity, cond: dict[str, Any]) -> dict[str, Any]:
     r = _rng(spec.seed, "sample", index)
     cls = cond["class"]
@@ -243,7 +248,7 @@ def make_entry(spec: DatasetSpec, spec_hash: str, index: int, ident: Identity, c
     if fix is not None:  # own stream: adding vergence left every other draw of the sample unchanged
         fix = _r(fix * _rng(spec.seed, "fixation", index).uniform(0.85, 1.15), 3)
     return {
-        "key": f"{spec_hash[:10]}-{index:07d}",
+        "key": entry_key(spec_hash, index),
         "index": index,
         "split": ident.split,
         "identity": ident.id,
@@ -277,13 +282,12 @@ def make_entry(spec: DatasetSpec, spec_hash: str, index: int, ident: Identity, c
     }
 
 
-def make_plan(spec: DatasetSpec, limit: int | None = None) -> list[dict[str, Any]]:
-    """Every sample's parameters, in index order (identity-major: index = identity * depth + image)."""
-    spec_hash = spec.content_hash()
-    idents = make_identities(spec)
+def plan_conditions(spec: DatasetSpec, idents: list[Identity]) -> dict[int, dict[str, Any]]:
+    """The per-image categorical axes (class, lighting, accessory, mount) of every plan index,
+    stratified within each split. Cheap next to :func:`make_entry`, so readers that need only these
+    (the verification audit's strata, :mod:`dmsfactory.planindex`) never build the whole plan."""
     depth = spec.identities.images_per_identity
     c = spec.conditions
-    # per-image axes stratified within each split
     conds: dict[int, dict[str, Any]] = {}
     for split in ("train", "val", "test"):
         idx = [i * depth + j for i, ident in enumerate(idents) if ident.split == split for j in range(depth)]
@@ -296,6 +300,16 @@ def make_plan(spec: DatasetSpec, limit: int | None = None) -> list[dict[str, Any
         mount = stratified(dict(c.camera.mount), len(idx), r)
         for k, i in enumerate(idx):
             conds[i] = {"class": cls[k], "lighting": light[k], "accessory": acc[k], "mount": mount[k]}
+    return conds
+
+
+def make_plan(spec: DatasetSpec, limit: int | None = None) -> list[dict[str, Any]]:
+    """Every sample's parameters, in index order (identity-major: index = identity * depth + image)."""
+    spec_hash = spec.content_hash()
+    idents = make_identities(spec)
+    depth = spec.identities.images_per_identity
+    # per-image axes stratified within each split
+    conds = plan_conditions(spec, idents)
     total = spec.total_samples if limit is None else min(limit, spec.total_samples)
     return [make_entry(spec, spec_hash, i, idents[i // depth], conds[i]) for i in range(total)]
 

@@ -74,19 +74,20 @@ def _table(rows: list[str], cols: list[str], cell: dict[tuple[str, str], int]) -
     return head + body
 
 
-def _balance_plot(records: list[dict[str, Any]], path: Path) -> None:
+def _balance_plot(balance: Counter, path: Path) -> None:
+    """``balance``: (split, class) -> accepted samples."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     splits = ("train", "val", "test")
-    classes = sorted({r["labels"].get("class", "?") for r in records})
+    classes = sorted({c for _, c in balance})
     fig, ax = plt.subplots(figsize=(7, 3.2), dpi=100)
     x = np.arange(len(classes))
     bottom = np.zeros(len(classes))
     for s in splits:
-        vals = np.array([sum(1 for r in records if r["split"] == s and r["labels"].get("class") == c) for c in classes])
+        vals = np.array([balance.get((s, c), 0) for c in classes])
         ax.bar(x, vals, bottom=bottom, label=s)
         bottom += vals
     ax.set_xticks(x, classes, rotation=20, ha="right", fontsize=8)
@@ -96,6 +97,54 @@ def _balance_plot(records: list[dict[str, Any]], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+class CardCounts:
+    """What the card counts, accumulated one record at a time (``add``): class balance per split,
+    class x lighting / accessory, identities per split, quarantine reasons, and the sample grid
+    (the first accepted sample of each identity, decoded only when taken)."""
+
+    GRID = 18
+
+    def __init__(self) -> None:
+        self.balance: Counter = Counter()  # (split, class)
+        self.cross: dict[str, Counter] = {"lighting": Counter(), "accessory": Counter()}
+        self.split_ids: dict[str, set] = {s: set() for s in ("train", "val", "test")}
+        self.reasons: Counter = Counter()
+        self.grid: list[tuple[dict[str, Any], np.ndarray]] = []
+        self._grid_ids: set = set()
+
+    def add(self, r: dict[str, Any], image: Any = None) -> None:
+        """``image``: the decoded image, or a callable returning it (called only for grid samples)."""
+        quarantined = False
+        for v in r.get("verdicts", []):
+            if v.get("verdict") == "quarantine":
+                quarantined = True
+                k = f"{v['stage']}: {v.get('reason', '')[:80]}"
+                if k not in self.reasons and len(self.reasons) >= 2000:  # bounded: the card lists the top 20
+                    k = f"{v['stage']}: (other reasons)"
+                self.reasons[k] += 1
+        if quarantined:
+            return
+        lab = r["labels"]
+        self.balance[(r["split"], lab.get("class", "?"))] += 1
+        for axis, c in self.cross.items():
+            c[(lab.get("class"), str(lab.get(axis)))] += 1
+        if r["split"] in self.split_ids:
+            self.split_ids[r["split"]].add(r["identity"])
+        if len(self.grid) < self.GRID and r.get("identity") not in self._grid_ids and image is not None:
+            img = image() if callable(image) else image
+            if img is not None:
+                self._grid_ids.add(r.get("identity"))
+                self.grid.append(({k: r[k] for k in ("key", "labels", "landmarks", "bbox") if k in r}, img))
+
+    @classmethod
+    def of(cls, records: list[dict[str, Any]], grid: list[tuple[dict[str, Any], np.ndarray]] | None = None) -> "CardCounts":
+        c = cls()
+        for r in records:
+            c.add(r)
+        c.grid = list(grid or [])
+        return c
 
 
 def draw_landmarks(img: np.ndarray, doc: dict[str, Any]) -> np.ndarray:
@@ -137,33 +186,31 @@ def sample_grid(samples: list[tuple[dict[str, Any], np.ndarray]], path: Path, co
 def write_card(
     out_dir: Path,
     manifest: dict[str, Any],
-    records: list[dict[str, Any]],
-    grid_samples: list[tuple[dict[str, Any], np.ndarray]],
+    counts: "CardCounts | list[dict[str, Any]]",
+    grid_samples: list[tuple[dict[str, Any], np.ndarray]] | None,
     sections: list[CardSection],
 ) -> Path:
+    """``counts``: a :class:`CardCounts` (or the records, counted here); ``grid_samples``: the sample
+    grid's (doc, image) pairs (default: the one ``counts`` collected)."""
     out_dir = Path(out_dir)
     card_dir = out_dir / "card"
     card_dir.mkdir(exist_ok=True)
-    accepted = [r for r in records if not any(v.get("verdict") == "quarantine" for v in r.get("verdicts", []))]
-    _balance_plot(accepted, card_dir / "class_balance.png")
+    if not isinstance(counts, CardCounts):
+        counts = CardCounts.of(counts, grid_samples)
+    grid_samples = counts.grid if grid_samples is None else grid_samples
+    _balance_plot(counts.balance, card_dir / "class_balance.png")
     if grid_samples:
         sample_grid(grid_samples, card_dir / "sample_grid.png")
 
     def cross(axis: str) -> str:
-        cell: Counter = Counter()
-        for r in accepted:
-            cell[(r["labels"].get("class"), str(r["labels"].get(axis)))] += 1
+        cell = counts.cross[axis]
         rows = sorted({k[0] for k in cell})
         cols = sorted({k[1] for k in cell})
         return _table(rows, cols, cell)
 
-    split_ids = {s: len({r["identity"] for r in accepted if r["split"] == s}) for s in ("train", "val", "test")}
+    split_ids = {s: len(counts.split_ids[s]) for s in ("train", "val", "test")}
     c = manifest["counts"]
-    reasons: Counter = Counter()
-    for r in records:
-        for v in r.get("verdicts", []):
-            if v.get("verdict") == "quarantine":
-                reasons[f"{v['stage']}: {v.get('reason', '')[:80]}"] += 1
+    reasons = counts.reasons
     md = [
         f"# Dataset card: {manifest['name']}",
         "",
