@@ -489,8 +489,8 @@ class AgreementReport:
                     "measure how well MediaPipe face mesh reads the renders, and the policy does not act on an audit "
                     "(`verify.rate: 1.0` checks and acts on every image).")
             if wide:
-                head += (f" Wider than +-{margin:.0%} (fewer measurable images than `audit_measurable` assumed): "
-                         + ", ".join(wide) + ".")
+                head += (f" Wider than +-{margin:.0%}: " + ", ".join(wide) + " (a `--limit` run holds only its share of "
+                         "the audit sample, or fewer images were measurable than `audit_measurable` assumed).")
         else:
             head = (f"Pixel checks of the labels on {self.n_verified} samples (MediaPipe face mesh; docs/verify.md).")
         lines = [head + " Agreement excludes samples where the feature could not be seen (sunglasses, masks, "

@@ -73,8 +73,8 @@ class FaceAnalyzer:
         if presence:
             res = self.presence.detect(small, fallback=self.cfg.presence_fallback)
         mp = res.detections.get("mediapipe")
-        if mp is None and "mediapipe" in self.cfg.descriptor_detectors and (descriptors or presence):
-            mp = self.presence.mediapipe(small)  # descriptor boxes need it (not run, or not a presence detector)
+        if mp is None and "mediapipe" in self.cfg.descriptor_detectors:
+            mp = self.presence.mediapipe(small)  # descriptor boxes need it (now or in a later describe())
         mp_work = [replace(f) for f in mp] if mp is not None else None
         if scale != 1.0:
             for f in [f for fs in res.detections.values() for f in fs]:

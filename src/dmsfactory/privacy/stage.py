@@ -131,8 +131,9 @@ class PrivacyStage:
     # ------------------------------------------------------------ helpers
     def judged(self, s: FaceSample) -> tuple[np.ndarray, str | None]:
         """The pixels the gate judges (decoded from the bytes the writer will write) and their sha256."""
-        if self.encoding is None:
-            return s.image, None
+        if self.encoding is None:  # judging pixels as given (leakcheck: decoded from the bytes on disk)
+            c = s.encoded
+            return s.image, (hashlib.sha256(c[3]).hexdigest() if c is not None and c[2] is s.image else None)
         from dmsfactory.datasets.shards import decode_image, encode_sample
 
         data = encode_sample(s, *self.encoding)
@@ -141,6 +142,9 @@ class PrivacyStage:
     def per_image(self, s: FaceSample) -> bool:
         """Is ``s`` judged on its own pixels (rather than by its identity's verdict)?"""
         if self.mode != "identity" or not s.identity:
+            return True
+        judges = getattr(self.views, "judges", None)  # a view source may cover only some identities (leakcheck)
+        if judges is not None and not judges(str(s.identity)):
             return True
         from dmsfactory.augment.ops import IDENTITY_CHANGING_OPS
 
