@@ -343,7 +343,23 @@ def plan_jobs(spec: DatasetSpec, limit: int | None = None) -> list[ShardJob]:
     return shard_jobs(spec, make_plan(spec, limit))
 
 
-def report_parts(spec: DatasetSpec, out_dir: str | Path) -> list[Any]:
+def shard_locator(out_dir: str | Path, records: list[dict[str, Any]]) -> Callable[[str], list[Path]]:
+    """key -> the tar files of the batch that planned it (an augmented view ``K_aJ`` is K's batch)."""
+    import re
+
+    out = Path(out_dir)
+
+    def locate(key: str) -> list[Path]:
+        root = re.sub(r"_a\d+$", "", key)
+        for r in records:
+            if root in r.get("planned_keys", ()):
+                return [out / r[p]["path"] for p in ("shard", "quarantine") if r.get(p)]
+        return []
+
+    return locate
+
+
+def report_parts(spec: DatasetSpec, out_dir: str | Path, records: list[dict[str, Any]] | None = None) -> list[Any]:
     """The dataset-level report of each part the spec enables, as accumulators (``add(doc)``,
     ``section()``), in card order: generator, verification, privacy. No model is loaded: each is a
     function of the records and the spec (the privacy report reads the galleries' summaries from the
@@ -361,7 +377,8 @@ def report_parts(spec: DatasetSpec, out_dir: str | Path) -> list[Any]:
         from dmsfactory.privacy.leakage import gallery_summaries
         from dmsfactory.privacy.report import PrivacyReport
 
-        parts.append(PrivacyReport(spec.privacy, gallery_summaries(spec.privacy), dataset_dir=out_dir))
+        parts.append(PrivacyReport(spec.privacy, gallery_summaries(spec.privacy), dataset_dir=out_dir,
+                                   locate=shard_locator(out_dir, records) if records is not None else None))
     return parts
 
 
@@ -423,7 +440,7 @@ def finalize(
 
     from dmsfactory.datasets.coverage import CoverageCounter
 
-    parts = report_parts(spec, out)
+    parts = report_parts(spec, out, records)
     counts = CardCounts()
     cover = CoverageCounter(spec.coverage.min_per_cell, spec.coverage.axes)
     for doc, raw, _quarantined in iter_raw(out, include_quarantine=True):

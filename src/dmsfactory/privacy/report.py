@@ -153,14 +153,18 @@ def _presence_rates(recs: list[dict[str, Any]]) -> dict[str, Any]:
     return pr.result()
 
 
-def fetch_images(dataset_dir: Path, keys: set[str]) -> dict[str, np.ndarray]:
-    """The images of ``keys`` from the ``*.tar`` shards under ``dataset_dir``: one pass over the tar
-    headers, reading only the wanted members (memory: the wanted images)."""
+def fetch_images(dataset_dir: Path, keys: set[str], locate: Callable[[str], list[Path]] | None = None) -> dict[str, np.ndarray]:
+    """The images of ``keys`` from the ``*.tar`` shards under ``dataset_dir`` (or only the shards
+    ``locate(key)`` names): one pass over their tar headers, reading only the wanted members."""
     from dmsfactory.privacy.descriptors import ImageError, load_image
 
     out: dict[str, np.ndarray] = {}
     want = set(keys)
-    for t in sorted(Path(dataset_dir).rglob("*.tar")):
+    if locate is not None:
+        tars = sorted({t for k in want for t in locate(k)})
+    else:
+        tars = sorted(Path(dataset_dir).rglob("*.tar"))
+    for t in tars:
         if not want:
             break
         try:
@@ -304,12 +308,14 @@ class PrivacyReport:
         title: str = "Privacy gate",
         action: str = "quarantined",
         gallery_objects: list[Any] | None = None,
+        locate: Callable[[str], list[Path]] | None = None,
     ):
         self.cfg = cfg
         self.galleries = galleries
         self.gallery_objects = gallery_objects or []
         self.dataset_dir = Path(dataset_dir) if dataset_dir is not None else None
         self.image_lookup = image_lookup
+        self.locate = locate  # key -> the shards that may hold it (thumbnails read only those)
         self.title = title
         self.action = action
         self.n = 0
@@ -382,7 +388,7 @@ class PrivacyReport:
         if self.image_lookup is not None:
             return {k: self.image_lookup(k) for k in keys}
         if self.dataset_dir is not None:
-            return dict(fetch_images(self.dataset_dir, keys))
+            return dict(fetch_images(self.dataset_dir, keys, self.locate))
         return {}
 
     def section(self) -> CardSection:
