@@ -438,9 +438,13 @@ def leakcheck(
     ident_rows = []
     max_dd = 0.0
     bytes_differ: list[str] = []
+    reproduced = redacted_ids = 0
     for ident, gate_views in recorded.views.items():
         v = stage._identities.get(ident)
         if v is None:
+            continue
+        if recorded.gate[ident].get("leaked"):
+            redacted_ids += 1  # its views are mosaics on disk: the gate's distance cannot be measured again
             continue
         ours = {x.key: x for x in v.views}
         for gv in gate_views:
@@ -451,6 +455,7 @@ def leakcheck(
         if v.best is not None and gs.get("distance") is not None:
             dd = abs(v.best.distance - float(gs["distance"]))
             max_dd = max(max_dd, dd)
+            reproduced += dd <= 1e-3 and v.deciding_view == gs.get("deciding_view")
             if dd > 1e-3 and len(ident_rows) < 50:
                 ident_rows.append({"identity": ident, "gate_distance": gs["distance"], "distance": round(v.best.distance, 4),
                                    "gate_deciding_view": gs.get("deciding_view"), "deciding_view": v.deciding_view})
@@ -482,7 +487,8 @@ def leakcheck(
             **{k: agree.get(k, 0) for k in ("agree", "redacted", "disagree", "differs_per_image_audit", "not_compared")},
             "gate_vs_leakcheck": {g: dict(c) for g, c in sorted(table.items())},
             "disagreements": examples,
-            "identities_reproduced": len([i for i in recorded.views if i in stage._identities]),
+            "identities_reproduced": reproduced,
+            "identities_redacted_by_gate": redacted_ids,
             "identity_distance_max_difference": round(max_dd, 6),
             "identities_with_other_distance": ident_rows,
             "views_whose_bytes_differ": bytes_differ[:50],
@@ -543,7 +549,8 @@ def _agreement_md(lc: dict[str, Any]) -> str:
                  + (f"; {a['differs_per_image_audit']} differ because this per-image audit judges images the gate judged by identity"
                     if a["differs_per_image_audit"] else "") + ".")
         if a["identities_reproduced"]:
-            L.append(f"{a['identities_reproduced']} identity verdicts re-derived from the gate's recorded views; largest "
+            L.append(f"{a['identities_reproduced']} identity verdicts reproduced from the gate's recorded views "
+                     f"({a['identities_redacted_by_gate']} identities quarantined and redacted by the gate); largest "
                      f"difference in the deciding distance {a['identity_distance_max_difference']}; views whose bytes differ "
                      f"from what the gate judged: {len(a['views_whose_bytes_differ'])}; missing views: {len(a['views_missing'])}.")
         if a["gate_vs_leakcheck"]:
