@@ -54,7 +54,7 @@ def test_audit_sample_is_stratified_sized_and_reproducible(tiny_spec_dict):
     assert audit_mode(spec) == "audit"  # procedural labels are exact: audit by default
     sel = audit_selection(spec)
     N = 60 * 10 * 2  # renders x (source + one augmented view)
-    assert sel.population == N and sel.target == cochran_n(0.02, 0.95, N, 0.5)
+    assert sel.population == N and sel.target == cochran_n(0.02, 0.95, N, 0.4)
     # which images are checked: count per stratum equals the proportional allocation
     idx = plan_index(spec)
     picked: Counter = Counter()

@@ -35,7 +35,7 @@ from dmsfactory.datasets.reader import iter_raw
 from dmsfactory.datasets.shards import clean_partials, decode_image, finished_record, write_batch, write_json_atomic
 from dmsfactory.generators import Generator, get_generator
 from dmsfactory.labelers.params import LabelStage
-from dmsfactory.plan import ShardJob, make_plan, shard_jobs
+from dmsfactory.plan import ShardJob
 from dmsfactory.sample import CardSection, FaceSample, Stage, run_stages
 from dmsfactory.spec import DatasetSpec
 
@@ -159,7 +159,7 @@ def process_shard(spec: DatasetSpec, job: ShardJob, out_dir: str | Path) -> dict
     """Make one shard unless an intact one from the same spec exists (resume). Returns its record."""
     out_dir = Path(out_dir)
     spec_hash = spec.content_hash()
-    keys = [e["key"] for e in job.entries]
+    keys = job.keys
     done = finished_record(out_dir, job.name, spec_hash, keys)
     if done is not None:
         done["resumed"] = True
@@ -340,7 +340,10 @@ def prepare_output(spec: DatasetSpec, out_dir: str | Path, overwrite: bool = Fal
 
 
 def plan_jobs(spec: DatasetSpec, limit: int | None = None) -> list[ShardJob]:
-    return shard_jobs(spec, make_plan(spec, limit))
+    """The run's batches; their entries are made on demand, in the worker that renders them."""
+    from dmsfactory.planindex import lazy_shard_jobs
+
+    return lazy_shard_jobs(spec, limit)
 
 
 def shard_locator(out_dir: str | Path, records: list[dict[str, Any]]) -> Callable[[str], list[Path]]:

@@ -282,25 +282,44 @@ def make_entry(spec: DatasetSpec, spec_hash: str, index: int, ident: Identity, c
     }
 
 
-def plan_conditions(spec: DatasetSpec, idents: list[Identity]) -> dict[int, dict[str, Any]]:
+COND_AXES = ("class", "lighting", "accessory", "mount")
+
+
+def plan_conditions(spec: DatasetSpec, idents: list[Identity]) -> dict[str, list]:
     """The per-image categorical axes (class, lighting, accessory, mount) of every plan index,
-    stratified within each split. Cheap next to :func:`make_entry`, so readers that need only these
-    (the verification audit's strata, :mod:`dmsfactory.planindex`) never build the whole plan."""
+    stratified within each split, as columns (axis -> value per index; :func:`condition` reads one
+    index). Cheap next to :func:`make_entry`, so readers that need only these (the verification
+    audit's strata, :mod:`dmsfactory.planindex`) never build the whole plan."""
     depth = spec.identities.images_per_identity
     c = spec.conditions
-    conds: dict[int, dict[str, Any]] = {}
+    n = len(idents) * depth
+    cols: dict[str, list] = {k: [None] * n for k in COND_AXES}
     for split in ("train", "val", "test"):
         idx = [i * depth + j for i, ident in enumerate(idents) if ident.split == split for j in range(depth)]
         if not idx:
             continue
         r = _rng(spec.seed, "conditions", split)
-        cls = stratified(dict(spec.classes), len(idx), r)
-        light = stratified(dict(c.lighting), len(idx), r)
-        acc = stratified(dict(c.accessory), len(idx), r)
-        mount = stratified(dict(c.camera.mount), len(idx), r)
-        for k, i in enumerate(idx):
-            conds[i] = {"class": cls[k], "lighting": light[k], "accessory": acc[k], "mount": mount[k]}
-    return conds
+        drawn = {
+            "class": stratified(dict(spec.classes), len(idx), r),
+            "lighting": stratified(dict(c.lighting), len(idx), r),
+            "accessory": stratified(dict(c.accessory), len(idx), r),
+            "mount": stratified(dict(c.camera.mount), len(idx), r),
+        }
+        for axis, vals in drawn.items():
+            col = cols[axis]
+            for k, i in enumerate(idx):
+                col[i] = vals[k]
+    return cols
+
+
+def condition(cols: dict[str, list], index: int) -> dict[str, Any]:
+    """One plan index's conditions from :func:`plan_conditions`'s columns."""
+    return {k: cols[k][index] for k in COND_AXES}
+
+
+def plan_indices(spec: DatasetSpec, limit: int | None = None) -> range:
+    """The plan indices a run makes: all of them, or the ``--limit`` preview."""
+    return range(spec.total_samples if limit is None else min(limit, spec.total_samples))
 
 
 def make_plan(spec: DatasetSpec, limit: int | None = None) -> list[dict[str, Any]]:
@@ -310,19 +329,24 @@ def make_plan(spec: DatasetSpec, limit: int | None = None) -> list[dict[str, Any
     depth = spec.identities.images_per_identity
     # per-image axes stratified within each split
     conds = plan_conditions(spec, idents)
-    total = spec.total_samples if limit is None else min(limit, spec.total_samples)
-    return [make_entry(spec, spec_hash, i, idents[i // depth], conds[i]) for i in range(total)]
+    return [make_entry(spec, spec_hash, i, idents[i // depth], condition(conds, i)) for i in plan_indices(spec, limit)]
 
 
 @dataclass(frozen=True)
 class ShardJob:
     split: str
     shard: int  # index of the shard within its split
-    entries: tuple  # plan entries (dicts)
+    entries: tuple  # plan entries (dicts), or a sequence that makes them on demand (planindex.LazyEntries)
 
     @property
     def name(self) -> str:
         return f"{self.split}-{self.shard:06d}"
+
+    @property
+    def keys(self) -> list[str]:
+        """The planned keys, without making the entries when they are lazy."""
+        k = getattr(self.entries, "keys", None)
+        return list(k()) if callable(k) else [e["key"] for e in self.entries]
 
 
 def shard_jobs(spec: DatasetSpec, plan: list[dict[str, Any]]) -> list[ShardJob]:

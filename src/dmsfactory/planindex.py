@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from dmsfactory.plan import entry_key, make_entry, make_identities, plan_conditions
+from dmsfactory.plan import ShardJob, condition, entry_key, make_entry, make_identities, plan_conditions, plan_indices
 from dmsfactory.spec import DatasetSpec
 
 
@@ -24,7 +24,7 @@ class PlanIndex:
         self.spec_hash = spec.content_hash()
         self.idents = make_identities(spec)
         self.depth = spec.identities.images_per_identity
-        self.conds = plan_conditions(spec, self.idents)
+        self.conds = plan_conditions(spec, self.idents)  # columns: a few pointers per index
         self._by_id = {ident.id: i for i, ident in enumerate(self.idents)}
 
     def __len__(self) -> int:
@@ -36,7 +36,7 @@ class PlanIndex:
     def entry(self, index: int) -> dict[str, Any]:
         if not 0 <= index < len(self):
             raise IndexError(f"plan index {index} outside 0..{len(self) - 1}")
-        return make_entry(self.spec, self.spec_hash, index, self.idents[index // self.depth], self.conds[index])
+        return make_entry(self.spec, self.spec_hash, index, self.idents[index // self.depth], condition(self.conds, index))
 
     def identity_indices(self, identity: str) -> range:
         i = self._by_id.get(identity)
@@ -49,8 +49,11 @@ class PlanIndex:
 
     def stratum(self, index: int) -> tuple[str, str, str]:
         """(lighting, accessory, class) of a plan index: the verification audit's strata."""
-        c = self.conds[index]
-        return c["lighting"], c["accessory"], c["class"]
+        c = self.conds
+        return c["lighting"][index], c["accessory"][index], c["class"][index]
+
+    def split(self, index: int) -> str:
+        return self.idents[index // self.depth].split
 
 
 _CACHE: dict[str, PlanIndex] = {}
@@ -67,3 +70,46 @@ def plan_index(spec: DatasetSpec) -> PlanIndex:
                 _CACHE.pop(next(iter(_CACHE)))
             idx = _CACHE[h] = PlanIndex(spec)
         return idx
+
+
+class LazyEntries:
+    """A batch's plan entries, made when iterated (in the worker that renders them): the flow process
+    holds indices, not the plan (50,000 entries are ~90 MB). Pickles as (spec, indices)."""
+
+    def __init__(self, spec: DatasetSpec, indices: tuple[int, ...]):
+        self.spec = spec
+        self.indices = tuple(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self):
+        idx = plan_index(self.spec)
+        return (idx.entry(i) for i in self.indices)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return plan_index(self.spec).entry(self.indices[i])
+
+    def keys(self) -> list[str]:
+        h = self.spec.content_hash()
+        return [entry_key(h, i) for i in self.indices]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LazyEntries) and other.indices == self.indices and other.spec == self.spec
+
+    def __hash__(self) -> int:
+        return hash(self.indices)
+
+
+def lazy_shard_jobs(spec: DatasetSpec, limit: int | None = None) -> list[ShardJob]:
+    """:func:`dmsfactory.plan.shard_jobs` of the (limited) plan, with lazy entries: the same batches,
+    names and keys, without building the plan."""
+    idx = plan_index(spec)
+    size = spec.shards.size
+    jobs = []
+    wanted = plan_indices(spec, limit)
+    for split in ("train", "val", "test"):
+        ids = [i for i in wanted if idx.split(i) == split]
+        for s in range(0, len(ids), size):
+            jobs.append(ShardJob(split, s // size, LazyEntries(spec, tuple(ids[s : s + size]))))
+    return jobs

@@ -83,7 +83,7 @@ def batch_cache_key(spec_hash: str, out: str, job: ShardJob) -> str:
     The planned keys are in it because ``--limit`` makes the last batch of a split shorter under the
     same name; the location because two outputs of one spec are two datasets.
     """
-    keys = [e["key"] for e in job.entries]
+    keys = job.keys
     digest = hashlib.sha256(json.dumps([spec_hash, out, job.name, keys]).encode()).hexdigest()
     return f"dmsf-{spec_hash[:12]}-{job.name}-{digest[:16]}"
 
@@ -334,7 +334,7 @@ def run_batches(
     use_gpu = wants_gpu(spec) if gpu is None else gpu
 
     def submit(job: ShardJob):
-        intact = finished_record(Path(target.local), job.name, spec_hash, [e["key"] for e in job.entries])
+        intact = finished_record(Path(target.local), job.name, spec_hash, job.keys)
         t = base if intact is not None else refresh  # never let a cached record stand in for lost files
         if use_gpu:
             import dask

@@ -60,7 +60,7 @@ def read_records_task(spec_path: str, local: str, limit: int | None) -> list[dic
     h = spec.content_hash()
     records, missing = [], []
     for job in pipeline.plan_jobs(spec, limit):
-        rec = finished_record(Path(local), job.name, h, [e["key"] for e in job.entries])
+        rec = finished_record(Path(local), job.name, h, job.keys)
         if rec is None:
             missing.append(job.name)
         else:
