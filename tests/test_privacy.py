@@ -326,6 +326,9 @@ def test_renders_pass_and_duplicate_identity_is_flagged(stage, renders, cfg):
     assert pairs, "the duplicated identity was not flagged"
     assert {pairs[0]["identity_a"], pairs[0]["identity_b"]} == {"id000000", "id000099"}, pairs
     assert pairs[0]["min_distance"] < cfg.identity_threshold
+    # the report explains the finding: one face made twice, a check on synthetic identities, not a real person
+    assert "not a real person's face" in sec.markdown and "| id000000 | id000099 |" in sec.markdown
+    assert d["memorisation"]["explanation"] in sec.markdown
     c = d["identity_consistency"]
     assert c["identities_judged"] == 4 and 0.0 <= c["consistent_fraction"] <= 1.0
     assert c["intra"]["n"] == 4 and c["inter"]["n"] > 0
@@ -373,7 +376,10 @@ def test_leakcheck_on_shards_and_image_dirs(tmp_path, gallery, cfg, renders):
     assert leakcheck(dirty, [gallery], rep2, config=cfg, log=logs.append) == 1
     d2 = json.loads(rep2.read_text())
     assert [x["key"] for x in d2["leaked"]] == ["leak-grace"] and d2["leaked"][0]["file"] == "people/grace_hopper.jpg"
-    assert "leaked 1" in logs[-1]
+    assert "leaked 1 (flagged, dataset unchanged)" in logs[-1]
+    md2 = rep2.with_suffix(".md").read_text()  # leakcheck flags; only the gate quarantines
+    assert d2["action"] == "flagged" and "Leaked (flagged by this check; it does not change the dataset" in md2
+    assert "quarantined, pixels redacted" not in md2
     # gallery pixels are not copied into the report; thumbnails of the sample side only
     assert not any("grace" in p.name for p in (rep2.parent / "privacy").iterdir())
 
