@@ -98,7 +98,7 @@ def test_every_image_of_an_identity_carries_one_verdict_and_mixup_identities_are
 def test_kill_during_a_multi_worker_run_resumes_without_duplicates(tmp_path, tiny_spec_dict, write_spec):
     import psutil
 
-    tiny_spec_dict.update({"identities": {"count": 40, "images_per_identity": 5}, "image": {"size": 96}, "shards": {"size": 4}})
+    tiny_spec_dict.update({"identities": {"count": 24, "images_per_identity": 5}, "image": {"size": 96}, "shards": {"size": 4}})
     p = write_spec(tiny_spec_dict)
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "dmsfactory.cli", "run", str(p), "--out", str(out), "--workers", "2"]
