@@ -66,7 +66,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=120, help="images per run")
     ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--shard", type=int, default=20, help="images per batch (one task each)")
+    ap.add_argument("--shard", type=int, default=20, help="shards.size: images per shard (renders + augmented views; one task each)")
     ap.add_argument("--reps", type=int, default=1)
     a = ap.parse_args()
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")

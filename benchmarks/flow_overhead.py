@@ -111,9 +111,9 @@ def run_py(code: str, args: list[str], env: dict) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=2000, help="images per run")
+    ap.add_argument("--n", type=int, default=2000, help="renders per run (--limit; each also gets one augmented view)")
     ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--shard", type=int, default=200, help="images per batch (one Prefect task each)")
+    ap.add_argument("--shard", type=int, default=200, help="shards.size: images per shard (one Prefect task each)")
     ap.add_argument("--pairs", type=int, default=2, help="interleaved plain/flow pairs")
     ap.add_argument("--tasks", type=int, default=50, help="no-op tasks for the per-task cost")
     a = ap.parse_args()

@@ -16,7 +16,11 @@ Sections (all numbers from MediaPipe 0.10.21 / dlib 20 / OpenCV Haar, nothing fa
   for |yaw_cam| <= 20, vs the EAR of our exact landmarks, and that label EAR vs openness (the
   ceiling any landmark detector can reach under this pose mix); an openness sweep 0..1 per look;
 - identity: dlib 128-d descriptors as the privacy gate computes them (HOG boxes, MediaPipe boxes where
-  HOG misses; 5-point predictor, ResNet v1), pairs at 0.6, with histograms.
+  HOG misses; 5-point predictor, ResNet v1), pairs at 0.6, with histograms;
+- mouth: MediaPipe's mouth aspect ratio against our exact opening and the yawn label (yawns, talking /
+  half-open mouths, closed);
+- shape: per-sex standard deviation of six anthropometric distances over the identity space.
+``--src PATH`` measures another dmsfactory source tree with this same code (same-run baselines).
 The last line of output is one JSON object.
 """
 
@@ -30,7 +34,17 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("GLOG_minloglevel", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+
+def _src_arg() -> str:
+    """``--src PATH``: the dmsfactory source tree to measure (default: this checkout's ``src``), so that the
+    same benchmark code measures an older renderer in the same run (e.g. ``--src /work/main/src``)."""
+    if "--src" in sys.argv:
+        return sys.argv[sys.argv.index("--src") + 1]
+    return str(Path(__file__).resolve().parents[1] / "src")
+
+
+sys.path.insert(0, _src_arg())
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -39,7 +53,7 @@ from dmsfactory.conditions import ACCESSORIES, CAMERA_MOUNTS, LIGHTING  # noqa: 
 from dmsfactory.generators.procedural import ProceduralConfig, example_plan_entry  # noqa: E402
 from dmsfactory.generators.procedural import render as _render  # noqa: E402
 from dmsfactory.generators.procedural.render import camera_euler  # noqa: E402
-from dmsfactory.generators.procedural.topology import EAR_LEFT, EAR_RIGHT, mean_shape  # noqa: E402
+from dmsfactory.generators.procedural.topology import EAR_LEFT, EAR_RIGHT  # noqa: E402
 from dmsfactory.labelers.verify import ear  # noqa: E402
 
 LIGHTS, ACCS, MOUNTS = LIGHTING, ACCESSORIES, CAMERA_MOUNTS  # draw weights below follow this order
@@ -123,8 +137,23 @@ def random_entry(rng, i, size, **kw):
     return e
 
 
+def mean_landmarks() -> np.ndarray:
+    """(468, 3) landmarks of the renderer's mean face (renderer >= 0.4: the face model's mean; before: mean_shape)."""
+    from dmsfactory.generators.procedural import topology as T
+
+    if hasattr(T, "mean_landmarks"):
+        return T.mean_landmarks()
+    return T.mean_shape()["vertices"]
+
+
+def renderer_version() -> str:
+    import importlib
+
+    return importlib.import_module("dmsfactory.generators.procedural.render").RENDERER_VERSION
+
+
 def pnp_pose(pts2d, K, obj=None):
-    obj = mean_shape()["vertices"].astype(np.float64) if obj is None else np.asarray(obj, np.float64)[:468]
+    obj = mean_landmarks().astype(np.float64) if obj is None else np.asarray(obj, np.float64)[:468]
     ok, rvec, tvec = cv2.solvePnP(obj, pts2d[:468].astype(np.float64), K, None, flags=cv2.SOLVEPNP_SQPNP)
     R, _ = cv2.Rodrigues(rvec)
     return camera_euler(R)
@@ -282,6 +311,64 @@ def identity_section(rng, ids, per_id, size):
             "histogram_diff": np.histogram(dd[~same], edges)[0].tolist()}
 
 
+def mouth_section(M, rng, n, size):
+    """Does MediaPipe see the mouth we open? Its mouth aspect ratio (|13-14| / |78-308|) against our
+    exact opening (mm) and yawn label: half the renders yawn (mouth_open 0.6-1), a third of the rest talk or
+    hang open (0.1-0.5, no yawn), the others are closed (0-0.1); no hand, no mask."""
+    from scipy.stats import spearmanr
+
+    mar, mm, yawn = [], [], []
+    for i in range(n):
+        k = i % 6
+        mo = float(rng.uniform(0.6, 1.0)) if k < 3 else float(rng.uniform(0.1, 0.5)) if k < 5 else float(rng.uniform(0, 0.1))
+        e = random_entry(rng, 30_000 + i, size, head_pose_car={"yaw": float(rng.uniform(-30, 30))},
+                         accessory=str(rng.choice(["none", "glasses", "cap"])))
+        e["state"].update(mouth_open=mo, yawn="yawning_without_hand" if k < 3 else "none", smile=0.0)
+        r = render(e)
+        p = M.mesh(r.image)
+        if p is None:
+            continue
+        mar.append(float(np.linalg.norm(p[13] - p[14]) / max(np.linalg.norm(p[78] - p[308]), 1e-6)))
+        mm.append(float(r.render_info["mouth_opening_mm"]))
+        yawn.append(k < 3)
+    mar_a, y = np.array(mar), np.array(yawn)
+    best = max((float(np.mean((mar_a > t) == y)), float(t)) for t in np.unique(mar_a)) if len(mar_a) else (None, None)
+    return {"n_images": n, "mesh_rate": len(mar) / max(n, 1),
+            "spearman_mp_mar_vs_opening_mm": round(float(spearmanr(mar, mm).statistic), 4) if len(mar) > 2 else None,
+            "yawn_vs_not_best_threshold_accuracy": round(best[0], 4) if best[0] is not None else None, "best_threshold": best[1],
+            "mp_mar_yawn_mean": round(float(mar_a[y].mean()), 3) if y.any() else None,
+            "mp_mar_not_yawn_mean": round(float(mar_a[~y].mean()), 3) if (~y).any() else None,
+            "opening_mm_yawn_mean": round(float(np.array(mm)[y].mean()), 1) if y.any() else None}
+
+
+MEASURES = {"ex-ex": (33, 263), "en-en": (133, 362), "ch-ch": (61, 291), "n-gn": (168, 152), "al-al": (64, 294), "zy-zy": (234, 454)}
+
+
+def shape_section(n_per_sex: int):
+    """Standard deviation (mm) of six anthropometric distances over the neutral faces of the identity
+    space, per sex (identities 70000+; the same distances as tests/test_face_model.py)."""
+    import importlib
+
+    I = importlib.import_module("dmsfactory.generators.procedural.identity")
+    try:
+        from dmsfactory.generators.procedural import facemodel as FM
+
+        m = FM.load()
+        to_lm = lambda code: m.landmarks(I.identity_shape(code))  # noqa: E731
+    except ImportError:  # renderer < 0.4: identity_shape returns the 468 landmarks
+        to_lm = I.identity_shape
+    out = {}
+    for sex in ("female", "male"):
+        vals = {k: [] for k in MEASURES}
+        for s in range(n_per_sex):
+            code = I.identity_code(70_000 + s, {"sex": sex, "age": int(18 + s % 60), "skin_tone": 1 + s % 6})[0]
+            lm = to_lm(code)
+            for k, (a, b) in MEASURES.items():
+                vals[k].append(float(np.linalg.norm(lm[a] - lm[b]) * 1000))
+        out[sex] = {k: {"mean_mm": round(float(np.mean(v)), 2), "sd_mm": round(float(np.std(v)), 2)} for k, v in vals.items()}
+    return out
+
+
 def eye_sweep(M, size, ids=4, steps=6):
     """MediaPipe EAR (mean of both eyes) on an openness sweep 0..1 for a few identities/lightings."""
     curves = []
@@ -314,8 +401,11 @@ def main():
     ap.add_argument("--dist-max", type=float, default=0.75)
     ap.add_argument("--sweep-ids", type=int, default=4, help="identities in the eye-openness sweep (0: skip)")
     ap.add_argument("--skip-landmarks", action="store_true")
+    ap.add_argument("--n-mouth", type=int, default=60, help="renders for the mouth section (0: skip)")
+    ap.add_argument("--shape-ids", type=int, default=300, help="identities per sex for the shape-variance section (0: skip)")
     ap.add_argument("--supersample", type=int, default=1, help="renderer anti-aliasing (ProceduralConfig.supersample)")
     ap.add_argument("--shape-scale", type=float, default=1.0, help="trade-off study: scale every identity shape code (1 = the renderer as shipped)")
+    ap.add_argument("--src", default=None, help="dmsfactory source tree to measure (default: this checkout's src)")
     a = ap.parse_args()
     global FOV, DIST, CONFIG
     FOV, DIST = a.fov, (a.dist_min, a.dist_max)
@@ -325,7 +415,8 @@ def main():
         set_shape_scale(a.shape_scale)
     t0 = time.time()
     M = Models()
-    res = {"size": a.size, "fov_deg": FOV, "distance_m": list(DIST), "shape_scale": a.shape_scale, "supersample": a.supersample}
+    res = {"renderer_version": renderer_version(), "src": _src_arg(), "size": a.size, "fov_deg": FOV, "distance_m": list(DIST),
+           "shape_scale": a.shape_scale, "supersample": a.supersample}
     if not a.skip_landmarks:
         res["landmarks_pose_detection"] = landmark_section(M, np.random.default_rng(a.seed), a.n, a.size)
         print(json.dumps(res["landmarks_pose_detection"]), flush=True)
@@ -334,6 +425,12 @@ def main():
         print(json.dumps(res["eye_sweep"]), flush=True)
     res["eye_openness"] = eye_section(M, np.random.default_rng(a.seed + 1), a.n_eye, a.size)
     print(json.dumps(res["eye_openness"]), flush=True)
+    if a.n_mouth > 0:
+        res["mouth"] = mouth_section(M, np.random.default_rng(a.seed + 3), a.n_mouth, a.size)
+        print(json.dumps(res["mouth"]), flush=True)
+    if a.shape_ids > 0:
+        res["shape_sd_per_sex"] = shape_section(a.shape_ids)
+        print(json.dumps(res["shape_sd_per_sex"]), flush=True)
     if not a.skip_identity:
         res["identity_dlib"] = identity_section(np.random.default_rng(a.seed + 2), a.ids, a.per_id, a.size)
     res["seconds"] = round(time.time() - t0, 1)

@@ -104,7 +104,7 @@ def test_blinks_slow_down_with_kss():
                           scripts={"d": Script(kss=kss, segments=[Segment(kind="drive", duration_s=60)])})
         k, segs = scenario_segments("d", cfg, np.random.default_rng(3))
         frames, events = synthesize(k, segs, cfg.n_frames, 30, np.random.default_rng(4))
-        return temporal_labels_from_frames(frames, 30)["summary"]
+        return temporal_labels_from_frames(frames, 30, events=events)["summary"]
 
     alert, sleepy = stats(2), stats(9)
     assert alert["mean_blink_closed_s"] <= 0.3
@@ -242,7 +242,7 @@ def test_cli_run_renders_a_clip_spec_through_the_prefect_flow(tmp_path):
 
     spec = yaml.safe_load(open("specs/clips-demo.yaml"))
     spec["identities"] = {"count": 6, "images_per_identity": 1}
-    spec["clips"].update({"duration_s": 3.0, "clips_per_identity": 1, "image_size": 64, "clips_per_shard": 2})
+    spec["clips"].update({"fps": 10, "duration_s": 3.0, "clips_per_identity": 1, "image_size": 64, "clips_per_shard": 2})
     spec["clips"]["scenarios"] = {"microsleep": 1, "long_distraction": 1}
     spec["clips"].pop("scripts", None)
     spec["privacy"] = {"enabled": False}
@@ -259,3 +259,18 @@ def test_cli_run_renders_a_clip_spec_through_the_prefect_flow(tmp_path):
     assert {c["json"]["split"] for c in clips} <= {"train", "val", "test"}
     assert "Driver-state clips" in (out / "README.md").read_text()
     assert "Euro NCAP coverage" in (out / "README.md").read_text()
+
+
+@pytest.mark.parametrize("n", [3, 6, 12])
+def test_a_clip_preview_has_every_split_and_each_scenario_where_n_allows(n):
+    """`--limit N` on the clips demo: every split has clips (a train-less preview broke open_shards)."""
+    import yaml
+    from collections import Counter
+
+    spec = parse_spec(yaml.safe_load(open("specs/clips-demo.yaml")))
+    full = {c["key"]: json.dumps(c, sort_keys=True) for c in make_clip_plan(spec)}
+    plan = make_clip_plan(spec, limit=n)
+    assert len(plan) == n and all(full[c["key"]] == json.dumps(c, sort_keys=True) for c in plan)
+    assert set(Counter(c["split"] for c in plan)) == {"train", "val", "test"}
+    assert len({c["scenario"] for c in plan}) == n  # 12 scenarios: every clip a different one
+    assert len(make_clip_plan(spec, limit=2)) == 2 and "train" in {c["split"] for c in make_clip_plan(spec, limit=2)}

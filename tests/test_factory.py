@@ -88,11 +88,27 @@ def test_labels_and_landmarks_are_exact(built):
 
 
 def test_card_and_plots(built):
-    _, out, res = built
+    import cv2
+
+    spec, out, res = built
     card = (out / "README.md").read_text()
     assert "class x lighting" in card and "card/sample_grid.png" in card
     assert (out / "card" / "class_balance.png").stat().st_size > 1000
     assert (out / "card" / "sample_grid.png").stat().st_size > 1000
+    assert card.count("## Euro NCAP coverage") == 1
+    c = load_manifest(out)["counts"]
+    assert f"- renders: {spec.total_samples} planned; images written: train {c['train']}, val {c['val']}, test {c['test']}" in card
+    assert "samples:" not in card.split("## Reading it")[0]
+    # the grid fills its rows: 30 renders of 10 identities give 18 tiles, 3 full rows of 6, no black padding
+    grid = cv2.imread(str(out / "card" / "sample_grid.png"))
+    assert grid.shape[:2] == (3 * 160, 6 * 160)
+    assert min(grid[r * 160:(r + 1) * 160, k * 160:(k + 1) * 160].mean() for r in range(3) for k in range(6)) > 15
+    # a contact sheet per split with images, linked from the card
+    for split in ("train", "val", "test"):
+        assert f"(card/preview-{split}.png)" in card and (out / "card" / f"preview-{split}.png").stat().st_size > 1000
+    if c["quarantined"]:
+        head, _, rest = card.partition("## Quarantine reasons")
+        assert rest and "| check | images | example reason |" in rest
 
 
 def test_same_spec_and_seed_give_identical_shards(built, tmp_path):
@@ -152,3 +168,48 @@ def test_resume_after_sigkill(tmp_path, tiny_spec_dict, write_spec):
     spec = parse_spec(tiny_spec_dict)
     assert sorted(keys) == sorted(e["key"] for e in make_plan(spec)) and set(keys.values()) == {1}
     assert not list(out.rglob("*.partial"))
+
+
+def test_preview_writes_a_contact_sheet_for_any_split(built, tmp_path, capsys):
+    import cv2
+
+    from dmsfactory.cli import main
+    from dmsfactory.datasets.preview import tile_lines
+
+    _, out, _ = built
+    target = tmp_path / "val.png"
+    assert main(["preview", str(out), "--split", "val", "--n", "5", "--out", str(target)]) == 0
+    assert str(target) in capsys.readouterr().out
+    sheet = cv2.imread(str(target))
+    assert sheet.shape[1] == 5 * (160 + 4) + 4  # 5 tiles in a row
+    n_val = load_manifest(out)["counts"]["val"]
+    assert main(["preview", str(out), "--split", "val", "--n", "500", "--out", str(target)]) == 0
+    assert f"({n_val} val images" in capsys.readouterr().out  # never more than the split holds
+    doc = next(iter_records(out, include_quarantine=False))[0]
+    lines = tile_lines(doc)
+    assert doc["labels"]["class"] in lines[1] and doc["labels"]["lighting"] in lines[2] and lines[4].startswith("eyes L/R")
+    assert main(["preview", str(out), "--split", "nope"]) == 2
+    assert "--split" in capsys.readouterr().err
+
+
+def test_run_summary_reads_what_the_stages_wrote(built):
+    import time as _time
+
+    from dmsfactory.summary import run_summary, run_summary_lines
+
+    spec, out, _ = built
+    m = load_manifest(out)
+    d = run_summary(out, started=0.0, ended=20.0)  # every shard newer than "started": all made now
+    n_shards = len(list((out / ".progress").glob("*.json")))
+    assert d["shards"] == {"total": n_shards, "kept": 0, "made": n_shards}
+    assert d["images"] == {k: m["counts"][k] for k in ("train", "val", "test", "quarantined")}
+    assert d["images_made"] == sum(d["images"].values()) == spec.total_samples
+    lines = run_summary_lines(d)
+    assert lines[0] == (f"done in 20.0 s: {spec.total_samples} renders -> {spec.total_samples} images "
+                        f"(train {m['counts']['train']}, val {m['counts']['val']}, test {m['counts']['test']}, "
+                        f"quarantined {m['counts']['quarantined']}); {spec.total_samples / 20:.2f} images/s made now")
+    later = run_summary(out, started=_time.time() + 1, ended=_time.time() + 2)  # nothing written since
+    assert later["shards"]["kept"] == n_shards and later["images_made"] == 0
+    assert "privacy" not in later and "verify" not in later  # reports of an earlier run are not this run's
+    q = sum(g["images"] for g in d["quarantine"])
+    assert q == m["counts"]["quarantined"]

@@ -161,14 +161,19 @@ def _fixture(spec, out: Path, renders: int, shard: int = 200) -> list:
     from dmsfactory.labelers.params import make_labels
 
     rng = np.random.default_rng(0)
-    entries = make_plan(spec, renders)
+    plan = make_plan(spec, renders)
+    # batches never mix splits (shard_jobs' layout): split by split, in index order
+    entries = [e for sp in ("train", "val", "test") for e in plan if e["split"] == sp]
     jpg = cv2.imencode(".jpg", rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))[1].tobytes()
     lm = {"format": "mediapipe_refined_478", "xy": np.round(rng.random((478, 2)) * 16, 3).tolist(), "visible": [True] * 478}
     recs = []
-    for b in range(0, len(entries), shard):
-        group = entries[b : b + shard]
-        split = group[0]["split"]
-        name = f"{split}-{b // shard:06d}"
+    starts = []
+    for sp in ("train", "val", "test"):
+        idx = [i for i, e in enumerate(entries) if e["split"] == sp]
+        starts += [(sp, n, idx[b : b + shard]) for n, b in enumerate(range(0, len(idx), shard))]
+    for split, n, pos in starts:
+        group = [entries[i] for i in pos]
+        name = f"{split}-{n:06d}"
 
         def docs():
             for e in group:

@@ -3,7 +3,17 @@ from collections import Counter
 
 import pytest
 
-from dmsfactory.plan import FIXATION_DISTANCE_M, GAZE_ZONES, allocate, make_identities, make_plan, shard_jobs
+from dmsfactory.plan import (
+    FIXATION_DISTANCE_M,
+    GAZE_ZONES,
+    allocate,
+    images_per_render,
+    make_identities,
+    make_plan,
+    preview_indices,
+    shard_jobs,
+    split_quotas,
+)
 from dmsfactory.spec import parse_spec
 
 
@@ -27,7 +37,9 @@ def test_keys_unique_and_stable(tiny_spec_dict):
     keys = [e["key"] for e in plan]
     assert len(set(keys)) == len(keys) == spec.total_samples
     assert all(k.startswith(spec.content_hash()[:10]) and "." not in k for k in keys)
-    assert make_plan(spec, limit=5) == plan[:5]
+    by_key = {e["key"]: e for e in plan}
+    preview = make_plan(spec, limit=5)
+    assert len(preview) == 5 and all(by_key[e["key"]] == e for e in preview)  # a preview is the full plan's entries
 
 
 def test_splits_are_identity_disjoint_and_classes_stratified_per_split(tiny_spec_dict):
@@ -133,3 +145,53 @@ def test_lazy_batches_equal_the_plan_s_batches():
         assert [list(j.entries) for j in lazy] == [list(j.entries) for j in eager]
     again = pickle.loads(pickle.dumps(lazy[0]))  # what a worker process receives
     assert list(again.entries) == list(lazy[0].entries) and len(again.entries) == len(lazy[0].entries)
+
+
+@pytest.mark.parametrize("n", [3, 6, 12, 30, 50])
+def test_a_preview_has_every_split_and_each_class_where_n_allows(n):
+    """`--limit N` on the demo spec: the README's quick preview must hold val and test, not only train."""
+    import yaml
+
+    d = yaml.safe_load(open("specs/demo.yaml"))
+    d["privacy"]["galleries"] = []  # the plan needs no gallery
+    spec = parse_spec(d)
+    full = {e["key"]: e for e in make_plan(spec)}
+    plan = make_plan(spec, limit=n)
+    assert len(plan) == n and len({e["key"] for e in plan}) == n
+    assert all(full[e["key"]] == e for e in plan)
+    assert [e["index"] for e in plan] == sorted(e["index"] for e in plan)
+    splits = Counter(e["split"] for e in plan)
+    assert set(splits) == {"train", "val", "test"}, splits
+    classes = Counter(e["class"] for e in plan)
+    assert len(classes) == min(n, len(spec.classes)), classes
+    if n >= 30:  # the held-out splits together show every class, train alone too
+        assert len({e["class"] for e in plan if e["split"] == "train"}) == 6
+        assert len({e["class"] for e in plan if e["split"] != "train"}) == 6
+    assert make_plan(spec, limit=n) == plan  # deterministic
+
+
+def test_split_quotas_follow_weights_keep_every_share_and_respect_sizes():
+    w = {"train": 0.8, "val": 0.1, "test": 0.1}
+    assert split_quotas(w, {"train": 320, "val": 40, "test": 40}, 30) == {"train": 24, "val": 3, "test": 3}
+    assert split_quotas(w, {"train": 320, "val": 40, "test": 40}, 5) == {"train": 3, "val": 1, "test": 1}
+    assert split_quotas(w, {"train": 320, "val": 40, "test": 40}, 2) == {"train": 1, "val": 1, "test": 0}
+    # a split with no share or no items gets nothing; a small split gives its overflow to the others
+    assert split_quotas({"train": 0.8, "val": 0.0, "test": 0.2}, {"train": 48, "val": 0, "test": 12}, 10) == \
+        {"train": 8, "val": 0, "test": 2}
+    assert split_quotas(w, {"train": 100, "val": 1, "test": 1}, 50) == {"train": 48, "val": 1, "test": 1}
+    assert sum(split_quotas(w, {"train": 3, "val": 1, "test": 1}, 99).values()) == 5
+
+
+def test_preview_spreads_identities_within_a_class():
+    items = [(i, "train", "a", f"id{i // 4}") for i in range(16)]  # 4 identities x 4 items of one class
+    assert preview_indices(items, {"train": 1, "val": 0, "test": 0}, 4) == [0, 4, 8, 12]
+
+
+def test_shard_size_counts_images_with_augmented_views(tiny_spec_dict):
+    tiny_spec_dict["augment"] = {"enabled": True, "views_per_image": 1}
+    spec = parse_spec(tiny_spec_dict)  # shards.size 8 -> 4 renders + 4 views per shard
+    assert images_per_render(spec) == 2
+    jobs = shard_jobs(spec, make_plan(spec))
+    assert max(len(j.entries) for j in jobs) * images_per_render(spec) == spec.shards.size
+    tiny_spec_dict["augment"]["keep_originals"] = False
+    assert images_per_render(parse_spec(tiny_spec_dict)) == 1

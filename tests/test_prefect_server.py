@@ -116,8 +116,9 @@ def test_worker_runs_a_deployment_run(server, tmp_path):
         counts = by_key["dmsfactory-tiny-counts"]
         assert counts.type == "table"
         rows = json.loads(counts.data) if isinstance(counts.data, str) else counts.data
-        got = {r["split"]: r["samples"] for r in rows}
-        assert got == {k: m["counts"][k] for k in ("train", "val", "test", "quarantined", "planned")}
+        got = {r["split"]: r["images"] for r in rows}
+        assert got == {k: m["counts"][k] for k in ("train", "val", "test", "quarantined")}
+        assert f"from {m['counts']['planned']} planned renders" in counts.description
         assert by_key["dmsfactory-tiny"].type == "markdown" and "| train |" in by_key["dmsfactory-tiny"].data
         grid = by_key["dmsfactory-tiny-sample-grid"]
         assert grid.type == "image" and grid.data.startswith("data:image/jpeg;base64,")

@@ -24,18 +24,29 @@ def test_runs_and_current_run():
 
 
 def test_blink_phases_and_durations():
-    # open 1.0, closing over 2 frames, closed 3 frames, opening over 3 frames (motion is attributed
-    # to the frame that ends it: 0.1->0.5, 0.5->0.8, 0.8->1.0), open
+    # from samples only: open 1.0, closing over 2 frames, closed 3 frames, opening over 2 frames; the
+    # frame back at the open level is open (a frame's state is the lid's phase at that instant)
     o = [1, 1, 0.7, 0.4, 0.1, 0.05, 0.1, 0.5, 0.8, 1, 1]
     st, bid, eps = eye_states(o, FPS)
-    assert st == ["open", "open", "closing", "closing", "close", "close", "close", "opening", "opening", "opening", "open"]
-    assert bid.tolist() == [-1, -1, 0, 0, 0, 0, 0, 0, 0, 0, -1]
+    assert st == ["open", "open", "closing", "closing", "close", "close", "close", "opening", "opening", "open", "open"]
+    assert bid.tolist() == [-1, -1, 0, 0, 0, 0, 0, 0, 0, -1, -1]
     (e,) = eps
     assert e["closing_s"] == pytest.approx(0.2)
-    assert e["closed_s"] == pytest.approx(0.3)
-    # opening: 0.5, 0.8, 1.0 rise strictly -> three frames
-    assert e["opening_s"] == pytest.approx(0.3)
-    assert e["kind"] == "blink" and e["complete"]
+    assert e["closed_s"] == pytest.approx(0.3) and e["p80_closed_s"] == pytest.approx(0.3)
+    assert e["opening_s"] == pytest.approx(0.2)
+    assert e["kind"] == "blink" and e["complete"] and e["source"] == "frames"
+
+
+def test_drift_is_not_closing_or_opening_from_samples():
+    # a slow drift (0.006 per frame) before and after a closure: only frames at least min_lid_motion
+    # (0.05) below the open level take part in the closure's phases, and drift alone never does
+    drift = [0.9 - 0.006 * i for i in range(8)]  # 0.9 .. 0.858
+    o = drift + [0.5, 0.1, 0.05, 0.1, 0.5] + [0.85 + 0.006 * i for i in range(8)]
+    st, _, eps = eye_states(o, FPS)
+    assert st[:8] == ["open"] * 8 and st[-7:] == ["open"] * 7
+    assert st[8:13] == ["closing", "close", "close", "close", "opening"] and len(eps) == 1
+    st2, _, eps2 = eye_states(drift + drift[::-1], FPS)
+    assert set(st2) == {"open"} and eps2 == []
 
 
 def test_partial_blink_is_not_a_closure():
@@ -138,7 +149,7 @@ def test_drowsy_from_perclos_and_blink_summary():
     sm = out["summary"]
     assert sm["blink_count"] == 12
     assert sm["mean_blink_closed_s"] == pytest.approx(0.3)
-    assert sm["mean_blink_duration_s"] == pytest.approx(0.6)  # closing 0.1 + closed 0.3 + opening 0.2
+    assert sm["mean_blink_duration_s"] == pytest.approx(0.5)  # closing 0.1 + closed 0.3 + opening 0.1
     assert sm["blink_rate_per_min"] == pytest.approx(60.0)
 
 

@@ -114,6 +114,17 @@ def test_dp_sgd_end_to_end_from_spec(toy, tmp_path):
     assert any(e["phase"] == "finetune_private_dp" for e in events)
     card = (out / "MODEL_CARD.md").read_text()
     assert "ε = " in card and "dp_sgd" in card
+    lines = card.splitlines()
+    for name, m in s["metrics"].items():  # the card says when a head does no better than its majority label
+        i = next(k for k, line in enumerate(lines) if line.startswith(f"- **{name}**"))
+        notes = [line for line in lines[i + 1 : i + 4] if line.startswith("  - **at or below the majority-label rate")]
+        flagged = bool(notes) and f"class {m['class_acc']:.3f}" in notes[0]
+        assert flagged == (m["class_acc"] <= m["majority_baseline"]["class"] + 1e-6), (name, m)
+    from dmsfactory.summary import train_summary_lines
+
+    lines = train_summary_lines(s)
+    assert lines[0].startswith("privacy:  dp_sgd: epsilon ") and "delta" in lines[0]
+    assert sum(line.startswith("accuracy: ") and "majority-class rate" in line for line in lines) == 2
     # weights reload and give the same predictions
     model, meta = load_model(out / "model.safetensors")
     assert meta["method"] == "dp_sgd" and meta["image_size"] == 32
@@ -170,3 +181,11 @@ def test_random_flip_mirrors_and_swaps_eyes():
             assert yf[i].tolist() == [0, 2, 1]
         else:
             assert torch.equal(xf[i], x[i]) and yf[i].tolist() == [0, 1, 2]
+
+
+def test_card_flags_heads_at_the_majority_rate():
+    from dmsfactory.training.train import at_majority
+
+    m = {"class_acc": 0.16899999976158142, "majority_baseline": {"class": 0.169, "yawn": 0.8, "phone": 0.9},
+         "yawn_acc": 0.85, "phone_acc": 0.75}
+    assert at_majority(m) == ["class 0.169 = 0.169", "phone 0.750 < 0.900"]

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from dmsfactory.datasets.card import CardCounts, build_manifest, write_card
+from dmsfactory.datasets.card import CardCounts, build_manifest, pick_grid_samples, write_card
 from dmsfactory.datasets.reader import iter_raw
-from dmsfactory.datasets.shards import clean_partials, decode_image, finished_record, write_batch, write_json_atomic
+from dmsfactory.datasets.shards import clean_partials, finished_record, write_batch, write_json_atomic
 from dmsfactory.generators import Generator, get_generator
 from dmsfactory.labelers.params import LabelStage
 from dmsfactory.plan import ShardJob
@@ -210,6 +210,9 @@ def resolve_workers(spec: DatasetSpec, workers: int | None = None) -> int:
 
 
 def _pool_init(parent: int) -> None:
+    from dmsfactory.interrupt import ignore_sigint
+
+    ignore_sigint()  # Ctrl-C is the parent's: it prints the one line and ends the workers itself
     default_threads()
 
     def watch() -> None:  # a SIGKILLed parent leaves no orphan holding models and memory
@@ -455,6 +458,9 @@ def finalize(
                 "quarantined": sum(r["counts"]["quarantined"] for r in clip_records),
             },
         }
+    from dmsfactory.datasets.reader_files import write_reader_files  # wids indexes, croissant.json
+
+    manifest["readers"] = write_reader_files(out, manifest)
     write_json_atomic(out / "manifest.json", manifest, indent=2)
 
     from dmsfactory.datasets.coverage import CoverageCounter
@@ -462,11 +468,12 @@ def finalize(
     parts = report_parts(spec, out, records)
     counts = CardCounts()
     cover = CoverageCounter(spec.coverage.min_per_cell, spec.coverage.axes)
-    for doc, raw, _quarantined in iter_raw(out, include_quarantine=True):
-        counts.add(doc, (lambda raw=raw: decode_image(raw)) if raw else None)  # decoded only for the grid
+    for doc, _raw, _quarantined in iter_raw(out, include_quarantine=True):
+        counts.add(doc)
         cover.add(doc)
         for part in parts:
             part.add(doc)
+    grid = pick_grid_samples(out, 18)  # a small, deterministic sample grid (a bounded read)
     sections: list[CardSection] = []
     for part in parts:
         sec = part.section()
@@ -483,7 +490,7 @@ def finalize(
                     cover.add(c["json"])
         sections.append(clip_section(manifest["clips"], clip_docs))
     sections.append(coverage_section(spec, cover))
-    card = write_card(out, manifest, counts, None, sections)
+    card = write_card(out, manifest, counts, grid, sections)
     return {"manifest": manifest, "card": str(card), "sections": sections, "out_dir": str(out)}
 
 
@@ -525,7 +532,10 @@ def clip_section(info: dict[str, Any], clip_docs: list[dict[str, Any]]) -> CardS
     if events:
         md += ["", "| temporal event (Euro NCAP) | count |", "|---|---|"]
         md += [f"| {k} | {v} |" for k, v in sorted(events.items())]
-    return CardSection("Driver-state clips", "\n".join(md), data=info, json_name=None)
+    from dmsfactory.clips.behaviour_report import card_parts  # behaviour vs published figures, with a plot
+
+    b_md, b_files, _ = card_parts(clip_docs)
+    return CardSection("Driver-state clips", "\n".join(md) + b_md, data=info, files=b_files, json_name=None)
 
 
 class CoverageGap(Exception):

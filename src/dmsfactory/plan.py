@@ -12,6 +12,11 @@ its weight, in every split.
 Splits are drawn per identity, so they are identity-disjoint by construction; a mixed identity
 (SynFace mixup) takes both of its parents from base identities of its own split.
 
+Units: the plan lists *renders* (one generated face each); a render becomes one or more *images* in
+the shards (the render plus its augmented views). ``shards.size`` counts images (see
+:func:`renders_per_shard`). A preview (``--limit N``) is N renders picked by :func:`preview_indices`
+from the full plan, so its samples are byte for byte the ones the full run makes.
+
 The fatigue -> appearance mapping (docs/labels.md) is the table ``CLASS_STATES`` below.
 """
 
@@ -76,6 +81,7 @@ FIXATION_DISTANCE_M: dict[str, float | None] = {
 }
 DISTRACTION_ZONES = ("left", "right", "front_right", "infotainment", "steering_wheel", "center_mirror")
 EYE_IN_HEAD_LIMIT = (30.0, 22.0)  # max |yaw|, |pitch| the eyes take before the head turns
+SPLIT_ORDER = ("train", "val", "test")
 
 
 def _seed(*parts: Any) -> int:
@@ -317,19 +323,113 @@ def condition(cols: dict[str, list], index: int) -> dict[str, Any]:
     return {k: cols[k][index] for k in COND_AXES}
 
 
-def plan_indices(spec: DatasetSpec, limit: int | None = None) -> range:
-    """The plan indices a run makes: all of them, or the ``--limit`` preview."""
-    return range(spec.total_samples if limit is None else min(limit, spec.total_samples))
+def split_quotas(weights: dict[str, float], available: dict[str, int], n: int) -> dict[str, int]:
+    """How many of ``n`` preview items each split gets: by weight (largest remainder), at least one for
+    every split that has a share and items while ``n`` allows, never more than a split holds."""
+    present = [s for s in SPLIT_ORDER if weights.get(s, 0) > 0 and available.get(s, 0) > 0]
+    q = {s: 0 for s in SPLIT_ORDER}
+    n = min(n, sum(available.get(s, 0) for s in present))
+    if not present or n <= 0:
+        return q
+    for s in allocate({s: weights[s] for s in present}, n):
+        q[s] += 1
+    by_weight = sorted(present, key=lambda s: (-weights[s], SPLIT_ORDER.index(s)))
+    for s in by_weight:  # every split with a share gets one, taken from the best-served split
+        if q[s] == 0:
+            donor = max(present, key=lambda d: (q[d], -SPLIT_ORDER.index(d)))
+            if q[donor] > 1:
+                q[donor] -= 1
+                q[s] = 1
+    spill = 0
+    for s in present:  # a split cannot give more than it holds; the rest goes to the others by weight
+        if q[s] > available[s]:
+            spill += q[s] - available[s]
+            q[s] = available[s]
+    while spill:
+        room = [s for s in by_weight if q[s] < available[s]]
+        if not room:
+            break
+        for s in room:
+            if spill and q[s] < available[s]:
+                q[s] += 1
+                spill -= 1
+    return q
+
+
+def preview_indices(items: list[tuple[int, str, str, str]], weights: dict[str, float], n: int) -> list[int]:
+    """A stratified preview of ``n`` of the planned ``items`` = (index, split, stratum, identity).
+
+    Every split that has a share gets items (:func:`split_quotas`); within a split the strata (image
+    classes, clip scenarios) take turns, the least-shown stratum over all splits first, so each stratum
+    appears wherever ``n`` allows; within a stratum the first item of each identity comes before any
+    identity's second. Deterministic: the same items and ``n`` give the same indices (sorted)."""
+    if n >= len(items):
+        return sorted(i for i, _, _, _ in items)
+    by_split: dict[str, list[tuple[int, str, str, str]]] = {s: [] for s in SPLIT_ORDER}
+    for it in items:
+        by_split[it[1]].append(it)
+    quotas = split_quotas(weights, {s: len(v) for s, v in by_split.items()}, n)
+    shown: dict[str, int] = {}
+    chosen: list[int] = []
+    # the smallest split chooses first: it holds the fewest strata, the larger ones fill in the rest
+    for split in sorted(SPLIT_ORDER, key=lambda s: (quotas[s], SPLIT_ORDER.index(s))):
+        groups: dict[str, list[int]] = {}
+        rank: dict[tuple[str, str], int] = {}
+        order: dict[int, tuple[int, int]] = {}
+        for idx, _, stratum, ident in sorted(by_split[split]):
+            r = rank.get((stratum, ident), 0)
+            rank[(stratum, ident)] = r + 1
+            order[idx] = (r, idx)
+            groups.setdefault(stratum, []).append(idx)
+        queues = {k: sorted(v, key=order.__getitem__) for k, v in groups.items()}
+        pos = {k: 0 for k in queues}
+        for _ in range(quotas[split]):
+            open_ = [k for k in queues if pos[k] < len(queues[k])]
+            k = min(open_, key=lambda s: (shown.get(s, 0), pos[s], str(s)))
+            chosen.append(queues[k][pos[k]])
+            pos[k] += 1
+            shown[k] = shown.get(k, 0) + 1
+    return sorted(chosen)
+
+
+def plan_indices(spec: DatasetSpec, limit: int | None = None, idents: list[Identity] | None = None,
+                 conds: dict[str, list] | None = None) -> list[int]:
+    """The plan indices a run makes, ascending: all of them, or the ``--limit`` stratified preview
+    (:func:`preview_indices`: every split with a share, each class where the number allows)."""
+    if limit is None or limit >= spec.total_samples:
+        return list(range(spec.total_samples))
+    idents = idents if idents is not None else make_identities(spec)
+    conds = conds if conds is not None else plan_conditions(spec, idents)
+    depth = spec.identities.images_per_identity
+    items = [(i, idents[i // depth].split, conds["class"][i], idents[i // depth].id) for i in range(spec.total_samples)]
+    return preview_indices(items, spec.splits.model_dump(), limit)
 
 
 def make_plan(spec: DatasetSpec, limit: int | None = None) -> list[dict[str, Any]]:
-    """Every sample's parameters, in index order (identity-major: index = identity * depth + image)."""
+    """Every render's parameters, in index order (identity-major: index = identity * depth + image).
+
+    ``limit``: a stratified preview of that many renders (:func:`plan_indices`); its entries are the
+    full plan's, key for key."""
     spec_hash = spec.content_hash()
     idents = make_identities(spec)
     depth = spec.identities.images_per_identity
-    # per-image axes stratified within each split
     conds = plan_conditions(spec, idents)
-    return [make_entry(spec, spec_hash, i, idents[i // depth], condition(conds, i)) for i in plan_indices(spec, limit)]
+    return [make_entry(spec, spec_hash, i, idents[i // depth], condition(conds, i))
+            for i in plan_indices(spec, limit, idents, conds)]
+
+
+def images_per_render(spec: DatasetSpec) -> int:
+    """Images written per render at most: the render itself (unless augmentation drops originals) plus its
+    augmented views."""
+    a = spec.augment
+    if not a.enabled:
+        return 1
+    return max(1, int(a.keep_originals) + a.views_per_image)
+
+
+def renders_per_shard(spec: DatasetSpec) -> int:
+    """Renders per generation batch, so that a shard holds at most ``shards.size`` images."""
+    return max(1, spec.shards.size // images_per_render(spec))
 
 
 @dataclass(frozen=True)
@@ -350,11 +450,14 @@ class ShardJob:
 
 
 def shard_jobs(spec: DatasetSpec, plan: list[dict[str, Any]]) -> list[ShardJob]:
-    """Group a plan into shard-sized batches, one tar per batch, per split, in index order."""
+    """Group a plan into shard-sized batches, one tar per batch, per split, in index order.
+
+    ``shards.size`` counts images: a batch holds :func:`renders_per_shard` renders, so that with
+    augmented views its shard (accepted + quarantined images) holds at most ``shards.size`` images."""
     jobs = []
+    size = renders_per_shard(spec)
     for split in ("train", "val", "test"):
         entries = [e for e in plan if e["split"] == split]
-        size = spec.shards.size
         for s in range(0, len(entries), size):
             jobs.append(ShardJob(split, s // size, tuple(entries[s : s + size])))
     return jobs

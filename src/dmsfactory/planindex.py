@@ -4,7 +4,7 @@ Two checks look beyond the batch they run in: the privacy gate judges an *identi
 from all of its planned images (:mod:`dmsfactory.privacy.identity`), and the verification audit draws
 a stratified sample over every planned image (:mod:`dmsfactory.labelers.audit`). Both must give the
 same answer whichever batch, worker process or ``--limit`` asks, so both read this index of the
-**full** plan, never a ``--limit`` prefix. Building it is the cheap part of :func:`make_plan`
+**full** plan, never a ``--limit`` preview. Building it is the cheap part of :func:`make_plan`
 (identities and the stratified condition lists); an entry is made only when asked for, so a worker
 process does not hold or build the whole plan (50,000 entries take ~10 s and ~90 MB).
 """
@@ -14,7 +14,16 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from dmsfactory.plan import ShardJob, condition, entry_key, make_entry, make_identities, plan_conditions, plan_indices
+from dmsfactory.plan import (
+    ShardJob,
+    condition,
+    entry_key,
+    make_entry,
+    make_identities,
+    plan_conditions,
+    plan_indices,
+    renders_per_shard,
+)
 from dmsfactory.spec import DatasetSpec
 
 
@@ -105,9 +114,9 @@ def lazy_shard_jobs(spec: DatasetSpec, limit: int | None = None) -> list[ShardJo
     """:func:`dmsfactory.plan.shard_jobs` of the (limited) plan, with lazy entries: the same batches,
     names and keys, without building the plan."""
     idx = plan_index(spec)
-    size = spec.shards.size
+    size = renders_per_shard(spec)
     jobs = []
-    wanted = plan_indices(spec, limit)
+    wanted = plan_indices(spec, limit, idx.idents, idx.conds)
     for split in ("train", "val", "test"):
         ids = [i for i in wanted if idx.split(i) == split]
         for s in range(0, len(ids), size):

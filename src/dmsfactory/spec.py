@@ -142,7 +142,11 @@ class ImageCfg(_Strict):
 
 
 class Shards(_Strict):
-    size: int = Field(200, gt=0, description="samples per generation batch and per shard")
+    size: int = Field(
+        200, gt=0,
+        description="images per shard at most (renders + their augmented views; accepted and quarantined "
+        "together): a generation batch is size // images-per-render renders (docs/spec.md)",
+    )
     max_bytes: int = Field(1 << 30, gt=0, description="a shard larger than this is an error")
 
 
@@ -161,6 +165,9 @@ class Splits(_Strict):
 
 class Output(_Strict):
     dir: str = "out/dataset"
+    # the licence you release the dataset under (an SPDX id, e.g. CC-BY-4.0): written to the card's
+    # YAML header and croissant.json; unset, they say "other" (not part of the spec hash)
+    license: str | None = Field(None, pattern=r"^[A-Za-z0-9.+-]+$")
 
 
 class RunCfg(_Strict):
@@ -203,6 +210,7 @@ class DatasetSpec(_Strict):
 
     @property
     def total_samples(self) -> int:
+        """Planned renders (identities x images_per_identity); augmented views add images on top."""
         return self.identities.count * self.identities.images_per_identity
 
     def content_hash(self) -> str:

@@ -1,4 +1,4 @@
-"""Driver-state clips with temporal ground truth (issue 9); see docs/clips.md.
+"""Driver-state clips with temporal ground truth; see docs/clips.md.
 
 ``make_clip_plan(spec)`` -> clip plans; ``ClipGenerator(procedural_config, clips_config).generate(plans)``
 -> ``ClipSample``s; shards in :mod:`dmsfactory.clips.shards`.

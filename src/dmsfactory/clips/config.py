@@ -15,6 +15,7 @@ GazeZoneName = Literal[
 ]
 SegmentKind = Literal[
     "drive",  # attentive driving: blinks, small head sway, eyes on the road
+    "blink",  # one blink at the segment start (closing_s/closed_s/reopening_s, else the driver's values)
     "glance",  # look at `zone` for duration_s (transit included), then back to the road
     "microsleep",  # eye closure of duration_s (< 3 s), slow reopening, small head nod
     "sleep",  # sleep onset: eyes closed for duration_s, head sinks
@@ -60,9 +61,17 @@ class Segment(_Strict):
     with_hand: bool = Field(False, description="yawn: hand over the mouth")
     hand: Literal["left", "right"] = "right"
     use: Literal["call", "texting"] = "texting"
+    closing_s: float | None = Field(None, gt=0, le=2, description="blink: lid closing time (onset to closed)")
+    closed_s: float | None = Field(None, ge=0, lt=1, description="blink: time the lid stays closed")
+    reopening_s: float | None = Field(None, gt=0, le=3, description="blink: lid reopening time")
 
     @model_validator(mode="after")
     def _fields(self) -> "Segment":
+        phases = [p for p in (self.closing_s, self.closed_s, self.reopening_s) if p is not None]
+        if phases and self.kind != "blink":
+            raise ValueError(f"closing_s/closed_s/reopening_s only apply to kind 'blink' (this segment is {self.kind!r})")
+        if self.kind == "blink" and sum(phases) > self.duration_s + 1e-9:
+            raise ValueError(f"a blink's phases ({sum(phases):g} s) must fit in its segment's duration_s ({self.duration_s:g})")
         if self.kind == "glance":
             if self.zone is None:
                 raise ValueError("a 'glance' segment needs 'zone' (a DMD gaze zone other than front)")
@@ -122,7 +131,7 @@ class CoverageConfig(_Strict):
 
 
 class ClipsConfig(_Strict):
-    fps: float = Field(10.0, gt=0, le=60)
+    fps: float = Field(30.0, gt=0, le=60, description="frames per second (in-cabin cameras run 30-60)")
     duration_s: float = Field(20.0, ge=1, le=600)
     clips_per_identity: int = Field(1, ge=1)
     image_size: int = Field(128, ge=32, le=1024)

@@ -17,7 +17,9 @@ from dmsfactory.clips.config import ClipsConfig
 from dmsfactory.labelers.temporal import TemporalParams, temporal_labels_from_frames
 from dmsfactory.sample import FaceSample, Verdicts
 
-CLIP_SCHEMA_VERSION = "1.0.0"
+# 2.0.0 (behaviour 2.0.0): eye states and blinks from the recorded lid curves; blink records gain onset_s/end_s,
+# half_amplitude_s, p80_*; closed_s is the lid's closed phase (was the P80 time); labels.behaviour added
+CLIP_SCHEMA_VERSION = "2.0.0"
 # per-frame temporal fields copied into each frame's labels["temporal"]
 FRAME_TEMPORAL_FIELDS = (
     "eye_state", "eye_state_left", "eye_state_right", "eye_openness", "eyes_closed", "blink_id", "perclos_p80",
@@ -66,7 +68,7 @@ class ClipSample(Verdicts):
             "split": self.split,
             "identity": self.identity,
             "params": self.params,
-            "labels": {"temporal": self.temporal},
+            "labels": {"temporal": self.temporal, "behaviour": self.params.get("behaviour")},
             "verdicts": self.verdicts,
             "frames": [f.to_json() for f in self.frames],
         }
@@ -84,7 +86,9 @@ def clip_labels(sample: ClipSample, cfg: ClipsConfig) -> None:
     from dmsfactory.labelers.params import make_labels
 
     params = [f.params for f in sample.frames]
-    tl = temporal_labels_from_frames(params, sample.params["fps"], temporal_params(cfg))
+    # clips planned by behaviour >= 2 record every eyelid closure (events with a ``lid``): exact eye labels
+    events = sample.params.get("events") if sample.params.get("behaviour") else None
+    tl = temporal_labels_from_frames(params, sample.params["fps"], temporal_params(cfg), events=events)
     sample.temporal = tl
     pf = tl["per_frame"]
     for i, f in enumerate(sample.frames):

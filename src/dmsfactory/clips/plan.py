@@ -17,10 +17,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from dmsfactory.clips.behaviour import kss_class, scenario_segments, synthesize
+from dmsfactory.clips.behaviour import kss_class, scenario_segments, simulate
+from dmsfactory.clips.drivers import driver_traits
 from dmsfactory.clips.config import ClipsConfig
 from dmsfactory.conditions import LUX
-from dmsfactory.plan import _r, _rng, _seed, make_identities, stratified
+from dmsfactory.plan import _r, _rng, _seed, make_identities, preview_indices, stratified
 
 SCENARIO_BASE_LIGHTING = {"tunnel_entry": "daylight"}  # a tunnel is entered from daylight
 
@@ -30,7 +31,7 @@ def _clips_cfg(spec: Any, clips: ClipsConfig | None) -> ClipsConfig:
         return clips
     c = getattr(spec, "clips", None)
     if c is None:
-        raise ValueError("spec has no 'clips:' section (add one, e.g. clips: {fps: 10, duration_s: 20})")
+        raise ValueError("spec has no 'clips:' section (add one, e.g. clips: {fps: 30, duration_s: 20})")
     return c
 
 
@@ -45,7 +46,12 @@ def frame_class(kss: int, zone: str, phone: Any, on_road_zones: tuple[str, ...])
 
 def make_clip_plan(spec: Any, clips: ClipsConfig | None = None, limit: int | None = None) -> list[dict[str, Any]]:
     """One dict per clip: ``key, clip_index, identity, identity_seed, identity_params, split, scenario,
-    kss, fps, n_frames, segments, events, frames`` (``frames``: per-frame plan entries)."""
+    kss, fps, n_frames, segments, behaviour, events, frames`` (``frames``: per-frame plan entries;
+    ``behaviour``: the driver's traits and their values at this KSS, dmsfactory.clips.drivers).
+
+    ``limit``: a stratified preview of that many clips, picked from the full plan
+    (:func:`dmsfactory.plan.preview_indices`): every split with a share, each scenario where the number
+    allows; each clip is the full plan's clip of the same index."""
     cfg = _clips_cfg(spec, clips)
     spec_hash = spec.content_hash()
     idents = make_identities(spec)
@@ -63,20 +69,27 @@ def make_clip_plan(spec: Any, clips: ClipsConfig | None = None, limit: int | Non
         mount = stratified(dict(c.camera.mount), len(idx), r)
         for k, i in enumerate(idx):
             conds[i] = {"scenario": scen[k], "lighting": light[k], "accessory": acc[k], "mount": mount[k]}
-    total = len(idents) * per if limit is None else min(limit, len(idents) * per)
+    total = len(idents) * per
+    if limit is None or limit >= total:
+        indices = list(range(total))
+    else:  # a stratified preview: every split with a share, each scenario where the number allows
+        items = [(ci, idents[ci // per].split, conds[ci]["scenario"], idents[ci // per].id) for ci in range(total)]
+        indices = preview_indices(items, spec.splits.model_dump(), limit)
     n = cfg.n_frames
     on_road = tuple(cfg.temporal.on_road_zones)
     out = []
-    for ci in range(total):
+    for ci in indices:
         ident = idents[ci // per]
         cond = conds[ci]
         scen = cond["scenario"]
         r = _rng(spec.seed, "clip", ci)
-        kss, segs = scenario_segments(scen, cfg, r)
+        driver = driver_traits(ident.seed)  # one driver per identity: same traits in all its clips
+        kss, segs = scenario_segments(scen, cfg, r, driver)
         lighting = SCENARIO_BASE_LIGHTING.get(scen, cond["lighting"])
         lo, hi = LUX[lighting]
         lux = math.exp(r.uniform(math.log(lo), math.log(hi)))
-        per_frame, events = synthesize(kss, segs, n, cfg.fps, r, lighting=lighting, illuminance_lux=lux)
+        model = simulate(kss, segs, cfg.duration_s, r, driver, lighting=lighting, illuminance_lux=lux)
+        per_frame, events = model.frames(n, cfg.fps), model.events
         key = f"{spec_hash[:10]}-c{ci:06d}"
         camera = {
             "mount": cond["mount"],
@@ -119,6 +132,7 @@ def make_clip_plan(spec: Any, clips: ClipsConfig | None = None, limit: int | Non
             "fps": cfg.fps,
             "n_frames": n,
             "segments": segs,
+            "behaviour": model.record(),
             "events": events,
             "frames": frames,
         })

@@ -91,8 +91,8 @@ def _balance_plot(balance: Counter, path: Path) -> None:
         ax.bar(x, vals, bottom=bottom, label=s)
         bottom += vals
     ax.set_xticks(x, classes, rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel("samples")
-    ax.set_title("class balance by split (accepted samples)")
+    ax.set_ylabel("images")
+    ax.set_title("class balance by split (accepted images)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
@@ -101,30 +101,18 @@ def _balance_plot(balance: Counter, path: Path) -> None:
 
 class CardCounts:
     """What the card counts, accumulated one record at a time (``add``): class balance per split,
-    class x lighting / accessory, identities per split, quarantine reasons, and the sample grid
-    (the first accepted sample of each identity, decoded only when taken)."""
-
-    GRID = 18
+    class x lighting / accessory, identities per split and the quarantine reasons grouped by check
+    (:func:`quarantine_by_reason`). Its size grows with classes, checks and identities, never with
+    images; the sample grid is picked separately (:func:`pick_grid_samples`, a bounded read)."""
 
     def __init__(self) -> None:
         self.balance: Counter = Counter()  # (split, class)
         self.cross: dict[str, Counter] = {"lighting": Counter(), "accessory": Counter()}
         self.split_ids: dict[str, set] = {s: set() for s in ("train", "val", "test")}
-        self.reasons: Counter = Counter()
-        self.grid: list[tuple[dict[str, Any], np.ndarray]] = []
-        self._grid_ids: set = set()
+        self._reasons: dict[str, dict[str, Any]] = {}
 
-    def add(self, r: dict[str, Any], image: Any = None) -> None:
-        """``image``: the decoded image, or a callable returning it (called only for grid samples)."""
-        quarantined = False
-        for v in r.get("verdicts", []):
-            if v.get("verdict") == "quarantine":
-                quarantined = True
-                k = f"{v['stage']}: {v.get('reason', '')[:80]}"
-                if k not in self.reasons and len(self.reasons) >= 2000:  # bounded: the card lists the top 20
-                    k = f"{v['stage']}: (other reasons)"
-                self.reasons[k] += 1
-        if quarantined:
+    def add(self, r: dict[str, Any]) -> None:
+        if _add_reason(self._reasons, r):
             return
         lab = r["labels"]
         self.balance[(r["split"], lab.get("class", "?"))] += 1
@@ -132,18 +120,16 @@ class CardCounts:
             c[(lab.get("class"), str(lab.get(axis)))] += 1
         if r["split"] in self.split_ids:
             self.split_ids[r["split"]].add(r["identity"])
-        if len(self.grid) < self.GRID and r.get("identity") not in self._grid_ids and image is not None:
-            img = image() if callable(image) else image
-            if img is not None:
-                self._grid_ids.add(r.get("identity"))
-                self.grid.append(({k: r[k] for k in ("key", "labels", "landmarks", "bbox") if k in r}, img))
+
+    @property
+    def reasons(self) -> list[dict[str, Any]]:
+        return _sorted_reasons(self._reasons)
 
     @classmethod
-    def of(cls, records: list[dict[str, Any]], grid: list[tuple[dict[str, Any], np.ndarray]] | None = None) -> "CardCounts":
+    def of(cls, records: list[dict[str, Any]]) -> "CardCounts":
         c = cls()
         for r in records:
             c.add(r)
-        c.grid = list(grid or [])
         return c
 
 
@@ -166,6 +152,16 @@ def draw_landmarks(img: np.ndarray, doc: dict[str, Any]) -> np.ndarray:
     return out
 
 
+def pick_grid_samples(out_dir: Path, n: int = 18) -> list[tuple[dict[str, Any], np.ndarray]]:
+    """A small, deterministic sample grid: the first accepted image of each identity, then the second
+    of each, ... until ``n`` (a small run with few identities still fills the grid)."""
+    from dmsfactory.datasets.preview import candidates, pick
+    from dmsfactory.datasets.reader import shard_paths
+    from dmsfactory.datasets.shards import decode_image
+
+    return [(doc, decode_image(raw)) for doc, raw in pick(candidates(shard_paths(out_dir), n), n)]
+
+
 def sample_grid(samples: list[tuple[dict[str, Any], np.ndarray]], path: Path, cols: int = 6, landmarks_on: int = 3) -> None:
     tiles = []
     for i, (doc, img) in enumerate(samples):
@@ -176,11 +172,82 @@ def sample_grid(samples: list[tuple[dict[str, Any], np.ndarray]], path: Path, co
         text = f"{lab.get('class', '?')[:12]} {lab.get('lighting', '')[:8]}"
         cv2.putText(t, text, (3, 154), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (255, 255, 255), 1, cv2.LINE_AA)
         tiles.append(t)
+    cols = max(1, min(cols, len(tiles)))  # a short grid is one row, never a row of black padding
     while len(tiles) % cols:
-        tiles.append(np.zeros_like(tiles[0]))
+        tiles.append(np.full_like(tiles[0], 40))
     rows = [np.concatenate(tiles[i : i + cols], axis=1) for i in range(0, len(tiles), cols)]
     grid = np.concatenate(rows, axis=0)
     cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+
+
+def counts_line(manifest: dict[str, Any]) -> str:
+    """The card's counts in the one vocabulary (docs/spec.md): renders planned, images written."""
+    c = manifest["counts"]
+    spec = manifest.get("spec") or {}
+    ids = spec.get("identities") or {}
+    in_spec = (ids.get("count") or 0) * (ids.get("images_per_identity") or 0)
+    preview = f" (a stratified preview of the spec's {in_spec:,})" if manifest.get("limit") and in_spec > c["planned"] else ""
+    aug = spec.get("augment") or {}
+    views = aug.get("views_per_image", 0) if aug.get("enabled") else 0
+    how = ""
+    if views:
+        how = (f" (each render{' and' if aug.get('keep_originals', True) else ' as'} {views} augmented "
+               f"view{'s' if views != 1 else ''})")
+    return (f"- renders: {c['planned']:,} planned{preview}; images written{how}: train {c['train']:,}, "
+            f"val {c['val']:,}, test {c['test']:,}; quarantined {c['quarantined']:,}")
+
+
+def clips_line(manifest: dict[str, Any]) -> str | None:
+    """The card's clip counts (clips and their frames), when the dataset has clips."""
+    info = manifest.get("clips")
+    if not info:
+        return None
+    c = info["counts"]
+    spec = manifest.get("spec") or {}
+    per = (spec.get("clips") or {}).get("clips_per_identity") or 0
+    in_spec = ((spec.get("identities") or {}).get("count") or 0) * per
+    planned = c["clips"] + c["quarantined"]
+    preview = f" (a stratified preview of the spec's {in_spec:,})" if manifest.get("limit") and in_spec > planned else ""
+    return (f"- clips: {planned:,} planned{preview}; written: {c['clips']:,} clip{'' if c['clips'] == 1 else 's'} of "
+            f"{c['frames']:,} frames in all, "
+            f"quarantined {c['quarantined']:,} (section 'Driver-state clips')")
+
+
+def _add_reason(groups: dict[str, dict[str, Any]], d: dict[str, Any]) -> bool:
+    """Count ``d`` under the first check that quarantined it; False when it was not quarantined."""
+    for v in d.get("verdicts", []):
+        if v.get("verdict") != "quarantine":
+            continue
+        k = f"{v.get('stage', '?')}/{v.get('check') or v.get('stage', '?')}"
+        g = groups.setdefault(k, {"check": k, "images": 0, "example": v.get("reason", ""), "key": d.get("key")})
+        g["images"] += 1
+        return True  # an image counts once, under the first check that quarantined it
+    return False
+
+
+def _sorted_reasons(groups: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(groups.values(), key=lambda g: (-g["images"], g["check"]))
+
+
+def quarantine_by_reason(docs) -> list[dict[str, Any]]:
+    """Quarantined images grouped by the check that quarantined them (``stage/check``), most first,
+    each with one full example reason (never cut)."""
+    groups: dict[str, dict[str, Any]] = {}
+    for d in docs:
+        _add_reason(groups, d)
+    return _sorted_reasons(groups)
+
+
+def contact_sheets(out_dir: Path, counts: dict[str, int], n: int = 32) -> list[str]:
+    """Write ``card/preview-<split>.png`` for every split with images; returns the card's links."""
+    from dmsfactory.datasets.preview import contact_sheet
+
+    links = []
+    for split, key in (("train", "train"), ("val", "val"), ("test", "test"), ("quarantine", "quarantined")):
+        if counts.get(key):
+            res = contact_sheet(out_dir, split, n)
+            links.append(f"[{split}](card/{Path(res['path']).name})")
+    return links
 
 
 def write_card(
@@ -191,14 +258,14 @@ def write_card(
     sections: list[CardSection],
 ) -> Path:
     """``counts``: a :class:`CardCounts` (or the records, counted here); ``grid_samples``: the sample
-    grid's (doc, image) pairs (default: the one ``counts`` collected)."""
+    grid's (doc, image) pairs (:func:`pick_grid_samples`)."""
     out_dir = Path(out_dir)
     card_dir = out_dir / "card"
     card_dir.mkdir(exist_ok=True)
     if not isinstance(counts, CardCounts):
-        counts = CardCounts.of(counts, grid_samples)
-    grid_samples = counts.grid if grid_samples is None else grid_samples
+        counts = CardCounts.of(counts)
     _balance_plot(counts.balance, card_dir / "class_balance.png")
+    c = manifest["counts"]
     if grid_samples:
         sample_grid(grid_samples, card_dir / "sample_grid.png")
 
@@ -209,8 +276,8 @@ def write_card(
         return _table(rows, cols, cell)
 
     split_ids = {s: len(counts.split_ids[s]) for s in ("train", "val", "test")}
-    c = manifest["counts"]
     reasons = counts.reasons
+    sheets = contact_sheets(out_dir, c)
     md = [
         f"# Dataset card: {manifest['name']}",
         "",
@@ -219,9 +286,9 @@ def write_card(
         f"(label schema {manifest['schema_version']}).",
         "",
         f"- spec hash: `{manifest['spec_hash']}`, seed {manifest['seed']}"
-        + (f", limited to the first {manifest['limit']} planned samples" if manifest.get("limit") else ""),
-        f"- samples: {c['planned']} planned; train {c['train']}, val {c['val']}, test {c['test']}; "
-        f"quarantined {c['quarantined']}",
+        + (f", made with `--limit {manifest['limit']}`" if manifest.get("limit") else ""),
+        counts_line(manifest),
+        *([clips_line(manifest)] if manifest.get("clips") else []),
         f"- identities per split (identity-disjoint): train {split_ids['train']}, val {split_ids['val']}, "
         f"test {split_ids['test']}",
         f"- shards: {len(manifest['shards'])} (+{len(manifest['quarantine'])} quarantine), listed with sha256 in "
@@ -242,14 +309,18 @@ def write_card(
         "## Counts: class x accessory",
         cross("accessory"),
         "## Sample grid",
-        "First tiles with landmarks drawn (green visible, red occluded; cyan rings: iris centres).",
+        "The first image of each identity, then the second, ...; landmarks drawn on the first tiles (green "
+        "visible, red occluded; cyan rings: iris centres).",
         "",
         "![sample grid](card/sample_grid.png)",
         "",
     ]
+    if sheets:
+        md += ["Contact sheets, every tile with its landmarks and labels: " + " · ".join(sheets)
+               + f". More of any split: `dmsfactory preview {out_dir} --split val --n 64`.", ""]
     if reasons:
-        md += ["## Quarantine reasons", "", "| reason | samples |", "|---|---|"]
-        md += [f"| {k} | {v} |" for k, v in reasons.most_common(20)]
+        md += ["## Quarantine reasons", "", "| check | images | example reason |", "|---|---:|---|"]
+        md += [f"| {g['check']} | {g['images']} | {g['example'].replace('|', '/')} (`{g['key']}`) |" for g in reasons]
         md.append("")
     for sec in sections:
         md += [f"## {sec.title}", "", sec.markdown, ""]
@@ -260,5 +331,7 @@ def write_card(
         if sec.json_name:
             write_json_atomic(out_dir / sec.json_name, sec.data, indent=2)
     path = out_dir / "README.md"
-    path.write_text("\n".join(md))
+    from dmsfactory.datasets.hf import card_header  # YAML front matter: load_dataset(DIR) configs + features
+
+    path.write_text(card_header(manifest) + "\n".join(md))
     return path

@@ -235,11 +235,11 @@ def coverage_gaps(matrix: dict[str, Any]) -> list[str]:
 
 
 def coverage_markdown(matrix: dict[str, Any]) -> str:
-    """The dataset-card section: one table per axis; empty cells bold **0**, cells under the minimum marked."""
+    """The dataset-card section's body (the card adds the "## Euro NCAP coverage" heading): one table per
+    axis; empty cells bold **0**, cells under the minimum marked."""
     k = matrix["min_per_cell"]
     states = matrix["states"]
-    lines = ["## Euro NCAP coverage", "",
-             f"{matrix['images']} images, {matrix['clips']} clips. Unit: {matrix['unit']}. "
+    lines = [f"{matrix['images']} images, {matrix['clips']} clips. Unit: {matrix['unit']}. "
              + (f"Requirement: >= {k} per cell; {matrix['gaps']} cell(s) short." if k else "No per-cell requirement set."),
              ""]
     if matrix["not_recorded_axes"]:

@@ -327,7 +327,8 @@ def export_openlabel(source: Any, out_path: str | Path, *, per_clip: bool = Fals
 
     ``per_clip=False``: one file at ``out_path``; ``per_clip=True``: ``out_path`` is a directory that
     gets ``<clip key>.json`` per clip (+ ``images.json`` for single-image samples, if any).
-    Returns ``{"files": [...], "frames": n, "clips": n, "validated_with": str | None}``.
+    Returns ``{"files": [...], "frames": n, "clips": n, "images": n, "validated_with": str | None}``:
+    ``frames`` counts OpenLABEL frames, one per clip frame and one per single image.
     """
     recs = _load_records(source)
     out = Path(out_path)
@@ -356,4 +357,4 @@ def export_openlabel(source: Any, out_path: str | Path, *, per_clip: bool = Fals
         files.append(str(path))
         frames += len(doc["openlabel"].get("frames", {}))
     return {"files": files, "frames": frames, "clips": sum(1 for r in recs if r.get("kind") == "clip"),
-            "validated_with": used}
+            "images": sum(1 for r in recs if r.get("kind") != "clip"), "validated_with": used}

@@ -8,7 +8,9 @@ Layout of a dataset directory::
     DIR/.progress/train-000000.json       written last: the batch is finished
     DIR/manifest.json  DIR/README.md (dataset card)  DIR/card/*.png
 
-Each sample is ``<key>.jpg`` (or ``.png``) + ``<key>.json`` (:meth:`FaceSample.to_json`).
+Each sample is ``<key>.jpg`` (or ``.png``) + ``<key>.json`` (:meth:`FaceSample.to_json`) +
+``<key>.params.txt`` (the exact JSON text of ``params``, for readers that need declared column types:
+Hugging Face keeps it as a string column; docs/readers.md).
 A batch is written to ``*.tar.partial`` and renamed atomically; its progress record (keys,
 counts, sha256 of the tar files, spec hash) is written after the rename. On a rerun a batch is
 skipped only if its record exists, matches the spec hash and planned keys, and the files still
@@ -28,6 +30,7 @@ import cv2
 import numpy as np
 import webdataset as wds
 
+from dmsfactory.datasets.record_schema import PARAMS_MEMBER, params_member
 from dmsfactory.sample import FaceSample
 
 PROGRESS_DIR = ".progress"
@@ -108,7 +111,8 @@ def write_json_atomic(path: Path, data: Any, indent: int | None = None) -> None:
 
 def _sample_records(samples: list[FaceSample], fmt: str, quality: int) -> Iterator[dict[str, Any]]:
     for s in samples:
-        rec: dict[str, Any] = {"__key__": s.key, "json": json.dumps(s.to_json(), sort_keys=True).encode()}
+        rec: dict[str, Any] = {"__key__": s.key, "json": json.dumps(s.to_json(), sort_keys=True).encode(),
+                               PARAMS_MEMBER: params_member(s.params)}  # exact params for typed readers
         if s.image is not None:
             rec[fmt] = encode_sample(s, fmt, quality)
         yield rec

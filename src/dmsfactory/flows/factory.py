@@ -223,9 +223,8 @@ def publish_artifacts(spec: DatasetSpec, target: Target, res: dict[str, Any], re
     made = [r for r in records if not (r.get("resumed") or r.get("cached"))]
     create_table_artifact(
         key=_key("dmsfactory", name, "counts"),
-        table=[{"split": k, "samples": c[k]} for k in ("train", "val", "test", "quarantined")]
-        + [{"split": "planned", "samples": c["planned"]}],
-        description=f"dataset {name}: samples per split (spec hash {m['spec_hash'][:12]})",
+        table=[{"split": k, "images": c[k]} for k in ("train", "val", "test", "quarantined")],
+        description=f"dataset {name}: images per split from {c['planned']} planned renders (spec hash {m['spec_hash'][:12]})",
     )
     keys.append(_key("dmsfactory", name, "counts"))
     md = [
@@ -233,7 +232,9 @@ def publish_artifacts(spec: DatasetSpec, target: Target, res: dict[str, Any], re
         "",
         f"Output: `{target.out}`, spec hash `{m['spec_hash'][:12]}`, schema {m['schema_version']}.",
         "",
-        "| split | samples |",
+        f"{c['planned']} renders planned; images written (renders and their augmented views):",
+        "",
+        "| split | images |",
         "|---|---|",
     ]
     md += [f"| {k} | {c[k]} |" for k in ("train", "val", "test", "quarantined")]
@@ -347,7 +348,7 @@ def run_batches(
     if progress_total is not None:
         from tqdm import tqdm
 
-        bar = tqdm(total=progress_total, unit="img", desc=spec.name, file=sys.stderr)
+        bar = tqdm(total=progress_total, unit="render", desc=spec.name, file=sys.stderr)
     pending = list(jobs)
     limit = max_in_flight or len(pending) or 1
     running = [submit(pending.pop(0)) for _ in range(min(limit, len(pending)))]

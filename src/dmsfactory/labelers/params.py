@@ -13,7 +13,8 @@ from typing import Any
 from dmsfactory.plan import FATIGUE_LEVEL
 from dmsfactory.sample import FaceSample
 
-SCHEMA_VERSION = "1.1.0"  # 1.1.0: gaze.in_head.distance_m (fixation distance; per-eye gaze converges)
+SCHEMA_VERSION = "1.2.0"  # 1.2.0: face-model head: aperture/mouth opening measured on its surface, expression weights
+# 1.1.0: gaze.in_head.distance_m (fixation distance; per-eye gaze converges)
 
 CLOSED_OPENNESS = 0.2  # openness <= 0.2 means >= 80 % closed: "close" (the PERCLOS P80 criterion)
 # Eyes on the road: the forward view and the mirrors (driving-related glances), as in the clip labels
@@ -120,6 +121,8 @@ def make_labels(params: dict[str, Any]) -> dict[str, Any]:
             "on_road": params["gaze_zone"] in DRIVING_ZONES,
         },
         "gaze_zone_dmd": params["gaze_zone"],
+        # ARKit-named blendshape weights the renderer used (face-model renderer; None without geometry)
+        "expression": render.get("expression"),
         "head_pose": {k: render["head_pose_camera"][k] for k in ("yaw", "pitch", "roll")}
         if render.get("head_pose_camera")
         else None,

@@ -7,22 +7,38 @@ its parameter in :class:`TemporalParams` (seconds, so they do not depend on the 
 Eye closure
     A frame is *closed* when openness <= ``closed_openness`` (0.2: the eye is at least 80 % closed,
     the PERCLOS P80 criterion). Openness is 0 (closed) .. 1 (this subject's full aperture); the
-    "eyes" signal of a frame is the mean of the two eyes.
+    "eyes" signal of a frame is the mean of the two eyes. ``eyes_closed`` (PERCLOS, closure
+    durations, unresponsive) is this sampled P80 criterion; the DMD eye state below is the lid's
+    movement phase, so a frame can be ``closing`` with the eye already below 0.2.
 
 Per-frame eye state (DMD set ``open, closing, close, opening``)
-    ``close`` on closed frames. Lid motion between frames i-1 and i is attributed to frame i: the
-    frames before a closure run whose openness is lower than the previous frame's are ``closing``
-    (the last local maximum itself stays ``open``), the frames after it whose openness is higher than
-    the previous frame's are ``opening`` (up to and including the frame reaching the next local
-    maximum); a change smaller than ``monotone_eps`` ends the phase. Everything else is ``open``.
-    A lid movement that never reaches the closed level (a partial blink) is ``open``: it is not a
-    closure under P80.
+    From the clip's recorded eyelid closures (``closures``; the clips record every closure with its
+    curve, :class:`dmsfactory.clips.kinematics.Closure`): a frame at time t = i / fps is ``closing``
+    while a closure's lid is falling (onset .. onset + closing_s), ``close`` while it rests at its
+    closed position (closed_s), ``opening`` while it rises back (reopening_s), else ``open``. The
+    states are samples of continuous phases, so they do not depend on the frame rate beyond
+    sampling; lid drift, narrowing in a yawn and other movements that are not closures never give
+    ``closing``/``opening``. Per eye: the closures covering that eye (both-eye closures and one-eye
+    closures such as a rubbed eye); the combined state: both-eye closures only.
+    Without closure records (openness arrays only) the states are estimated from the samples:
+    ``close`` on closed frames; the falling frames before a closed run, from the last local maximum,
+    are ``closing`` and the rising frames after it, up to the next local maximum, ``opening`` -- but
+    only frames at least ``min_lid_motion`` (0.05) below that maximum, and each step must exceed
+    ``monotone_eps``: this minimum amplitude keeps drift out of the phases. A lid movement that never
+    reaches the closed level (a partial blink) is ``open``: it is not a closure under P80.
 
 Blinks / closures
-    Each closing+close+opening episode gets an id (0, 1, ...) and its durations: a run of n frames
-    lasts n / fps seconds. Classified by the closed duration c: ``blink`` if c < ``microsleep_min_s``,
-    ``microsleep`` if microsleep_min_s <= c < ``sleep_min_s`` (Euro NCAP: closure < 3 s), ``sleep``
-    if c >= sleep_min_s (Euro NCAP: > 3 s; exactly 3 s counts as sleep here).
+    Each closure gets an id (0, 1, ...) and its durations. From closure records: ``closing_s``,
+    ``closed_s`` (lid at its closed position), ``opening_s`` (reopening), ``duration_s`` (onset to
+    fully reopened), ``half_amplitude_s`` (time past half the excursion; a *long blink* is > 0.15 s,
+    Anund et al. 2017), and ``p80_closed_s``: the time the eye is at or below ``closed_openness``,
+    from the curve with the recorded open level (``p80_start_s``/``p80_end_s``); ``frames`` counts the
+    frames in each phase. From samples only: a run of n frames lasts n / fps seconds and
+    ``closed_s = p80_closed_s``. Classified by p80_closed_s = c: ``blink`` if c <
+    ``microsleep_min_s``, ``microsleep`` if microsleep_min_s <= c < ``sleep_min_s`` (Euro NCAP:
+    closure < 3 s), ``sleep`` if c >= sleep_min_s (Euro NCAP: > 3 s; exactly 3 s counts as sleep).
+    ``complete``: the closure starts and ends inside the clip (only complete blinks enter the rate
+    and the mean durations).
 
 PERCLOS P80
     Share of frames in the trailing ``perclos_window_s`` (60 s) window that are closed, including
@@ -51,7 +67,9 @@ Unresponsive driver
 
 Overall state per frame (causal: what a DMS should report at that moment), first match wins:
     ``unresponsive``; ``sleep`` (current closure >= 3 s); ``microsleep`` (current closure >=
-    microsleep_min_s); ``long_distraction``; ``visual_time_sharing``; ``drowsy`` (PERCLOS >=
+    microsleep_min_s; "current closure" = closed time up to the end of this frame's 1/fps interval:
+    a run of n closed frames, or with closure records min(t + 1/fps, p80_end) - p80_start, on
+    closed frames); ``long_distraction``; ``visual_time_sharing``; ``drowsy`` (PERCLOS >=
     ``perclos_drowsy`` over a window of at least ``perclos_min_window_s``); ``alert``.
 The Euro NCAP category of each state is in :data:`EURO_NCAP_CATEGORY`.
 """
@@ -64,6 +82,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from dmsfactory.clips.kinematics import Closure, closures_from_events, inverse_smoothstep5
 from dmsfactory.labelers.params import DRIVING_ZONES
 
 GAZE_ZONES = (
@@ -82,6 +101,7 @@ GAZE_ZONES = (
 ON_ROAD_ZONES: tuple[str, ...] = tuple(DRIVING_ZONES)
 
 EYE_STATES = ("open", "closing", "close", "opening")
+LONG_BLINK_HALF_AMPLITUDE_S = 0.15  # "long blink": > 0.15 s at half amplitude (Anund et al. 2017)
 STATES = (
     "alert",
     "drowsy",
@@ -106,6 +126,7 @@ EURO_NCAP_CATEGORY = {
 class TemporalParams:
     closed_openness: float = 0.2
     monotone_eps: float = 1e-3
+    min_lid_motion: float = 0.05
     microsleep_min_s: float = 1.0
     sleep_min_s: float = 3.0
     perclos_window_s: float = 60.0
@@ -175,35 +196,41 @@ def current_run_frames(mask: Sequence[bool] | np.ndarray) -> np.ndarray:
     return out
 
 
-def eye_states(openness, fps: float, params: TemporalParams = TemporalParams()):
-    """Per-frame DMD eye state, blink id (-1 outside an episode) and the list of closure episodes."""
-    fps = _check_fps(fps)
-    o = _as_openness(openness)
+def _closure_class(closed_s: float, params: TemporalParams) -> str:
+    return ("sleep" if closed_s >= params.sleep_min_s - 1e-9
+            else "microsleep" if closed_s >= params.microsleep_min_s - 1e-9
+            else "blink")
+
+
+def _frame_eye_states(o: np.ndarray, fps: float, params: TemporalParams):
+    """Eye states from sampled openness alone (no closure records): see the module doc."""
     n = o.size
     closed = o <= params.closed_openness
     states = np.array(["open"] * n, dtype=object)
     blink_id = np.full(n, -1, dtype=np.int64)
     episodes: list[dict[str, Any]] = []
     eps = params.monotone_eps
+    amp = params.min_lid_motion
     prev_end = 0
     for s, e in runs(closed):
-        a = s
+        a = s  # walk back over the falling frames to the local maximum before the closure
         while a - 1 >= max(prev_end, 1) and not closed[a - 1] and o[a - 2] - o[a - 1] > eps:
             a -= 1
-        b = e
+        top = o[a - 1] if a >= 1 else o[s]
+        while a < s and o[a] > top - amp:  # frames still within min_lid_motion of the open level are open
+            a += 1
+        b = e  # walk forward over the rising frames to the next local maximum
         while b < n and o[b] - o[b - 1] > eps and not closed[b]:
             b += 1
+        top2 = o[b - 1]  # the local maximum after the closure
+        while b > e and o[b - 1] > top2 - amp:
+            b -= 1
         states[a:s] = "closing"
         states[s:e] = "close"
         states[e:b] = "opening"
         k = len(episodes)
         blink_id[a:b] = k
         closed_s = (e - s) / fps
-        kind = (
-            "sleep" if closed_s >= params.sleep_min_s - 1e-9
-            else "microsleep" if closed_s >= params.microsleep_min_s - 1e-9
-            else "blink"
-        )
         episodes.append({
             "id": k,
             "start": a,
@@ -214,11 +241,94 @@ def eye_states(openness, fps: float, params: TemporalParams = TemporalParams()):
             "closed_s": closed_s,
             "opening_s": (b - e) / fps,
             "duration_s": (b - a) / fps,
-            "kind": kind,
+            "p80_closed_s": closed_s,
+            "half_amplitude_s": None,
+            "kind": _closure_class(closed_s, params),
             "complete": s > 0 and e < n,  # the closure starts and ends inside the clip
+            "source": "frames",
         })
         prev_end = b
     return [str(x) for x in states], blink_id, episodes
+
+
+def p80_interval(c: Closure, open_level: Sequence[float] | None, thr: float) -> tuple[float, float] | None:
+    """Times at which closure ``c`` takes an eye at ``open_level`` (at onset, at the end) to <= ``thr`` and back.
+
+    Computed from the lid curve (kinematics.Closure) with the open level held at its recorded values
+    (closing: the level at onset; reopening: the level at the end)."""
+    if c.floor > thr:
+        return None
+    b0, b1 = (float(open_level[0]), float(open_level[1])) if open_level else (1.0, 1.0)
+    if b0 <= thr:
+        start = c.onset_s
+    else:
+        start = c.onset_s + c.closing_s * inverse_smoothstep5((b0 - thr) / (b0 - c.floor))
+    if b1 <= thr:
+        end = c.end_s
+    else:
+        a = (b1 - thr) / (b1 - c.floor)
+        end = c.closed_end_s + c.reopening_s * inverse_smoothstep5(1.0 - a) ** (1.0 / c.reopen_gamma)
+    return start, end
+
+
+def _curve_eye_states(n: int, fps: float, params: TemporalParams, closures: Sequence[Closure], eye: str):
+    """Eye states as the phases of the recorded closures at the frame times (see the module doc)."""
+    t = np.arange(n) / fps
+    clip_end = n / fps
+    states = np.array(["open"] * n, dtype=object)
+    blink_id = np.full(n, -1, dtype=np.int64)
+    episodes: list[dict[str, Any]] = []
+    names = np.array(["open", "closing", "close", "opening"], dtype=object)
+    mine = [c for c in closures if (c.eyes == "both" if eye == "both" else c.covers(eye))]
+    for c in mine:
+        if c.end_s <= 0 or c.onset_s >= clip_end:
+            continue
+        ph = c.phase(t)
+        m = ph > 0
+        k = len(episodes)
+        states[m] = names[ph[m]]
+        blink_id[m] = k
+        idx = np.flatnonzero(m)
+        iv = p80_interval(c, c.open_level, params.closed_openness)
+        p80 = (iv[1] - iv[0]) if iv else 0.0
+        first = int(np.searchsorted(t, c.onset_s - 1e-12))
+        episodes.append({
+            "id": k,
+            "start": int(idx[0]) if idx.size else first,
+            "close_start": int(np.searchsorted(t, c.closed_start_s - 1e-12)),
+            "close_end": int(np.searchsorted(t, c.closed_end_s - 1e-12)),  # exclusive
+            "end": int(idx[-1]) + 1 if idx.size else first,  # exclusive
+            "onset_s": c.onset_s,
+            "end_s": c.end_s,
+            "closing_s": c.closing_s,
+            "closed_s": c.closed_s,
+            "opening_s": c.reopening_s,
+            "duration_s": c.duration_s,
+            "half_amplitude_s": c.half_amplitude_s,
+            "p80_start_s": iv[0] if iv else None,
+            "p80_end_s": iv[1] if iv else None,
+            "p80_closed_s": p80,
+            "frames": {"closing": int((ph == 1).sum()), "close": int((ph == 2).sum()), "opening": int((ph == 3).sum())},
+            "kind": _closure_class(p80, params),
+            "lid_kind": c.kind,
+            "eyes": c.eyes,
+            "complete": c.onset_s >= 0 and c.end_s <= clip_end,
+            "source": "curves",
+        })
+    return [str(x) for x in states], blink_id, episodes
+
+
+def eye_states(openness, fps: float, params: TemporalParams = TemporalParams(),
+               closures: Sequence[Closure] | None = None, eye: str = "both"):
+    """Per-frame DMD eye state, blink id (-1 outside an episode) and the list of closure episodes.
+
+    With ``closures`` (the clip's recorded lid closures) the states are the closures' phases at the
+    frame times; without, they are estimated from the sampled openness (module doc)."""
+    fps = _check_fps(fps)
+    o = _as_openness(openness)
+    if closures is None:
+        return _frame_eye_states(o, fps, params)
+    return _curve_eye_states(o.size, fps, params, closures, eye)
 
 
 def perclos(openness, fps: float, params: TemporalParams = TemporalParams()):
@@ -283,8 +393,12 @@ def temporal_labels(
     gaze_zones: Sequence[str],
     fps: float,
     params: TemporalParams = TemporalParams(),
+    closures: Sequence[Closure] | None = None,
 ) -> dict[str, Any]:
-    """All temporal labels of one clip: ``per_frame`` lists, ``events``, ``blinks`` and ``summary``."""
+    """All temporal labels of one clip: ``per_frame`` lists, ``events``, ``blinks`` and ``summary``.
+
+    ``closures``: the clip's recorded eyelid closures (:func:`closures_from_events`); without them the
+    eye states and closure episodes are estimated from the sampled openness (module doc)."""
     fps = _check_fps(fps)
     ol = _as_openness(openness_left, "eye_openness_left")
     orr = _as_openness(openness_right, "eye_openness_right")
@@ -295,11 +409,17 @@ def temporal_labels(
             f"gaze_zone {len(zones)}"
         )
     n = ol.size
+    t = np.arange(n) / fps
     eyes = (ol + orr) / 2
     closed = eyes <= params.closed_openness
-    st_l, _, _ = eye_states(ol, fps, params)
-    st_r, _, _ = eye_states(orr, fps, params)
-    st, blink_id, episodes = eye_states(eyes, fps, params)
+    if closures is not None:
+        closures = sorted(closures, key=lambda c: (c.onset_s, c.eyes))
+        for c in closures:
+            if not isinstance(c, Closure):
+                raise TypeError(f"closures must be kinematics.Closure objects (got {type(c).__name__})")
+    st_l, _, _ = eye_states(ol, fps, params, closures, "left")
+    st_r, _, _ = eye_states(orr, fps, params, closures, "right")
+    st, blink_id, episodes = eye_states(eyes, fps, params, closures, "both")
     pc, pc_full, pc_span = perclos(eyes, fps, params)
     off = off_road_mask(zones, params, fps)
     off_run = current_run_frames(off)
@@ -311,23 +431,33 @@ def temporal_labels(
     sl_n = _frames(params.sleep_min_s, fps)
     ms_n = _frames(params.microsleep_min_s, fps)
     un_n = _frames(params.unresponsive_s, fps)
+    # time the eyes have been closed by the end of each frame's interval
+    if closures is None:
+        closed_for = closed_run / fps
+    else:
+        closed_for = np.zeros(n)
+        for ep in episodes:
+            if ep["p80_start_s"] is None:
+                continue
+            m = (t >= ep["p80_start_s"] - 1e-9) & (t <= ep["p80_end_s"] + 1e-9) & closed  # sampled frames decide
+            closed_for[m] = np.minimum(t[m] + 1.0 / fps, ep["p80_end_s"]) - ep["p80_start_s"]
     long_dist = off_run >= ld_n
     vats = acc >= params.vats_threshold_s - 1e-9
     unresp = away_run >= un_n
     drowsy = (pc_span >= params.perclos_min_window_s - 1e-9) & (pc >= params.perclos_drowsy)
     state = []
-    for t in range(n):
-        if unresp[t]:
+    for i in range(n):
+        if unresp[i]:
             s = "unresponsive"
-        elif closed_run[t] >= sl_n:
+        elif closed_for[i] >= params.sleep_min_s - 1e-9:
             s = "sleep"
-        elif closed_run[t] >= ms_n:
+        elif closed_for[i] >= params.microsleep_min_s - 1e-9:
             s = "microsleep"
-        elif long_dist[t]:
+        elif long_dist[i]:
             s = "long_distraction"
-        elif vats[t]:
+        elif vats[i]:
             s = "visual_time_sharing"
-        elif drowsy[t]:
+        elif drowsy[i]:
             s = "drowsy"
         else:
             s = "alert"
@@ -335,11 +465,21 @@ def temporal_labels(
 
     events: list[dict[str, Any]] = []
     for ep in episodes:
-        if ep["kind"] in ("microsleep", "sleep"):
+        if ep["kind"] not in ("microsleep", "sleep"):
+            continue
+        min_s = params.microsleep_min_s if ep["kind"] == "microsleep" else params.sleep_min_s
+        if ep["source"] == "frames":
             n_min = ms_n if ep["kind"] == "microsleep" else sl_n
-            events.append({"type": ep["kind"], "start": ep["close_start"], "end": ep["close_end"],
-                           "onset": ep["close_start"] + n_min - 1, "duration_s": ep["closed_s"],
-                           "blink_id": ep["id"], "complete": ep["complete"]})
+            s0, e0, onset = ep["close_start"], ep["close_end"], ep["close_start"] + n_min - 1
+        else:
+            inside = np.flatnonzero((t >= ep["p80_start_s"] - 1e-9) & (t <= ep["p80_end_s"] + 1e-9))
+            if not inside.size:
+                continue
+            s0, e0 = int(inside[0]), int(inside[-1]) + 1
+            reached = np.flatnonzero(closed_for[s0:e0] >= min_s - 1e-9)
+            onset = s0 + int(reached[0]) if reached.size else e0 - 1
+        events.append({"type": ep["kind"], "start": s0, "end": e0, "onset": onset, "duration_s": ep["p80_closed_s"],
+                       "blink_id": ep["id"], "complete": ep["complete"]})
     events += _events_from_runs("long_distraction", off, ld_n, fps)
     events += _events_from_runs("visual_time_sharing", vats, 1, fps)
     events += _events_from_runs("unresponsive", off | closed, un_n, fps)
@@ -351,16 +491,29 @@ def temporal_labels(
     blinks = [e for e in episodes if e["kind"] == "blink"]
     complete_blinks = [e for e in blinks if e["complete"]]
     seconds = n / fps if n else 0.0
+
+    def stat(key: str, fn=np.mean) -> float | None:
+        v = [e[key] for e in complete_blinks if e.get(key) is not None]
+        return float(fn(v)) if v else None
+
+    half = [e["half_amplitude_s"] for e in complete_blinks if e.get("half_amplitude_s") is not None]
     summary = {
         "frames": n,
         "fps": fps,
         "duration_s": seconds,
+        "source": "frames" if closures is None else "curves",
         "perclos_p80": float(closed.mean()) if n else 0.0,
         "perclos_p80_max_window": float(pc.max()) if n else 0.0,
         "blink_count": len(blinks),
         "blink_rate_per_min": (len(complete_blinks) * 60.0 / seconds) if seconds else 0.0,
-        "mean_blink_duration_s": float(np.mean([e["duration_s"] for e in complete_blinks])) if complete_blinks else None,
-        "mean_blink_closed_s": float(np.mean([e["closed_s"] for e in complete_blinks])) if complete_blinks else None,
+        "mean_blink_duration_s": stat("duration_s"),
+        "median_blink_duration_s": stat("duration_s", np.median),
+        "mean_blink_closing_s": stat("closing_s"),
+        "mean_blink_closed_s": stat("closed_s"),
+        "mean_blink_opening_s": stat("opening_s"),
+        "mean_blink_p80_closed_s": stat("p80_closed_s"),
+        "blinks_0_5_s_or_longer": sum(1 for e in complete_blinks if e["duration_s"] >= 0.5 - 1e-9),
+        "long_blink_share": (float(np.mean([h > LONG_BLINK_HALF_AMPLITUDE_S for h in half])) if half else None),
         "eyes_off_road_s": float(off.sum() / fps) if n else 0.0,
         "longest_off_road_s": float(off_run.max() / fps) if n else 0.0,
         "max_vats_accumulator_s": float(acc.max()) if n else 0.0,
@@ -391,8 +544,10 @@ def temporal_labels(
 
 
 def temporal_labels_from_frames(frames: Iterable[dict[str, Any]], fps: float,
-                                params: TemporalParams = TemporalParams()) -> dict[str, Any]:
-    """:func:`temporal_labels` from a clip's per-frame plan entries (``state`` and ``gaze_zone``)."""
+                                params: TemporalParams = TemporalParams(),
+                                events: Iterable[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """:func:`temporal_labels` from a clip's per-frame plan entries (``state`` and ``gaze_zone``) and, when
+    given, the clip's events (their eyelid closures make the eye labels exact: module doc)."""
     ol, orr, zones = [], [], []
     for i, f in enumerate(frames):
         try:
@@ -401,7 +556,8 @@ def temporal_labels_from_frames(frames: Iterable[dict[str, Any]], fps: float,
             zones.append(str(f["gaze_zone"]))
         except (KeyError, TypeError) as e:
             raise ValueError(f"frame {i}: plan entry lacks {e} (needs state.eye_openness_left/right and gaze_zone)") from None
-    return temporal_labels(ol, orr, zones, fps, params)
+    closures = closures_from_events(events) if events is not None else None
+    return temporal_labels(ol, orr, zones, fps, params, closures)
 
 
 def window_labels(temporal: dict[str, Any], start: int, length: int) -> dict[str, Any]:

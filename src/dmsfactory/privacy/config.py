@@ -140,7 +140,10 @@ class PrivacyConfig(BaseModel):
             for i, g in enumerate(self.galleries):
                 p = Path(g).expanduser()
                 if not p.exists():
-                    raise ValueError(f"galleries[{i}]: {g!r} does not exist (a directory of images or shards)")
+                    raise ValueError(
+                        f"galleries[{i}]: {g!r} does not exist (a directory of real face images or shards); "
+                        f"`python -m dmsfactory.privacy.testgallery {g}` writes a small one of public test photos there"
+                    )
                 if not p.is_dir():
                     raise ValueError(f"galleries[{i}]: {g!r} is not a directory (a directory of images or shards)")
         if self.cache_dir is not None and Path(self.cache_dir).expanduser().is_file():

@@ -254,26 +254,41 @@ def _thumb(img: np.ndarray | None, size: int = 96) -> np.ndarray:
     return out
 
 
-def _pairs_png(rows: list[tuple[np.ndarray | None, np.ndarray | None, str]], title: str) -> bytes:
+def _pairs_png(
+    rows: list[tuple[np.ndarray | None, np.ndarray | None, str]],
+    title: str,
+    heads: tuple[str, str] = ("sample", "match"),
+    missing: str = "not embedded",
+) -> bytes:
+    """One row per pair: left image, right image (or a grey box saying why it is not shown), and the
+    pair's text in a column of its own, so that neither the text nor the title is cut."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     n = len(rows)
-    cols = 1 if all(b is None for _, b, _ in rows) else 2  # no placeholder column when gallery pixels stay out
-    fig, axes = plt.subplots(n, cols, figsize=(2.6 * cols + 0.2, 1.45 * n + 0.4), dpi=100, squeeze=False)
-    for (a, b, text), row in zip(rows, axes):
-        ax1 = row[0]
-        ax1.imshow(_thumb(a))
-        if cols == 2:
+    fig, axes = plt.subplots(n, 3, figsize=(6.4, 1.35 * n + 0.7), dpi=100, squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 1, 1.9]}, layout="constrained")
+    for i, ((a, b, text), row) in enumerate(zip(rows, axes)):
+        row[0].imshow(_thumb(a))
+        if b is not None:
             row[1].imshow(_thumb(b))
-        for ax in row:
+        else:
+            row[1].imshow(np.full((96, 96, 3), 225, np.uint8))
+            row[1].text(0.5, 0.5, missing, ha="center", va="center", fontsize=6.5, color="0.3",
+                        transform=row[1].transAxes, wrap=True)
+        for ax in row[:2]:
             ax.set_xticks([])
             ax.set_yticks([])
-        ax1.set_ylabel(text, rotation=0, ha="right", va="center", fontsize=6.5, labelpad=4)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+        if i == 0:
+            row[0].set_title(heads[0], fontsize=7.5)
+            row[1].set_title(heads[1], fontsize=7.5)
+        row[2].axis("off")
+        row[2].text(0.0, 0.5, text, ha="left", va="center", fontsize=7, family="monospace", transform=row[2].transAxes)
+    fig.suptitle("\n".join(textwrap.wrap(title, 78)), fontsize=9)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
@@ -461,10 +476,14 @@ class PrivacyReport:
             rows.append((imgs.get(m["key"]), g_img, f"{m['key']}\n{'LEAK ' if m['leaked'] else ''}d={m['distance']:.3f}\n{m['file']}"))
         if rows:
             files["privacy/closest_gallery_matches.png"] = _pairs_png(
-                rows, "closest real-gallery matches (left: sample; right: gallery image" + ("" if cfg.gallery_thumbnails else " not embedded") + ")")
-        rows = [(imgs.get(p["a"]), imgs.get(p["b"]), f"{p['identity_a']} vs {p['identity_b']}\nd={p['distance']:.3f}") for p in shown_cross]
+                rows, "closest real-gallery faces to the samples (dlib distance d; same person below the threshold)",
+                heads=("synthetic sample", "real gallery image"),
+                missing="not embedded\n(gallery_thumbnails:\nfalse)" if not cfg.gallery_thumbnails else "not readable")
+        rows = [(imgs.get(p["a"]), imgs.get(p["b"]), f"{p['identity_a']} vs {p['identity_b']}\nd={p['distance']:.3f}\n{p['a']}\n{p['b']}")
+                for p in shown_cross]
         if rows:
-            files["privacy/closest_cross_identity_pairs.png"] = _pairs_png(rows, "closest images of different synthetic identities")
+            files["privacy/closest_cross_identity_pairs.png"] = _pairs_png(
+                rows, "closest images of different synthetic identities", heads=("identity a", "identity b"), missing="not found")
 
         no_gallery = not cfg.galleries and not self.galleries
         data = {

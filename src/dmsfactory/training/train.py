@@ -392,6 +392,17 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def at_majority(metrics: dict[str, Any]) -> list[str]:
+    """Heads whose accuracy is not above the majority-label rate, as "class 0.169 = 0.169" /
+    "phone 0.750 < 0.812": such a head does no better than always predicting the most common label."""
+    out = []
+    for head, base in (metrics.get("majority_baseline") or {}).items():
+        acc = metrics.get(f"{head}_acc")
+        if acc is not None and acc <= base + 1e-6:  # accuracies are float32 means: equal counts differ by ~1e-8
+            out.append(f"{head} {acc:.3f} {'=' if abs(acc - base) <= 1e-6 else '<'} {base:.3f}")
+    return out
+
+
 def model_card(summary: dict[str, Any], cfg: TrainConfig) -> str:
     p = summary["privacy"]
     lines = [
@@ -415,6 +426,10 @@ def model_card(summary: dict[str, Any], cfg: TrainConfig) -> str:
         if m.get("majority_baseline"):
             lines.append("  - majority-label rate (what a constant prediction scores): "
                          + ", ".join(f"{k} {v:.3f}" for k, v in m["majority_baseline"].items()))
+            low = at_majority(m)
+            if low:
+                lines.append("  - **at or below the majority-label rate (no better than always predicting the most "
+                             "common label): " + ", ".join(low) + "**")
     lines += [
         "",
         "## Notes",

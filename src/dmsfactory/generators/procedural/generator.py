@@ -10,7 +10,6 @@ import numpy as np
 
 from dmsfactory.sample import FaceSample
 
-from . import topology as T
 from .config import ProceduralConfig
 from .render import RenderResult, render, validate
 
@@ -45,7 +44,9 @@ class ProceduralGenerator:
         self.config = config or ProceduralConfig()
 
     def setup(self) -> None:
-        T.triangles()  # load topology + mean shape once per worker
+        from .render import model_geometry
+
+        model_geometry()  # load the face model once per worker
 
     def generate(self, plan_entries: list[dict], keep_depth: bool = False) -> list[FaceSample]:
         """One sample per entry (invalid entries quarantined). ``keep_depth`` adds the render's depth

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
+from . import facemodel as FM
 from . import topology as T
 
 ATLAS = 512
@@ -21,7 +23,7 @@ HAIR_RECT = (384, 128, 128)
 EYE_RECT = (384, 256, 128)
 SWATCH_RECT = (384, 384, 128)  # 8x8 swatches of 16 px
 SWATCHES = {"mouth": 0, "teeth": 1, "socket": 2, "cloth": 3, "frame": 4, "lens_dark": 5, "mask": 6, "cap": 7,
-            "phone": 8, "screen": 9, "sleeve": 10, "seat": 11, "lens_clear": 12, "tongue": 13}
+            "phone": 8, "screen": 9, "sleeve": 10, "seat": 11, "lens_clear": 12, "tongue": 13, "lash": 14}
 
 
 def swatch_uv(name: str) -> tuple[float, float]:
@@ -108,20 +110,18 @@ def tube(p0, p1, r0, r1, n=10, sw="sleeve", name="tube", **kw) -> Part:
 # ---------------------------------------------------------------- face-level helpers
 EYE_R_CONTOUR = np.array(T.R_EYE_UPPER + T.R_EYE_LOWER[1:-1][::-1])
 EYE_L_CONTOUR = np.array(T.L_EYE_UPPER + T.L_EYE_LOWER[1:-1][::-1])
-MOUTH_CONTOUR = np.array(T.UPPER_LIP_INNER + T.LOWER_LIP_INNER[1:-1][::-1])
 
 
 def eye_geometry(v: np.ndarray, side: str) -> tuple[np.ndarray, float]:
-    """Eyeball centre and radius for one eye of face vertices v (head frame)."""
-    up = np.array(T.R_EYE_UPPER if side == "right" else T.L_EYE_UPPER)
-    lo = np.array(T.R_EYE_LOWER if side == "right" else T.L_EYE_LOWER)
-    c = 0.5 * (v[up].mean(0) + v[lo].mean(0))
-    width = np.linalg.norm(v[up[0]] - v[up[-1]])
-    R = 0.012 * width / 0.028
-    R = float(np.clip(R, 0.0105, 0.0130))
-    zfront = max(v[up[3:6], 2].max(), v[lo[3:6], 2].max())
-    centre = np.array([c[0], c[1] + 0.0005, zfront - R + 0.0012])
-    return centre, R
+    """Eyeball centre and radius for one eye of model vertices ``v`` (head frame): the sphere through the
+    eye hole's boundary (the lids' inner margin lies on the model's eyeball), 0.4 mm smaller so that the
+    ball never z-fights the lids' inner surface (a dark socket fan closes the gap behind it)."""
+    P = v[FM.load().eyes[side]["loop"]]
+    A = np.c_[2 * P, np.ones(len(P))]
+    s = np.linalg.lstsq(A, (P**2).sum(1), rcond=None)[0]
+    c = s[:3]
+    R = float(np.sqrt(s[3] + c @ c))
+    return c, float(np.clip(R - 0.0004, 0.0110, 0.0165))
 
 
 def fan(v_face: np.ndarray, contour: np.ndarray, depth: float, sw: str, name: str, offset=(0, 0, 0)) -> Part:
@@ -136,8 +136,31 @@ def fan(v_face: np.ndarray, contour: np.ndarray, depth: float, sw: str, name: st
     return Part(name, v, t, uv, cull=False)
 
 
+LASH_MM = 2.6  # upper lashes at the middle of the lid (shorter towards the corners; x 0.8-1.4 by the lash code)
+
+
+def lashes(upper: np.ndarray, lower_open: np.ndarray, upper_open: np.ndarray, openness: float, length: float) -> Part:
+    """A fringe of upper lashes on the lid margin (head frame): a strip from the margin, forward and
+    up over an open eye, forward and down over a closed one (the lashes turn with the lid). ``upper``:
+    the margin now (n, 3), corners first/last; ``*_open``: the margins with the lids open (direction)."""
+    n = len(upper)
+    t = np.sin(np.linspace(0.0, np.pi, n)) ** 0.7
+    opening = upper_open - lower_open
+    opening /= np.linalg.norm(opening, axis=1, keepdims=True) + 1e-12
+    d = np.array([0.0, 0.0, 1.0]) * 0.75 + opening * (2.0 * float(openness) - 1.0) * 0.65
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    L = (LASH_MM / 1000.0) * length * t
+    root = upper + np.array([0.0, 0.0, 0.0003])
+    tip = root + d * L[:, None]
+    v = np.concatenate([root, tip])
+    tri = [q for i in range(n - 1) for q in ((i, i + 1, n + i + 1), (i, n + i + 1, n + i))]
+    return Part("lashes", v, np.array(tri, np.int64), np.tile(swatch_uv("lash"), (2 * n, 1)), cull=False, spec=0.2)
+
+
 def eyeball(centre, R, iris_r_m=0.0059, nu=20, nv=12) -> tuple[Part, np.ndarray]:
-    """Sphere with +z optical axis; uv in EYE_RECT by angle from the axis. Returns (part, alpha)."""
+    """Sphere with +z optical axis; uv in EYE_RECT by angle from the axis, scaled so that the iris keeps
+    its physical radius (``iris_r_m``) on a ball of radius R (the atlas paints it for a 12 mm ball).
+    Returns (part, alpha)."""
     al = np.linspace(0, np.pi * 0.75, nv)  # angle from the axis (back hidden anyway)
     ph = np.linspace(0, 2 * np.pi, nu, endpoint=False)
     A, P = np.meshgrid(al, ph, indexing="ij")
@@ -156,21 +179,42 @@ def eyeball(centre, R, iris_r_m=0.0059, nu=20, nv=12) -> tuple[Part, np.ndarray]
             t += [(a, a + nu, b + nu), (a, b + nu, b)]
     t = orient_outward(v, np.array(t), (0, 0, 0))
     cx, cy, s = EYE_RECT[0] + EYE_RECT[2] / 2, EYE_RECT[1] + EYE_RECT[2] / 2, EYE_RECT[2] / 2 - 2
-    rad = A / (np.pi * 0.75) * s
+    scale = np.arcsin(iris_r_m / 0.012) / np.arcsin(min(iris_r_m / R, 1.0))
+    rad = np.minimum(A * scale / (np.pi * 0.75), 1.0) * s
     uv = np.stack([cx + rad * np.cos(P), cy + rad * np.sin(P)], 1)
     return Part("eyeball", v + centre, t, uv, spec=1.2), A
 
 
 # ---------------------------------------------------------------- skull, ears, hair, neck
-def skull_params(face: np.ndarray) -> dict:
-    half_w = 0.5 * abs(face[454, 0] - face[234, 0])
-    top = face[10]
-    rx = half_w + 0.009
-    rz = 0.098 * (half_w / 0.066)
-    cz = max(face[9, 2], face[10, 2]) + 0.004 - rz
-    cy = -0.004
-    ry_up = max(0.112, np.hypot(top[1] - cy, 0) + 0.035)
-    return {"c": np.array([0.0, cy, cz]), "r": np.array([rx, ry_up, rz]), "ry_down": 0.080}
+def skull_params(v: np.ndarray) -> dict:
+    """An ellipsoid around the scalp of model vertices ``v`` (every vertex of the head above the eye
+    line inside it): where caps, glasses temples and the phone sit."""
+    m = FM.load()
+    P = v[np.concatenate([m.part_vertices["head"], m.part_vertices["face"]])]
+    scalp = P[P[:, 1] > 0.0]
+    c = np.array([0.0, -0.004, 0.5 * (scalp[:, 2].max() + scalp[:, 2].min())])
+    r = np.array([np.abs(scalp[:, 0]).max(), scalp[:, 1].max() - c[1], 0.5 * (scalp[:, 2].max() - scalp[:, 2].min())])
+    k = float(np.sqrt((((scalp - c) / r) ** 2).sum(1)).max())
+    return {"c": c, "r": r * max(1.0, k), "ry_down": 0.080}
+
+
+def head_radius(v: np.ndarray, sp: dict, d: np.ndarray, cone_deg: float = 7.0) -> np.ndarray:
+    """Distance from the skull centre to the head surface along unit directions ``d`` (..., 3): the
+    farthest model vertex within a small cone around each direction (the ellipsoid where none is)."""
+    m = FM.load()
+    P = v[np.concatenate([m.part_vertices["head"], m.part_vertices["face"]])] - sp["c"]
+    rp = np.linalg.norm(P, axis=1)
+    u = P / rp[:, None]
+    flat = d.reshape(-1, 3)
+    cosc = np.cos(np.radians(cone_deg))
+    out = _ell_radius(flat, sp).astype(np.float64)
+    for i in range(0, len(flat), 256):
+        dots = flat[i:i + 256] @ u.T
+        near = dots > cosc
+        r = np.where(near, rp[None, :] * dots, 0.0).max(1)
+        has = near.any(1)
+        out[i:i + 256][has] = r[has]
+    return out.reshape(d.shape[:-1])
 
 
 def _ell_radius(d: np.ndarray, sp: dict) -> np.ndarray:
@@ -183,80 +227,21 @@ def _dir(theta, phi):
     return np.stack([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)], -1)
 
 
-def skull(face: np.ndarray, sp: dict, K: int = 9) -> Part:
-    oval = np.array(T.FACE_OVAL)
-    q = face[oval] - sp["c"]
-    rq = np.linalg.norm(q, axis=1)
-    th0 = np.arccos(np.clip(q[:, 2] / rq, -1, 1))
-    ph = np.arctan2(q[:, 1], q[:, 0])
-    n = len(oval)
-    verts = [face[oval]]
-    for k in range(1, K):
-        f = k / K
-        th = th0 + (np.pi - th0) * f
-        d = _dir(th, ph)
-        blend = min(1.0, f * 2.5)
-        r = (1 - blend) * rq + blend * _ell_radius(d, sp)
-        verts.append(sp["c"] + d * r[:, None])
-    back = sp["c"] + np.array([0, 0, -sp["r"][2]])
-    v = np.concatenate(verts + [back[None]])
-    t = list(_grid_tris(n, K, True))
-    t += [((K - 1) * n + i, (K - 1) * n + (i + 1) % n, K * n) for i in range(n)]
-    t = orient_outward(v, np.array(t), sp["c"])
-    # uv: plain skin patch, by meridian angle and ring
-    ring = np.repeat(np.arange(K), n) / K
-    phi = np.tile(np.arange(n) / n, K)
-    uv = np.stack([SKIN_RECT[0] + 4 + phi * 120, SKIN_RECT[1] + 4 + ring * 120], 1)
-    uv = np.concatenate([uv, [[SKIN_RECT[0] + 64, SKIN_RECT[1] + 124]]])
-    p = Part("skull", v, t, uv)
-    p.extra["oval_vertices"] = oval
-    return p
-
-
-def ear(face: np.ndarray, sp: dict, side: str, size: float, angle: float) -> Part:
-    s = -1.0 if side == "right" else 1.0
-    anchor = face[234 if side == "right" else 454]
-    h, w = 0.060 * size, 0.033 * size
-    centre = np.array([s * (sp["r"][0] - 0.004), anchor[1] - 0.006, anchor[2] - 0.024])
-    nu, nv = 14, 5
-    ang = np.linspace(0, 2 * np.pi, nu, endpoint=False)
-    rr = np.linspace(0.0, 1.0, nv)
-    A, Rr = np.meshgrid(ang, rr)
-    # local coords: a = back/forward (in plane), b = up, c = lateral (out)
-    a = w * 0.5 * Rr * np.cos(A) - 0.004
-    b = h * 0.5 * Rr * np.sin(A)
-    b = np.where(b < 0, b * 0.85, b)
-    c = 0.004 * np.exp(-((Rr - 0.85) / 0.12) ** 2) - 0.003 * np.exp(-(Rr / 0.45) ** 2)
-    # ear plane: lateral normal rotated backwards by `angle` (protrusion)
-    nrm = np.array([s * np.cos(angle), 0.0, -np.sin(angle) * 0.2])
-    nrm /= np.linalg.norm(nrm)
-    up = np.array([0.0, 1.0, 0.0])
-    fwd = np.cross(nrm, up) * s
-    fwd = fwd * (1 if fwd[2] > 0 else -1)
-    # hinge: the front edge (a max) attaches at the head, the back edge sticks out
-    out = (a - a.min()) / (a.max() - a.min())
-    lat = c + out * np.sin(angle) * 0.018
-    v = centre + a.reshape(-1, 1) * np.array([0, 0, 1.0]) * 1.0 + b.reshape(-1, 1) * up + lat.reshape(-1, 1) * np.array([s, 0, 0])
-    v = v.reshape(-1, 3)
-    v[:, 2] = centre[2] - a.reshape(-1) * 1.0 - 0.0  # backwards is -z
-    t = _grid_tris(nu, nv, True)
-    t = orient_outward(v, t, centre - np.array([s * 0.02, 0, 0]))
-    uv = np.stack([SKIN_RECT[0] + 64 + 50 * Rr.ravel() * np.cos(A.ravel()), SKIN_RECT[1] + 64 + 50 * Rr.ravel() * np.sin(A.ravel())], 1)
-    return Part(f"ear_{side}", v, t, uv, cull=False)
-
-
-def hair(face: np.ndarray, sp: dict, code: dict) -> Part | None:
+def hair(v_head: np.ndarray, sp: dict, code: dict) -> Part | None:
     length, vol = code["hair_length"], code["hair_volume"]
     rec = code["hair_recession"]
     if length < 0.003 and vol < 0.004:
         return None
-    nth, nph = 36, 48
+    nth, nph = 30, 40
     # front hairline: polar angle from +z where hair starts at the top; lower at the sides
     th = np.linspace(0.0, np.pi, nth)
     ph = np.linspace(-np.pi, np.pi, nph, endpoint=False)
     TH, PH = np.meshgrid(th, ph, indexing="ij")
     d = _dir(TH, PH)
-    r = _ell_radius(d, sp) + vol
+    r = head_radius(v_head, sp, d)  # the shell follows this identity's scalp, smoothed (ears make no spikes)
+    rp = np.concatenate([r[:, -3:], r, r[:, :3]], 1).astype(np.float32)  # wrap round the head
+    rp = cv2.blur(cv2.dilate(rp, np.ones((5, 5), np.uint8)), (5, 5))
+    r = rp[:, 3:-3].astype(np.float64) + vol
     P = sp["c"] + d * r[..., None]
     # hair covers points above a hairline surface
     y_rel = P[..., 1] - sp["c"][1]
@@ -265,8 +250,16 @@ def hair(face: np.ndarray, sp: dict, code: dict) -> Part | None:
     # a side parting sweeps the front hair down on one side: the hairline tilts across the brow
     # (hair_part -1..1, subject's right..left; up to 7 mm either side of the midline on longer hair)
     tilt = -0.014 * code["hair_part"] * d[..., 0] * min(1.0, length / 0.06)
-    yline = np.where(front > 0.2, hairline_front + tilt, 0.005)  # sides: above the ear top
-    yline = np.where(front < -0.3, -0.035 - 0.5 * length, yline)
+    # the hairline by the angle round the head from the front (phi, at the point itself): forehead, the
+    # temples (receding with age in men), the sideburns in front of the ear, above the ear (over it
+    # for long hair), the nape
+    phi = np.degrees(np.arctan2(np.abs(P[..., 0]), P[..., 2] - sp["c"][2]))
+    temple = 0.012 + 0.02 * rec
+    over_ear = 0.026 if length < 0.08 else -0.045
+    nape = -0.035 - 0.5 * length
+    yline = np.interp(phi, [0, 20, 40, 47, 53, 62, 90, 180],
+                      [hairline_front, hairline_front, temple, -0.012, over_ear, over_ear, nape, nape])
+    yline = yline + tilt * (phi < 40)
     cov = (P[..., 1] > yline - 0.0) | ((front < -0.1) & (P[..., 1] > -0.06 - length))
     if rec > 0.6:  # crown balding
         cov &= ~((d[..., 1] > 0.75) & (rec > 0.8))
@@ -300,42 +293,25 @@ def hair(face: np.ndarray, sp: dict, code: dict) -> Part | None:
 
 
 def neck_and_torso(clothing: float, head_size: float) -> list[Part]:
-    """World-frame (x left, y up, z forward; origin = head pivot at neutral pose) torso and neck base."""
+    """World-frame (x left, y up, z forward; origin = head pivot at neutral pose) torso: a collar round the
+    base of the face model's neck, shoulders, chest."""
     parts = []
-    rings = [(-0.085, 0.058, 0.058), (-0.12, 0.08, 0.075), (-0.15, 0.16, 0.10), (-0.19, 0.205, 0.115), (-0.30, 0.215, 0.12), (-0.75, 0.20, 0.12)]
+    rings = [(-0.098, 0.078, 0.075), (-0.118, 0.11, 0.095), (-0.145, 0.165, 0.10), (-0.19, 0.205, 0.115), (-0.30, 0.215, 0.12), (-0.75, 0.20, 0.12)]
     nu = 20
     ang = np.linspace(0, 2 * np.pi, nu, endpoint=False)
     v = []
     for y, a, b in rings:
-        v.append(np.stack([a * np.cos(ang), np.full(nu, y), b * np.sin(ang) - 0.06], 1))
+        v.append(np.stack([a * np.cos(ang), np.full(nu, y), b * np.sin(ang) - 0.015], 1))
     v = np.concatenate(v)
-    t = orient_outward(v, _grid_tris(nu, len(rings), True), np.array([0, -0.35, -0.06]))
+    t = orient_outward(v, _grid_tris(nu, len(rings), True), np.array([0, -0.35, -0.015]))
     uv = np.tile(swatch_uv("cloth"), (len(v), 1))
     parts.append(Part("torso", v, t, uv, frame="world", spec=0.05))
     return parts
 
 
-def neck(face: np.ndarray, sp: dict, Rw_h: np.ndarray, tw_h: np.ndarray, tris: np.ndarray | None = None) -> Part:
-    """Neck tube: top ring in head frame (under the skull), bottom ring fixed in the world frame."""
-    nu = 16
-    ang = np.linspace(0, 2 * np.pi, nu, endpoint=False)
-    top_c = np.array([0.0, -0.075, sp["c"][2] + 0.005])
-    top = top_c + np.stack([0.052 * np.cos(ang), np.zeros(nu), 0.055 * np.sin(ang)], 1)
-    mid_c = np.array([0.0, -0.10, sp["c"][2] - 0.005])
-    mid = mid_c + np.stack([0.055 * np.cos(ang), np.zeros(nu), 0.056 * np.sin(ang)], 1)
-    top_w = top @ Rw_h.T + tw_h
-    mid_w = mid @ Rw_h.T + tw_h
-    bot_w = np.stack([0.060 * np.cos(ang), np.full(nu, -0.12), 0.058 * np.sin(ang) - 0.05], 1)
-    low_w = np.stack([0.075 * np.cos(ang), np.full(nu, -0.16), 0.07 * np.sin(ang) - 0.05], 1)
-    v = np.concatenate([top_w, mid_w, bot_w, low_w])
-    t = orient_outward(v, _grid_tris(nu, 4, True), v.mean(0)) if tris is None else tris
-    k = np.repeat(np.arange(4), nu)
-    uv = np.stack([SKIN_RECT[0] + 8 + np.tile(np.arange(nu), 4) * 7, SKIN_RECT[1] + 20 + k * 25], 1).astype(float)
-    return Part("neck", v, t, uv, frame="world")
-
-
 # ---------------------------------------------------------------- accessories
 def glasses(face: np.ndarray, sp: dict, dark: bool) -> list[Part]:
+    """``face``: the 468 landmarks (head frame)."""
     parts = []
     ring_v, ring_t = [], []
     lens_v, lens_t = [], []
@@ -376,35 +352,6 @@ def glasses(face: np.ndarray, sp: dict, dark: bool) -> list[Part]:
     return parts
 
 
-def surgical_mask(face: np.ndarray, normals: np.ndarray, tris: np.ndarray) -> Part:
-    y_top = face[6, 1] - 0.004
-    sel = (face[:, 1] < y_top) & (np.abs(face[:, 0]) < 0.068)
-    t = tris[sel[tris].all(1)]
-    used = np.unique(t)
-    remap = -np.ones(len(face), np.int64)
-    remap[used] = np.arange(len(used))
-    v = face[used] + normals[used] * 0.004
-    # smooth: the mask spans the nose-cheek and lip concavities
-    nb = [[] for _ in used]
-    for a, b, c in remap[t]:
-        nb[a] += [b, c]
-        nb[b] += [a, c]
-        nb[c] += [a, b]
-    base = v.copy()
-    for _ in range(10):
-        avg = np.array([v[x].mean(0) if x else v[i] for i, x in enumerate(nb)])
-        v = 0.5 * v + 0.5 * avg
-        # stay outside the skin
-        dz = (base - v) * normals[used]
-        push = np.clip(dz.sum(1), 0, None)
-        v += normals[used] * push[:, None]
-    v[:, 2] += 0.002
-    yy = (v[:, 1] - v[:, 1].min()) / max(1e-6, np.ptp(v[:, 1]))
-    uv = np.stack([np.full(len(v), swatch_uv("mask")[0]) + (v[:, 0] * 80), np.full(len(v), swatch_uv("mask")[1]) + 0 * yy], 1)
-    uv[:, 0] = np.clip(uv[:, 0], SWATCH_RECT[0] + 6 * 16 + 1, SWATCH_RECT[0] + 7 * 16 - 1)
-    return Part("mask", v, remap[t], uv, cull=False, spec=0.05, occluder=True)
-
-
 def cap(sp: dict) -> list[Part]:
     c, r = sp["c"], sp["r"] + 0.012
     nth, nph = 8, 24
@@ -437,13 +384,83 @@ def cap(sp: dict) -> list[Part]:
     return [crown, brim]
 
 
-def hand(centre, R, skin_uv=True, name="hand") -> list[Part]:
-    """Palm + fingers block + thumb, local axes: x across the palm, y along the fingers, z palm normal."""
-    parts = []
-    palm = ellipsoid(np.zeros(3), np.array([0.042, 0.05, 0.016]), nu=12, nv=8, name=name, occluder=True, spec=0.1)
-    fingers = ellipsoid(np.array([0.0, 0.075, 0.004]), np.array([0.040, 0.038, 0.013]), nu=12, nv=8, name=name, occluder=True, spec=0.1)
-    thumb = ellipsoid(np.array([0.045, 0.02, 0.012]), np.array([0.011, 0.032, 0.011]), nu=8, nv=6, name=name, occluder=True, spec=0.1)
-    for p in (palm, fingers, thumb):
-        p.v = p.v @ R.T + centre
-        parts.append(p)
+SKIN_UV = (SKIN_RECT[0] + 64.0, SKIN_RECT[1] + 64.0)
+FINGERS = (  # (base x, length m) index, middle, ring, little; thumb side at +x for a right hand
+    (0.025, 0.074), (0.008, 0.081), (-0.009, 0.077), (-0.025, 0.062))
+PHALANX = (0.48, 0.30, 0.22)  # share of a finger's length per phalanx
+
+
+def _skin(p: Part) -> Part:
+    p.uv = np.tile(np.array(SKIN_UV), (len(p.v), 1))
+    return p
+
+
+def hand(centre, R, side: str = "right", curl: float = 0.3, spread: float = 0.15, name: str = "hand") -> list[Part]:
+    """A hand (see ``hand_pieces``) as one part: the pieces' geometry is built once per (side, curl,
+    spread) and only moved here."""
+    v, t, uv = _hand_mesh(side, round(float(curl), 4), round(float(spread), 4))
+    return [Part(name, v @ np.asarray(R).T + centre, t, uv, occluder=True, spec=0.1)]
+
+
+_HAND: dict = {}
+
+
+def _hand_mesh(side: str, curl: float, spread: float):
+    key = (side, curl, spread)
+    if key not in _HAND:
+        ps = hand_pieces(np.zeros(3), np.eye(3), side, curl, spread)
+        offs = np.cumsum([0] + [len(p.v) for p in ps])
+        _HAND[key] = (np.concatenate([p.v for p in ps]), np.concatenate([p.t + o for p, o in zip(ps, offs)]),
+                      np.concatenate([p.uv for p in ps]))
+    return _HAND[key]
+
+
+def hand_pieces(centre, R, side: str = "right", curl: float = 0.3, spread: float = 0.15, name: str = "hand") -> list[Part]:
+    """A hand: palm, four three-phalanx fingers with rounded tips and a two-segment thumb. Local axes
+    (``R`` maps them to the parent frame, ``centre`` is the palm's centre): x across the palm, y along
+    the fingers, z out of the palm (the palm faces +z); a right hand's thumb is on +x, a left hand's
+    on -x. ``curl`` 0 (flat) .. 1 (fist) bends every finger joint towards the palm; ``spread`` fans
+    the fingers (radians across the hand)."""
+    sx = 1.0 if side == "right" else -1.0
+    palm = ellipsoid(np.zeros(3), np.ones(3), nu=16, nv=10, name=name, occluder=True, spec=0.1)
+    d = palm.v
+    r = (np.abs(d[:, 0]) ** 3.5 + np.abs(d[:, 1]) ** 3.5 + np.abs(d[:, 2]) ** 2.2) ** (-1 / 3.0)  # a rounded slab
+    palm.v = d * np.minimum(r, 1.6)[:, None] * np.array([0.040, 0.046, 0.012]) + np.array([0.0, 0.0, -0.002])
+    parts = [_skin(palm)]
+    fl = np.radians(18 + 62 * curl)  # flexion per joint
+
+    def rx(a):
+        c, s_ = np.cos(a), np.sin(a)
+        return np.array([[1, 0, 0], [0, c, -s_], [0, s_, c]])
+
+    def rz(a):
+        c, s_ = np.cos(a), np.sin(a)
+        return np.array([[c, -s_, 0], [s_, c, 0], [0, 0, 1]])
+
+    for k, (bx, length) in enumerate(FINGERS):
+        p = np.array([sx * bx, 0.041 - 0.004 * abs(k - 1.5), 0.0])
+        d = rz(-sx * spread * (k - 1.5) / 1.5) @ np.array([0.0, 1.0, 0.0])
+        r0 = 0.0088 - 0.0007 * k
+        for j, share in enumerate(PHALANX):
+            d = rx(fl * (0.5 if j == 0 else 1.0)) @ d  # bend towards the palm (+z)
+            q = p + d * length * share
+            r1 = r0 * 0.9
+            parts.append(_skin(tube(p, q, r0, r1, n=8, name=name, occluder=True, spec=0.1)))
+            p, r0 = q, r1
+        parts.append(_skin(ellipsoid(p, np.full(3, r0), nu=8, nv=5, name=name, occluder=True, spec=0.1)))
+    # thumb: from the heel of the palm on the thumb side, out and up, bending across the palm
+    p = np.array([sx * 0.030, -0.012, 0.006])
+    d = np.array([sx * 0.62, 0.72, 0.30])
+    d /= np.linalg.norm(d)
+    r0 = 0.0105
+    for j, ln in enumerate((0.040, 0.030)):
+        q = p + d * ln
+        parts.append(_skin(tube(p, q, r0, r0 * 0.85, n=8, name=name, occluder=True, spec=0.1)))
+        p, r0 = q, r0 * 0.85
+        d = rz(sx * 0.35 * (0.5 + curl)) @ d
+        d = d + np.array([0, 0, 0.25 * (0.5 + curl)])
+        d /= np.linalg.norm(d)
+    parts.append(_skin(ellipsoid(p, np.full(3, r0), nu=8, nv=5, name=name, occluder=True, spec=0.1)))
+    for part in parts:
+        part.v = part.v @ np.asarray(R).T + centre
     return parts

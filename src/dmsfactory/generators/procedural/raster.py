@@ -244,3 +244,38 @@ def interpolate(fr: Fragments, tris: np.ndarray, attr: np.ndarray) -> np.ndarray
     out = np.empty((len(tv), attr.shape[1]), np.float32)
     _interp_kernel(np.ascontiguousarray(tv, np.int64), fr.b, np.ascontiguousarray(attr, np.float32), out)
     return out
+
+
+if _nb is not None:
+
+    @_nb.njit(cache=True, nogil=True)
+    def _normals_kernel(v, t, out):  # pragma: no cover - compiled
+        for f in range(t.shape[0]):
+            a, b, c = t[f, 0], t[f, 1], t[f, 2]
+            e1x, e1y, e1z = v[b, 0] - v[a, 0], v[b, 1] - v[a, 1], v[b, 2] - v[a, 2]
+            e2x, e2y, e2z = v[c, 0] - v[a, 0], v[c, 1] - v[a, 1], v[c, 2] - v[a, 2]
+            nx = e1y * e2z - e1z * e2y
+            ny = e1z * e2x - e1x * e2z
+            nz = e1x * e2y - e1y * e2x
+            for k in (a, b, c):
+                out[k, 0] += nx
+                out[k, 1] += ny
+                out[k, 2] += nz
+
+
+def vertex_normals(v: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals (float64). Compiled when numba is there; the numpy path adds
+    the same terms in the same order (triangle order per vertex), so both give identical bits."""
+    v = np.ascontiguousarray(v, np.float64)
+    if _nb is None:
+        a, b, c = v[t[:, 0]], v[t[:, 1]], v[t[:, 2]]
+        e1, e2 = b - a, c - a
+        fn = np.stack([e1[:, 1] * e2[:, 2] - e1[:, 2] * e2[:, 1], e1[:, 2] * e2[:, 0] - e1[:, 0] * e2[:, 2],
+                       e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]], 1)
+        flat = t.ravel()
+        n = np.stack([np.bincount(flat, np.repeat(fn[:, k], 3), minlength=len(v)) for k in range(3)], 1)
+    else:
+        n = np.zeros((len(v), 3), np.float64)
+        _normals_kernel(v, np.ascontiguousarray(t, np.int64), n)
+    n /= np.sqrt((n * n).sum(1, keepdims=True)) + 1e-12
+    return n

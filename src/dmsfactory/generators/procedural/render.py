@@ -21,20 +21,21 @@ import json
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import cv2
 import numpy as np
 
 from dmsfactory.conditions import ACCESSORIES, LIGHTING
 
+from . import facemodel as FM
 from . import parts as P
-from . import topology as T
 from .config import ProceduralConfig
 from .identity import identity_code, identity_shape
-from .raster import Fragments, interpolate, rasterize
-from .texture import build_atlas, face_uv
+from .raster import Fragments, interpolate, rasterize, vertex_normals
+from .texture import build_atlas, part_uv
 
-RENDERER_VERSION = "procedural-0.3.1"  # 0.3.1: vergence, side parting, anthropometric IPD
+RENDERER_VERSION = "procedural-0.4.0"  # 0.4.0: ICT-FaceKit head (identity modes, blendshapes, mouth interior), new hand
 PIVOT_IN_HEAD = np.array([0.0, -0.065, -0.075])
 F_FLIP = np.diag([1.0, -1.0, -1.0])
 
@@ -158,66 +159,188 @@ def validate(entry: dict) -> None:
             raise PlanEntryError("phone", f"must be null or {{hand: left|right, use: call|texting}}, got {ph!r}")
 
 
+# ----------------------------------------------------------------------------- model-level geometry
+PART_NAMES = {"face": "face", "head": "skull", "socket": "mouth", "gums": "tongue", "teeth": "teeth"}
+PART_AO = {"socket": 0.22, "gums": 0.42, "teeth": 0.75}
+NECK_CUT_Y = -0.175  # head frame: the model's neck below this is inside the torso
+LID_SPREAD_M = 0.006  # a lid-margin correction fades out over this distance
+MEET = 0.2  # closed lids meet this far up from the lower lid (share of the open gap): the upper lid travels most
+LOOK_UP_DEG, LOOK_DOWN_DEG, LOOK_SIDE_DEG = 25.0, 25.0, 30.0  # eye rotation at which eyeLook* = 1
+
+
+def _rings(nb: list, start, depth: int) -> dict:
+    dist = {int(x): 0 for x in start}
+    front = list(dist)
+    for k in range(1, depth + 1):
+        nxt = []
+        for x in front:
+            for y in nb[x]:
+                if y not in dist:
+                    dist[y] = k
+                    nxt.append(y)
+        front = nxt
+    return dist
+
+
+@lru_cache(maxsize=1)
+def model_geometry() -> dict:
+    """Everything about the face model that does not depend on the identity (computed once)."""
+    m = FM.load()
+    V = m.n_vertices
+    g: dict = {"parts": {}}
+    for k in FM.PARTS:
+        pv = m.part_vertices[k]
+        loc = -np.ones(V, np.int64)
+        loc[pv] = np.arange(len(pv))
+        t = m.tris[k]
+        if k in ("face", "head"):  # the model's neck ends inside the torso's collar (its flare to the shoulders goes)
+            t = t[(m.mean[t][:, :, 1] > NECK_CUT_Y).all(1)]
+        g["parts"][k] = (pv, loc[t])
+    g["weld"] = np.concatenate([m.tris[k] for k in FM.PARTS])
+    tf = np.concatenate([m.tris["face"], m.tris["head"]])
+    nb: list = [set() for _ in range(V)]
+    for a, b, c in tf.tolist():
+        nb[a] |= {b, c}
+        nb[b] |= {a, c}
+        nb[c] |= {a, b}
+    nb = [sorted(x) for x in nb]
+    g["nb"] = nb
+    eye_ring = {s: _rings(nb, m.eyes[s]["loop"], 6) for s in ("right", "left")}
+    mouth_ring = _rings(nb, m.mouth["loop"], 9)
+    g["mouth_inner"] = np.array(sorted(k for k, d in mouth_ring.items() if d <= 5), np.int64)
+    # two-sided triangles: the lid margins' and lips' inner surfaces are seen from below/inside (culling
+    # them showed the eyeball through the upper lid's underside)
+    inner = np.zeros(V, bool)
+    for side in ("right", "left"):
+        inner[[k for k, d in eye_ring[side].items() if d <= 2]] = True
+    inner[[k for k, d in mouth_ring.items() if d <= 8]] = True
+    pv, lt = g["parts"]["face"]
+    g["face_two_sided"] = inner[pv][lt].any(1)
+    # ambient occlusion per vertex: concavity at a ~1 cm scale (3 rounds of neighbour averaging)
+    v = m.mean
+    n = _normals(v, tf)
+    s = v.copy()
+    deg = np.array([max(1, len(x)) for x in nb], np.float64)
+    rows = np.repeat(np.arange(V), [len(x) for x in nb])
+    cols = np.concatenate([np.array(x, np.int64) for x in nb if x] or [np.zeros(0, np.int64)])
+    for _ in range(3):
+        acc = np.zeros_like(s)
+        np.add.at(acc, rows, s[cols])
+        s = np.where(deg[:, None] > 0, acc / deg[:, None], s)
+    conc = ((s - v) * n).sum(1)
+    ao = 1 - np.clip(conc / 0.0015, 0, 1) * 0.45
+    for side in ("right", "left"):
+        for k, d in eye_ring[side].items():
+            if d <= 1:
+                ao[k] *= 0.55
+    for k, d in mouth_ring.items():
+        if d <= 6:
+            ao[k] *= 0.45 + 0.09 * d
+    # the mouth interior: dark, and darker the deeper it lies behind the lips (teeth at the front catch light)
+    z_lips = v[m.mouth["loop"], 2].mean()
+    for k, a in PART_AO.items():
+        pv_ = m.part_vertices[k]
+        ao[pv_] = a * np.clip(1.0 - (z_lips - v[pv_, 2]) / 0.035, 0.25, 1.0)
+    g["ao"] = ao
+    g["eye_margin_vertices"] = {s: np.array(sorted(k for k, d in eye_ring[s].items() if d <= 3), np.int64) for s in ("right", "left")}
+    # lid closing: each lid vertex near an eye follows the margin correction of its two nearest columns
+    g["lid"] = {}
+    for side in ("right", "left"):
+        U, L = m.eyes[side]["upper"], m.eyes[side]["lower"]
+        near = np.array(sorted(eye_ring[side]), np.int64)
+        out = {}
+        for lid, M_, other in (("upper", U, L), ("lower", L, U)):
+            du = np.linalg.norm(v[near][:, None] - v[M_][None], axis=2)
+            do = np.linalg.norm(v[near][:, None] - v[other][None], axis=2).min(1)
+            mine = du.min(1) <= do
+            mine[np.isin(near, other)] = False
+            mine[np.isin(near, M_)] = True
+            idx = near[mine]
+            d = du[mine]
+            o2 = np.argsort(d, 1, kind="stable")[:, :2]
+            d1, d2 = np.take_along_axis(d, o2, 1).T
+            a = np.where(d1 + d2 > 0, d2 / np.maximum(d1 + d2, 1e-12), 1.0)
+            f = np.clip(1 - d1 / LID_SPREAD_M, 0, 1) ** 1.5
+            out[lid] = (idx, o2, np.stack([a, 1 - a], 1) * f[:, None])
+        g["lid"][side] = out
+        g["lid"][side]["push"] = np.unique(np.concatenate([out["upper"][0], out["lower"][0]]))
+    # the neck below the jaw bends towards the torso (linear blend skinning weight 1 = moves with the head)
+    y, z = v[:, 1], v[:, 2]
+    sline = y - (-0.115 + 0.367 * (0.06 - z))
+    t = np.clip((sline + 0.045) / 0.045, 0, 1)
+    w = t * t * (3 - 2 * t)
+    w[np.concatenate([m.part_vertices[k] for k in ("socket", "gums", "teeth")])] = 1.0
+    w[np.unique(m.lm_index)] = 1.0
+    w[np.unique(m.ibug_index)] = 1.0
+    g["head_weight"] = w
+    g["expr_names"] = {k: i for i, k in enumerate(m.expressions)}
+    g["expr_stack"] = np.stack([m.expressions[k].reshape(-1) for k in m.expressions]).astype(np.float64)
+    return g
+
+
+def _skinned(v: np.ndarray, w: np.ndarray, R: np.ndarray, pivot: np.ndarray, R_cw: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """Camera-frame positions of head-frame points ``v`` when the head turns by ``R`` (car frame) about
+    ``pivot``: points with weight 1 turn fully, weight w by the rotation of w times the angle about the
+    same axis (the neck twists; a linear blend would collapse it)."""
+    p = v - pivot
+    out = p @ (R_cw @ R).T
+    part = w < 1
+    if part.any():
+        rv, _ = cv2.Rodrigues(np.asarray(R, np.float64))
+        ang = float(np.linalg.norm(rv))
+        q = p[part]
+        if ang > 1e-12:
+            k = rv.ravel() / ang
+            th = (w[part] * ang)[:, None]
+            q = q * np.cos(th) + np.cross(k, q) * np.sin(th) + k * (q @ k)[:, None] * (1 - np.cos(th))
+        out[part] = q @ R_cw.T
+    return out - R_cw @ C
+
+
+def model_normals(v: np.ndarray) -> np.ndarray:
+    """Area-weighted vertex normals of the welded model (all parts) for model vertices ``v``."""
+    return vertex_normals(v, model_geometry()["weld"])
+
+
 # ----------------------------------------------------------------------------- identity cache
 class IdentityModel:
     """Everything that depends only on the identity, built once and cached (LRU) per worker."""
 
     def __init__(self, seed: int, params: dict):
+        m = FM.load()
         self.code, self.info = identity_code(seed, params)
-        self.face0 = identity_shape(self.code)
+        self.code_rounded = {k: round(v, 6) for k, v in self.code.items()}  # as recorded in params.render
+        self.v0 = identity_shape(self.code)  # (V, 3) every model vertex, head frame
+        self.face0 = m.landmarks(self.v0)  # (468, 3) neutral landmarks
+        zy = np.linalg.norm(self.face0[234] - self.face0[454])
+        ml = m.landmarks(m.mean)
+        self.head_size = float(zy / np.linalg.norm(ml[234] - ml[454]))
         self.rgb, self.nir = build_atlas(self.code)
         self.atlas_f = {"rgb": self.rgb.astype(np.float32) / 255.0, "nir": self.nir.astype(np.float32)[..., None] / 255.0}
-        self.sp = P.skull_params(self.face0)
-        self.ears = [P.ear(self.face0, self.sp, s, self.code["ear_size"], self.code["ear_angle"]) for s in ("right", "left")]
-        self.hair = P.hair(self.face0, self.sp, self.code)
+        self.sp = P.skull_params(self.v0)
+        self.hair = P.hair(self.v0, self.sp, self.code)
         self.hair_under_cap = None
         if self.hair is not None:
             h = self.hair
+            h.extra["n_head"] = _normals(h.v, h.t)
             keep = h.v[h.t].mean(1)[:, 1] < self.sp["c"][1] + 0.035
             self.hair_under_cap = P.Part("hair", h.v, h.t[keep], h.uv, cull=False, spec=0.5, occluder=True)
-        self.eyes = {s: P.eye_geometry(self.face0, s) for s in ("right", "left")}
+            self.hair_under_cap.extra["n_head"] = _normals(h.v, h.t[keep])
+        self.eyes = {s: P.eye_geometry(self.v0, s) for s in ("right", "left")}
         self.eyeballs = {s: P.eyeball(np.zeros(3), R)[0] for s, (c, R) in self.eyes.items()}
-        self.lid = _lid_weights(self.face0)
-        self.lid_push = {}
-        for side in ("right", "left"):
-            U, L, iu, il = self.lid[side]
-            idx = list(U) + [k for k, _, _ in iu]
-            wts = [1.0] * len(U) + [w for _, _, w in iu]
-            self.lid_push[side] = (np.array(idx), np.array(wts))
-        self.skull0 = P.skull(self.face0, self.sp)
-        self.oval = np.array(T.FACE_OVAL)
-        self.fans = {}
-        for side, contour in (("right", P.EYE_R_CONTOUR), ("left", P.EYE_L_CONTOUR)):
-            self.fans[side] = P.fan(self.face0, contour, 0.010, "socket", "socket")
-        m = P.fan(self.face0, P.MOUTH_CONTOUR, 0.022, "mouth", "mouth")
-        m.uv[1:10] = P.swatch_uv("teeth")
-        self.fans["mouth"] = m
+        self.fans = {s: P.fan(self.v0, m.eyes[s]["loop"], 0.010, "socket", "socket") for s in ("right", "left")}
         self._acc: dict = {}
-        self._neck_t = None
 
-    def skull(self, face: np.ndarray) -> "P.Part":
-        d = face[self.oval] - self.face0[self.oval]
-        sk = self.skull0
-        if not d.any():
-            return sk
-        n = len(self.oval)
-        K = (len(sk.v) - 1) // n
-        w = np.maximum(0.0, 1.0 - np.arange(K) / K * 2.5)
-        v = sk.v.copy()
-        v[: K * n] += (w[:, None, None] * d[None]).reshape(-1, 3)
-        return P.Part("skull", v, sk.t, sk.uv)
-
-    def fan(self, key: str, face: np.ndarray, contour: np.ndarray, depth: float) -> "P.Part":
+    def fan(self, key: str, v: np.ndarray, contour: np.ndarray, depth: float) -> "P.Part":
         f = self.fans[key]
-        pts = face[contour]
-        v = np.concatenate([pts, (pts.mean(0) + np.array([0, 0, -depth]))[None]])
-        return P.Part(f.name, v, f.t, f.uv, cull=False)
+        pts = v[contour]
+        return P.Part(f.name, np.concatenate([pts, (pts.mean(0) + np.array([0, 0, -depth]))[None]]), f.t, f.uv, cull=False)
 
-    def accessory(self, acc: str, face: np.ndarray, face_n: np.ndarray) -> list:
+    def accessory(self, acc: str, v: np.ndarray, lm: np.ndarray) -> list:
         if acc == "mask":
             if "mask" not in self._acc:
-                self._acc["mask"] = _mask_model(self.face0)
-            return [_mask_part(self._acc["mask"], face, face_n)]
+                self._acc["mask"] = _mask_model(self.v0, self.face0)
+            return [_mask_part(self._acc["mask"], v)]
         if acc not in self._acc:
             if acc in ("glasses", "sunglasses"):
                 self._acc[acc] = P.glasses(self.face0, self.sp, acc == "sunglasses")
@@ -228,45 +351,81 @@ class IdentityModel:
         return self._acc[acc]
 
 
-def _mask_model(face0: np.ndarray) -> dict:
-    """Vertex selection + neighbour-averaging matrix of the surgical mask (identity-level cache)."""
-    tris = T.triangles()
-    y_top = face0[6, 1] - 0.004
-    sel = (face0[:, 1] < y_top) & (np.abs(face0[:, 0]) < 0.068)
-    t = tris[sel[tris].all(1)]
+def _mask_model(v0: np.ndarray, lm0: np.ndarray) -> dict:
+    """The surgical mask's vertex selection (face skin from the nose bridge to under the chin, cheek to
+    cheek), its holes closed by fans (mouth, nostrils) and a neighbour-averaging matrix (identity cache)."""
+    import scipy.sparse as sp
+
+    m = FM.load()
+    g = model_geometry()
+    t = m.tris["face"]
+    y_top, y_bot = lm0[6, 1] - 0.004, lm0[152, 1] - 0.022
+    zcut = 0.5 * (lm0[234, 2] + lm0[454, 2]) - 0.004
+    sel = (v0[:, 1] < y_top) & (v0[:, 1] > y_bot) & (np.abs(v0[:, 0]) < 0.068) & (v0[:, 2] > zcut)
+    sel[g["mouth_inner"]] = False
+    t = t[sel[t].all(1)]
     used = np.unique(t)
-    remap = -np.ones(len(face0), np.int64)
+    remap = -np.ones(len(v0), np.int64)
     remap[used] = np.arange(len(used))
     tl = remap[t]
     n = len(used)
-    A = np.zeros((n, n))
-    for a, b, c in tl:
-        A[a, b] += 1; A[a, c] += 1; A[b, a] += 1; A[b, c] += 1; A[c, a] += 1; A[c, b] += 1
-    deg = A.sum(1)
-    A[deg == 0, deg == 0] = 1.0
-    A /= A.sum(1, keepdims=True)
-    uvx = np.full(n + 1, P.swatch_uv("mask")[0])
-    # the face mesh has a hole at the mouth: close it with a fan around an extra centre vertex (n)
-    mc = remap[P.MOUTH_CONTOUR]
-    mc = mc[mc >= 0]
-    fan = np.array([(mc[i], mc[(i + 1) % len(mc)], n) for i in range(len(mc))], np.int64)
-    return {"used": used, "t": np.concatenate([tl, fan]), "A": A, "uvx": uvx, "mouth": mc}
+    # holes: every boundary loop but the outer one gets a fan around a new centre vertex
+    from collections import defaultdict
+
+    cnt: dict = defaultdict(int)
+    for tr in tl.tolist():
+        for i in range(3):
+            a, b = tr[i], tr[(i + 1) % 3]
+            cnt[(min(a, b), max(a, b))] += 1
+    bn: dict = defaultdict(list)
+    for (a, b), c in sorted(cnt.items()):
+        if c == 1:
+            bn[a].append(b)
+            bn[b].append(a)
+    loops, seen = [], set()
+    for s0 in sorted(bn):
+        if s0 in seen:
+            continue
+        loop, prev, cur = [s0], None, s0
+        seen.add(s0)
+        while True:
+            nx = [x for x in bn[cur] if x != prev and x not in seen]
+            if not nx:
+                break
+            prev, cur = cur, nx[0]
+            loop.append(cur)
+            seen.add(cur)
+        loops.append(loop)
+    loops.sort(key=len)
+    fans, centres = [], []
+    for loop in loops[:-1]:
+        c = n + len(centres)
+        centres.append(loop)
+        fans += [(loop[i], loop[(i + 1) % len(loop)], c) for i in range(len(loop))]
+    A = sp.csr_matrix((np.ones(6 * len(tl)), (np.repeat(tl, 2, 1).ravel(), tl[:, [1, 2, 0, 2, 0, 1]].ravel())), shape=(n, n))
+    A.data[:] = 1.0
+    deg = np.asarray(A.sum(1)).ravel()
+    A = sp.diags(1.0 / np.maximum(deg, 1)) @ A
+    allt = np.concatenate([tl, np.array(fans, np.int64).reshape(-1, 3)])
+    return {"used": used, "t": allt, "A": A.tocsr(), "holes": centres}
 
 
-def _mask_part(m: dict, face: np.ndarray, normals: np.ndarray) -> "P.Part":
-    used, A = m["used"], m["A"]
-    nu = normals[used]
-    base = face[used] + nu * 0.004
-    v = base.copy()
+def _mask_part(mm: dict, v: np.ndarray) -> "P.Part":
+    used, A = mm["used"], mm["A"]
+    g = model_geometry()
+    nu = model_normals(v)[used]
+    base = v[used] + nu * 0.004
+    x = base.copy()
     for _ in range(10):  # smooth: the mask spans the nose-cheek and lip concavities, staying outside the skin
-        v = 0.5 * v + 0.5 * (A @ v)
-        push = np.clip(((base - v) * nu).sum(1), 0, None)
-        v += nu * push[:, None]
-    v = np.concatenate([v, v[m["mouth"]].mean(0, keepdims=True) + [0.0, 0.0, 0.002]])
-    v[:, 2] += 0.002
-    uv = np.stack([np.clip(m["uvx"] + v[:, 0] * 80, P.SWATCH_RECT[0] + 6 * 16 + 1, P.SWATCH_RECT[0] + 7 * 16 - 1),
-                   np.full(len(v), P.swatch_uv("mask")[1])], 1)
-    return P.Part("mask", v, m["t"], uv, cull=False, spec=0.05, occluder=True)
+        x = 0.5 * x + 0.5 * (A @ x)
+        push = np.clip(((base - x) * nu).sum(1), 0, None)
+        x += nu * push[:, None]
+    x = np.concatenate([x] + [x[h].mean(0, keepdims=True) + [0.0, 0.0, 0.002] for h in mm["holes"]])
+    x[:, 2] += 0.002
+    ux = np.full(len(x), P.swatch_uv("mask")[0])
+    uv = np.stack([np.clip(ux + x[:, 0] * 80, P.SWATCH_RECT[0] + 6 * 16 + 1, P.SWATCH_RECT[0] + 7 * 16 - 1),
+                   np.full(len(x), P.swatch_uv("mask")[1])], 1)
+    return P.Part("mask", x, mm["t"], uv, cull=False, spec=0.05, occluder=True)
 
 
 _CACHE: "OrderedDict[str, IdentityModel]" = OrderedDict()
@@ -286,98 +445,103 @@ def identity_model(seed: int, params: dict) -> IdentityModel:
 
 
 # ----------------------------------------------------------------------------- expressions
-def _lid_weights(face: np.ndarray) -> dict:
-    """For each eye: upper/lower interior contour indices and per-vertex (index, contour j, weight)."""
-    out = {}
-    brows = set(T.R_BROW + T.L_BROW)
-    for side, up, lo in (("right", T.R_EYE_UPPER, T.R_EYE_LOWER), ("left", T.L_EYE_UPPER, T.L_EYE_LOWER)):
-        U = np.array(up[1:-1])
-        L = np.array(lo[1:-1])
-        contour = set(up) | set(lo)
-        items_u, items_l = [], []
-        for k in range(468):
-            if k in contour or k in brows:
-                continue
-            du = np.linalg.norm(face[U] - face[k], axis=1)
-            j = int(np.argmin(du))
-            if face[k, 1] > face[U[j], 1] and du[j] < 0.0095:
-                items_u.append((k, j, (1 - du[j] / 0.0095) ** 1.5))
-            dl = np.linalg.norm(face[L] - face[k], axis=1)
-            j = int(np.argmin(dl))
-            if face[k, 1] < face[L[j], 1] and dl[j] < 0.005:
-                items_l.append((k, j, (1 - dl[j] / 0.005) ** 2))
-        out[side] = (U, L, items_u, items_l)
-    return out
+def _side_suffix(side: str) -> str:
+    return "_L" if side == "left" else "_R"
 
 
-def _jaw_weights() -> np.ndarray:
-    v = T.mean_shape()["vertices"]
-    yl = -0.0566
-    s = np.clip((yl - v[:, 1] - 0.0008) / 0.010, 0, 1)
-    w = s * s * (3 - 2 * s) * (1 - 0.35 * np.clip((np.abs(v[:, 0]) - 0.04) / 0.025, 0, 1))
-    w[list(T.LOWER_LIP_INNER[1:-1])] = 1.0
-    w[list(T.UPPER_LIP_INNER[1:-1])] = 0.0
-    w[[78, 308]] = 0.45
-    w[[61, 291]] = 0.35
-    return w
+def expression_weights(st: dict, eye_rot: dict | None = None) -> dict[str, float]:
+    """ARKit blendshape weights (ICT names) for a state. Eye openness -> eyeBlink (its exact value is set
+    by the lid closing, see ``apply_expression``) + some eyeSquint; each eye's rotation -> eyeLook*
+    (the lids follow the eyeball); a yawn -> jawOpen + mouthStretch/UpperUp/LowerDown with squinting
+    eyes, raised inner brows and upper lip; an open mouth without a yawn (talking, half-open) -> a smaller jaw
+    drop with the lips parting (mouthLowerDown/UpperUp); smile -> mouthSmile + cheekSquint; brow raise
+    -> browInnerUp + browOuterUp."""
+    w: dict[str, float] = {}
+
+    def add(k, x):
+        if x:
+            w[k] = w.get(k, 0.0) + float(x)
+
+    mo = float(st["mouth_open"])
+    yawn = st.get("yawn", "none") != "none"
+    sm, br = float(st["smile"]), float(st["brow_raise"])
+    squint = 0.45 * sm + (0.5 * mo if yawn else 0.0)
+    if yawn:
+        add("jawOpen", 0.95 * mo)
+        add("noseSneer_L", 0.2 * mo)
+        add("noseSneer_R", 0.2 * mo)
+        for s in ("_L", "_R"):
+            add("mouthStretch" + s, 0.55 * mo)
+            add("mouthLowerDown" + s, 0.35 * mo)
+            add("mouthUpperUp" + s, 0.35 * mo)
+            add("browInnerUp" + s, 0.35 * mo)
+    elif mo > 0:
+        add("jawOpen", 0.55 * mo)
+        add("mouthFunnel", 0.12 * mo)
+        for s in ("_L", "_R"):
+            add("mouthLowerDown" + s, 0.6 * mo)
+            add("mouthUpperUp" + s, 0.35 * mo)
+    for s in ("_L", "_R"):
+        add("mouthSmile" + s, sm)
+        add("cheekSquint" + s, 0.6 * sm)
+        add("browInnerUp" + s, br)
+        add("browOuterUp" + s, 0.8 * br)
+    for side in ("right", "left"):
+        sx = _side_suffix(side)
+        o = float(st[f"eye_openness_{side}"])
+        add("eyeSquint" + sx, min(1.0, squint + 0.3 * (1.0 - o)))
+        if eye_rot is not None:
+            g = eye_rot[side] @ np.array([0.0, 0.0, 1.0])
+            yaw, pitch = math.degrees(math.atan2(g[0], g[2])), math.degrees(math.asin(float(np.clip(g[1], -1, 1))))
+            add("eyeLookUp" + sx, np.clip(pitch / LOOK_UP_DEG, 0, 1))
+            add("eyeLookDown" + sx, np.clip(-pitch / LOOK_DOWN_DEG, 0, 1))
+            inward = yaw if side == "right" else -yaw  # towards the nose
+            add("eyeLookIn" + sx, np.clip(inward / LOOK_SIDE_DEG, 0, 1))
+            add("eyeLookOut" + sx, np.clip(-inward / LOOK_SIDE_DEG, 0, 1))
+    return {k: min(1.0, v) for k, v in w.items()}
 
 
-_JAW = None
+def apply_expression(v0: np.ndarray, st: dict, im: IdentityModel, eye_rot: dict | None = None) -> tuple[np.ndarray, dict]:
+    """(V, 3) expressed model vertices and the blendshape weights used.
 
-
-def apply_expression(face0: np.ndarray, st: dict, im: IdentityModel) -> np.ndarray:
-    global _JAW
-    if _JAW is None:
-        _JAW = _jaw_weights()
-    v = face0.copy()
-    hs = im.code.get("head_size", 1.0)
-    m = st["mouth_open"]
-    if m > 0:
-        ang = m * 0.40
-        piv = np.array([0.0, -0.035, -0.075]) * hs
-        rot = Rx(ang)
-        moved = (v - piv) @ rot.T + piv
-        v = v + _JAW[:, None] * (moved - v)
-    sm = st["smile"]
-    if sm > 0:
-        for c, s in ((61, -1), (291, 1)):
-            d = np.linalg.norm(face0 - face0[c], axis=1)
-            w = np.exp(-(d**2) / (2 * 0.012**2))
-            v += sm * w[:, None] * np.array([s * 0.004, 0.0035, -0.002])
-            ck = face0[c] + np.array([s * 0.012, 0.02, 0.0])
-            d = np.linalg.norm(face0 - ck, axis=1)
-            v += sm * np.exp(-(d**2) / (2 * 0.013**2))[:, None] * np.array([0.0, 0.002, 0.0012])
-    b = st["brow_raise"]
-    if b > 0:
-        y = face0[:, 1] / hs
-        s_ = np.clip((y - 0.009) / 0.009, 0, 1)
-        w = s_ * s_ * (3 - 2 * s_) * np.exp(-np.clip(y - 0.025, 0, None) / 0.025)
-        v += b * w[:, None] * np.array([0.0, 0.006, 0.0006])
-    rest = float(im.code.get("lid_rest", 1.0))  # openness 1 = this identity's relaxed lid height
-    for side, o in (("right", st["eye_openness_right"] * rest), ("left", st["eye_openness_left"] * rest)):
-        if o >= 1.0:
-            continue
-        U, L, iu, il = im.lid[side]
-        gap = v[U] - v[L]
-        bulge = np.sin(np.linspace(1, len(U), len(U)) / (len(U) + 1) * np.pi)[:, None] * np.array([0, 0, 0.0028])
-        M = v[L] + 0.12 * gap + bulge
-        Du = (1 - o) * (M - v[U])
-        Dl = (1 - o) * (M - v[L])
-        for k, j, w in iu:
-            v[k] += w * Du[j] * np.array([1, 0.85, 1])
-        for k, j, w in il:
-            v[k] += w * Dl[j]
-        v[U] += Du
-        v[L] += Dl
-        # lids slide over the eyeball: keep the moving lid (and the skin it drags) outside the
-        # sphere + 0.6 mm, so the closed lid hides the whole eyeball (no sclera at the corners)
-        c, R = im.eyes[side]
-        idx, wts = im.lid_push[side]
-        d = v[idx] - c
-        r = np.linalg.norm(d, axis=1)
-        out = np.maximum(R + 0.0006 - r, 0.0) * wts * min(1.0, (1.0 - o) * 4.0)
-        v[idx] += d / r[:, None] * out[:, None]
-    return v
+    Blendshapes first (``expression_weights`` and eyeBlink = 1 - openness x lid_rest), then the lids are
+    closed exactly: for each pair of margin columns the open position (every shape but the blink) and a
+    meeting point 20 % up the open gap give the target ``meet + o (open - meet)``; the margins go there
+    and the lid skin within 6 mm follows (distance-weighted), so openness 0 puts the upper margin on the
+    lower one (aperture 0) whatever the identity, gaze or squint. The moving lid is then kept outside
+    the eyeball sphere (it slides over the ball)."""
+    m = FM.load()
+    g = model_geometry()
+    w = expression_weights(st, eye_rot)
+    rest = float(im.code.get("lid_rest", 1.0))
+    oe = {s: float(st[f"eye_openness_{s}"]) * rest for s in ("right", "left")}
+    for s in ("right", "left"):
+        if oe[s] < 1.0:
+            w["eyeBlink" + _side_suffix(s)] = 1.0 - oe[s]
+    names = g["expr_names"]
+    ks = [names[k] for k in w]
+    v = v0 + (np.array(list(w.values())) @ g["expr_stack"][ks]).reshape(-1, 3) if ks else v0.copy()
+    for side in ("right", "left"):
+        o = oe[side]
+        e = m.eyes[side]
+        U, L = e["upper"], e["lower"]
+        blink = m.expressions["eyeBlink" + _side_suffix(side)]
+        wb = w.get("eyeBlink" + _side_suffix(side), 0.0)
+        U0, L0 = v[U] - wb * blink[U], v[L] - wb * blink[L]
+        meet = L0 + MEET * (U0 - L0)
+        cu = meet + o * (U0 - meet) - v[U]
+        cl = meet + o * (L0 - meet) - v[L]
+        for lid, c in (("upper", cu), ("lower", cl)):
+            idx, cols, wt = g["lid"][side][lid]
+            v[idx] += wt[:, :1] * c[cols[:, 0]] + wt[:, 1:] * c[cols[:, 1]]
+        if o < 1.0:
+            cen, R = im.eyes[side]
+            idx = g["lid"][side]["push"]
+            d = v[idx] - cen
+            r = np.linalg.norm(d, axis=1)
+            out = np.maximum(R + 0.0002 - r, 0.0) * min(1.0, (1.0 - o) * 4.0)
+            v[idx] += d / r[:, None] * out[:, None]
+    return v, w
 
 
 # ----------------------------------------------------------------------------- result
@@ -393,42 +557,16 @@ class RenderResult:
     landmarks_head: np.ndarray = field(default=None)  # (478, 3) head frame (exact model for PnP)
     part_ids: np.ndarray | None = None  # (H, W) int16 part index (-1 background)
     part_names: tuple = ()
+    ibug68: np.ndarray | None = None  # (68, 2) float32 iBUG-68 points (inner 51 = MediaPipe points; jaw on the surface)
+    ibug68_visibility: np.ndarray | None = None  # (68,) bool
+    ibug68_3d: np.ndarray | None = None  # (68, 3) camera frame, metres
 
 
 def _normals(v: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Area-weighted vertex normals (one bincount per axis)."""
-    a, b, c = v[t[:, 0]], v[t[:, 1]], v[t[:, 2]]
-    e1, e2 = b - a, c - a
-    fn = np.stack([e1[:, 1] * e2[:, 2] - e1[:, 2] * e2[:, 1], e1[:, 2] * e2[:, 0] - e1[:, 0] * e2[:, 2],
-                   e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]], 1)
-    flat = t.ravel()
-    n = np.stack([np.bincount(flat, np.repeat(fn[:, k], 3), minlength=len(v)) for k in range(3)], 1)
-    n /= np.sqrt((n * n).sum(1, keepdims=True)) + 1e-12
-    return n
+    """Area-weighted vertex normals (compiled; ``raster.vertex_normals``)."""
+    return vertex_normals(v, t)
 
 
-def _face_ao() -> np.ndarray:
-    global _AO
-    if _AO is None:
-        v = T.mean_shape()["vertices"]
-        t = T.triangles()
-        n = _normals(v, t)
-        e = T.edges()
-        acc = np.zeros_like(v)
-        cnt = np.zeros(len(v))
-        np.add.at(acc, e[:, 0], v[e[:, 1]])
-        np.add.at(acc, e[:, 1], v[e[:, 0]])
-        np.add.at(cnt, e[:, 0], 1)
-        np.add.at(cnt, e[:, 1], 1)
-        lap = acc / cnt[:, None] - v
-        conc = (lap * n).sum(1)  # > 0: concave
-        ao = 1 - np.clip(conc / 0.0012, 0, 1) * 0.35
-        ao[[2, 98, 327, 94, 19, 64, 294, 60, 290, 79, 309]] *= 0.8  # nostrils / under the nose
-        _AO = ao
-    return _AO
-
-
-_AO = None
 WRAP = np.float32(0.5)  # wrapped diffuse (n.l + w) / (1 + w): light bleeds past the terminator as in skin
 _EYE_AO = 0.18  # occlusion at an open eye's lid margin (none once the lids meet)
 
@@ -437,8 +575,9 @@ def _eye_ao(ao: np.ndarray, st: dict) -> np.ndarray:
     """Darken the lid margins by the eye's openness: an open eye's margin sits in the socket's shadow,
     a closed lid is smooth skin (a dark band there reads as a narrow open eye)."""
     ao = ao.copy()
-    for side, up, lo in (("right", T.R_EYE_UPPER, T.R_EYE_LOWER), ("left", T.L_EYE_UPPER, T.L_EYE_LOWER)):
-        ao[list(up) + list(lo)] *= 1.0 - _EYE_AO * min(1.0, float(st[f"eye_openness_{side}"]))
+    g = model_geometry()
+    for side in ("right", "left"):
+        ao[g["eye_margin_vertices"][side]] *= 1.0 - _EYE_AO * min(1.0, float(st[f"eye_openness_{side}"]))
     return ao
 
 
@@ -602,7 +741,7 @@ def _srng(entry: dict, tag: str) -> np.random.Generator:
 
 
 # ----------------------------------------------------------------------------- render
-SELF_PARTS = {"face", "socket", "eyeball", "mouth", "skull", "ear_right", "ear_left"}
+SELF_PARTS = {"face", "socket", "eyeball", "mouth", "skull", "tongue", "teeth", "lashes"}
 
 
 def _gaze_R(gy: float, gp: float) -> np.ndarray:
@@ -647,13 +786,14 @@ def _torso_parts(hs: float) -> list:
 _TORSO: dict = {}
 
 
-def _rasterize_scene(xy: np.ndarray, z: np.ndarray, TR: np.ndarray, S: int, cull: np.ndarray, is_eyeball: np.ndarray) -> Fragments:
+def _rasterize_scene(xy: np.ndarray, z: np.ndarray, TR: np.ndarray, S: int, cull: np.ndarray, is_eyeball: np.ndarray,
+                     openings: list) -> Fragments:
     """Rasterise the scene; eyeballs are seen only through the eye openings.
 
     An eyeball is a sphere behind the lids; where a thin lower lid or a sunken cheek lets the
     sphere poke through the skin, a z-buffer alone would show sclera outside the eye. So the
-    eyeballs are rasterised separately and win a pixel only inside the projected eye contour
-    (face vertices 0-467 come first in ``xy``) and in front of the rest of the scene there."""
+    eyeballs are rasterised separately and win a pixel only inside the projected eye openings
+    (``openings``: image polygons of the face's eye holes) and in front of the rest of the scene there."""
     rest = np.nonzero(~is_eyeball)[0]
     eb = np.nonzero(is_eyeball)[0]
     fa = rasterize(xy, z, TR[rest], S, S, cull[rest])
@@ -662,21 +802,21 @@ def _rasterize_scene(xy: np.ndarray, z: np.ndarray, TR: np.ndarray, S: int, cull
         return fa
     fb = rasterize(xy, z, TR[eb], S, S, cull[eb])
     mask = np.zeros((S, S), np.uint8)
-    for contour in (P.EYE_R_CONTOUR, P.EYE_L_CONTOUR):
-        cv2.fillPoly(mask, [np.round(xy[contour] * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
+    for poly in openings:
+        cv2.fillPoly(mask, [np.round(poly * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
     da = fa.depth_image().reshape(-1)
     win = (mask.reshape(-1)[fb.pix] > 0) & (fb.depth < da[fb.pix])
     if not win.any():
         return fa
-    keep = np.ones(len(fa.pix), bool)
-    owner = np.full(S * S, -1, np.int64)
-    owner[fa.pix] = np.arange(len(fa.pix))
-    o = owner[fb.pix[win]]
-    keep[o[o >= 0]] = False
-    pix = np.concatenate([fa.pix[keep], fb.pix[win]])
-    order = np.argsort(pix, kind="stable")
-    return Fragments(pix[order], np.concatenate([fa.tri[keep], eb[fb.tri[win]]])[order],
-                     np.concatenate([fa.b[keep], fb.b[win]])[order], np.concatenate([fa.depth[keep], fb.depth[win]])[order], S, S)
+    # per pixel, the index of the winning fragment in [fa's fragments, fb's fragments] (pixel order kept)
+    src = np.full(S * S, -1, np.int64)
+    src[fa.pix] = np.arange(len(fa.pix))
+    wi = np.nonzero(win)[0]
+    src[fb.pix[wi]] = len(fa.pix) + wi
+    pix = np.nonzero(src >= 0)[0]
+    idx = src[pix]
+    return Fragments(pix, np.concatenate([fa.tri, eb[fb.tri]])[idx], np.concatenate([fa.b, fb.b])[idx],
+                     np.concatenate([fa.depth, fb.depth])[idx], S, S)
 
 
 def _sample_tex(atlas: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -705,9 +845,10 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
     light = light_setup(entry, rng)
     ir = light["mode"] == "night_ir"
     im = identity_model(int(entry["identity_seed"]), entry["identity_params"])
+    fm = FM.load()
+    geo = model_geometry()
     st = entry["state"]
-    hs = im.code.get("head_size", 1.0)
-    face = apply_expression(im.face0, st, im)
+    hs = im.head_size
     hp = entry["head_pose_car"]
     R_wh = euler_to_R(float(hp["yaw"]), float(hp["pitch"]), float(hp["roll"]))
     t_wh = -R_wh @ (PIVOT_IN_HEAD * hs)
@@ -715,28 +856,44 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
     R_ch = R_cw @ R_wh
     t_ch = R_cw @ (t_wh - C)
     Rg_eye = eye_rotations(im.eyes, entry["gaze_in_head"])
+    v, expr_w = apply_expression(im.v0, st, im, Rg_eye)
+    face = fm.landmarks(v)  # (468, 3) head frame
     acc = entry.get("accessory", "none")
-    ftris = T.triangles()
-
-    parts: list[P.Part] = [P.Part("face", face, ftris, face_uv(), spec=0.22)]
-    parts.append(im.skull(face))
-    parts += im.ears
+    # the model in the camera frame: the head turns rigidly about the pivot, the neck below the jaw turns
+    # by a share of that rotation (weight 1 -> 0 towards the torso; a twist, no linear-blend collapse)
+    Vm = _skinned(v, geo["head_weight"], R_wh, PIVOT_IN_HEAD * hs, R_cw, C)
+    Nm = model_normals(Vm)
+    uvp = part_uv()
+    ao_m = _eye_ao(geo["ao"], st)
+    parts: list[P.Part] = []
+    mouth_mm = float(np.linalg.norm(face[13] - face[14]) * 1000)
+    for k in FM.PARTS:
+        if k in ("gums", "teeth") and mouth_mm < 1.5:  # hidden behind closed lips (the dark cavity stays)
+            continue
+        pv, lt = geo["parts"][k]
+        pp = P.Part(PART_NAMES[k], Vm[pv], lt, uvp[k], frame="camera", spec=0.22 if k == "face" else 0.3 if k == "teeth" else 0.15,
+                    cull=k in ("face", "head"))
+        pp.extra["n"] = Nm[pv]
+        if k == "face":
+            pp.extra["cull"] = ~geo["face_two_sided"]
+        pp.extra["ao"] = ao_m[pv]
+        parts.append(pp)
     if im.hair is not None:
         parts.append(im.hair if acc != "cap" else im.hair_under_cap)
     eye_pts = {}
-    for side, contour in (("right", P.EYE_R_CONTOUR), ("left", P.EYE_L_CONTOUR)):
-        parts.append(im.fan(side, face, contour, 0.010))
+    for side in ("right", "left"):
+        parts.append(im.fan(side, v, fm.eyes[side]["loop"], 0.010))
+        e = fm.eyes[side]
+        parts.append(P.lashes(v[e["upper"]], im.v0[e["lower"]], im.v0[e["upper"]], float(st[f"eye_openness_{side}"]),
+                              0.8 + 0.6 * float(im.code.get("lash", 0.5))))
         c, R = im.eyes[side]
         tpl = im.eyeballs[side]
         o = float(st[f"eye_openness_{side}"])
         sink = np.array([0.0, 0.0, -0.0015 * (1.0 - o) ** 2])  # a closing eye's ball never pokes through the lid skin
         parts.append(P.Part("eyeball", tpl.v @ Rg_eye[side].T + c + sink, tpl.t, tpl.uv, spec=tpl.spec))
         eye_pts[side] = iris_points(c, R, Rg_eye[side])
-    parts.append(im.fan("mouth", face, P.MOUTH_CONTOUR, 0.022))
-    if acc == "mask":
-        parts += im.accessory(acc, face, _normals(face, ftris))
-    elif acc != "none":
-        parts += im.accessory(acc, face, None)
+    if acc != "none":
+        parts += im.accessory(acc, v, face)
     srng = _srng(entry, "props")
     phone = entry.get("phone")
     world_parts: list[P.Part] = []
@@ -750,7 +907,7 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
             pc = np.array([s * (im.sp["r"][0] + 0.014), -0.035, im.sp["c"][2] + 0.06])
             parts.append(P.box(pc, (0.072, 0.15, 0.009), Rp, "phone", name="phone", occluder=True, spec=0.6))
             Rh = np.stack([np.cross(ax, -lat), ax, -lat], 1)
-            parts += P.hand(pc + lat * 0.022 + np.array([0, -0.045, 0.0]), Rh)
+            parts += P.hand(pc + lat * 0.022 + np.array([0, -0.045, 0.0]), Rh, side=phone["hand"], curl=0.5)
             wrist = pc + lat * 0.03 + np.array([0, -0.10, 0.01])
             parts.append(P.tube(wrist, wrist + np.array([s * 0.10, -0.22, 0.12]), 0.028, 0.04, sw="sleeve", name="arm", occluder=True))
         else:
@@ -762,24 +919,24 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
             Rp = np.stack([np.cross(ax, nrm), ax, nrm], 1)
             world_parts.append(P.box(pc, (0.072, 0.15, 0.009), Rp, "phone", name="phone", occluder=True, spec=0.6))
             world_parts.append(P.box(pc + nrm * 0.0047, (0.064, 0.135, 0.001), Rp, "screen", name="phone", occluder=True, spec=0.8))
-            world_parts += P.hand(pc - nrm * 0.02 + np.array([0, -0.02, 0]), Rp)
+            world_parts += P.hand(pc - nrm * 0.02 + np.array([0, -0.02, 0]), Rp, side=phone["hand"], curl=0.6)
             world_parts.append(P.tube(pc - nrm * 0.02 + np.array([0, -0.06, -0.03]), np.array([s * 0.2, -0.75, -0.05]), 0.03, 0.045, name="arm", occluder=True))
     if st.get("yawn") == "yawning_with_hand":
-        s = -1.0 if srng.uniform() < 0.6 else 1.0
+        # a hand over the yawn: palm towards the mouth, fingers across it towards the other cheek
+        s = -1.0 if srng.uniform() < 0.6 else 1.0  # -1: the right hand (from the subject's right)
         lip = face[[13, 14]].mean(0)
-        Rh = np.stack([np.array([0.0, 1.0, 0]), np.array([-s, 0.3, 0]) / np.linalg.norm([1, 0.3]), np.array([0, 0, -1.0])], 1)
-        Rh[:, 0] = np.cross(Rh[:, 1], Rh[:, 2])
-        hc = lip + np.array([s * 0.02, -0.005, 0.038])
-        parts += P.hand(hc, Rh)
-        parts.append(P.tube(hc + np.array([s * 0.05, -0.03, 0.0]), hc + np.array([s * 0.12, -0.30, -0.02]), 0.028, 0.04, name="arm", occluder=True))
-    if im._neck_t is None:  # triangle orientation from the neutral pose (order-independent cache)
-        im._neck_t = P.neck(im.face0, im.sp, np.eye(3), -PIVOT_IN_HEAD * hs).t
-    neck = P.neck(face, im.sp, R_wh, t_wh, tris=im._neck_t)
-    world_parts.append(neck)
+        yl = np.array([-s, 0.3, 0.0]) / np.linalg.norm([1, 0.3])
+        zl = np.array([0.0, 0.0, -1.0])
+        Rh = np.stack([np.cross(yl, zl), yl, zl], 1)
+        hc = lip + np.array([s * 0.012, 0.002, 0.036])
+        parts += P.hand(hc, Rh, side="right" if s < 0 else "left", curl=0.25, spread=0.05)
+        wrist = hc - yl * 0.05 + np.array([0.0, -0.01, 0.0])
+        parts.append(P.tube(wrist, wrist + np.array([s * 0.10, -0.28, -0.03]), 0.026, 0.04, name="arm", occluder=True))
     world_parts += _torso_parts(hs)
 
     # ---- assemble in the camera frame (one array per attribute)
-    Vs, UVs, Ts, pid, cull, spec, aos = [], [], [], [], [], [], []
+    Vs, UVs, Ts, nfs, pid, cull, spec, aos, given = [], [], [], [], [], [], [], [], []
+    prefix = True
     lens_parts = []
     names: list[str] = []
     off = 0
@@ -788,33 +945,40 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
         if p.name == "lens":
             lens_parts.append(p)
             continue
-        Vs.append(p.v @ (R_ch if head else R_cw).T + (tc_h if head else tc_w))
+        Vs.append(p.v if p.frame == "camera" else p.v @ (R_ch if head else R_cw).T + (tc_h if head else tc_w))
         if p.name not in names:
             names.append(p.name)
         UVs.append(p.uv)
         Ts.append(p.t + off)
-        nf = len(p.t)
-        pid.append(np.full(nf, names.index(p.name), np.int16))
-        cull.append(np.full(nf, p.cull))
-        spec.append(np.full(nf, p.spec, np.float32))
-        aos.append(_eye_ao(_face_ao(), st) if p.name == "face" else np.full(len(p.v), 0.9 if p.name in ("socket", "mouth") else 1.0))
+        nfs.append(len(p.t))
+        pid.append(names.index(p.name))
+        cull.append(p.extra["cull"] if "cull" in p.extra else np.full(len(p.t), p.cull))
+        spec.append(p.spec)
+        aos.append(p.extra["ao"] if "ao" in p.extra else np.full(len(p.v), 0.9 if p.name == "socket" else 1.0))
+        # parts with known normals (the model's: the welded mesh's, no seams between parts; the hair's, cached
+        # in the head frame) come first in the list; the rest get one normals pass
+        if prefix and ("n" in p.extra or "n_head" in p.extra):
+            given.append((off, sum(nfs[:-1]), p.extra["n"] if "n" in p.extra else p.extra["n_head"] @ R_ch.T))
+        else:
+            prefix = False
         off += len(p.v)
     V = np.concatenate(Vs)
     UV = np.concatenate(UVs)
     TR = np.concatenate(Ts)
-    PID = np.concatenate(pid)
+    PID = np.repeat(np.array(pid, np.int16), nfs)
     CULL = np.concatenate(cull)
-    SPEC = np.concatenate(spec)
+    SPEC = np.repeat(np.array(spec, np.float32), nfs)
     AO = np.concatenate(aos)
-    N = _normals(V, TR)
-    # face/skull seam: shared normals along the face oval (skull ring 0 = face oval)
-    oval = im.oval
-    m = N[oval] + N[468:468 + len(oval)]
-    m /= np.linalg.norm(m, axis=1, keepdims=True) + 1e-12
-    N[oval] = m
-    N[468:468 + len(oval)] = m
+    v_given = given[-1][0] + len(given[-1][2]) if given else 0
+    t_given = given[-1][1] + nfs[len(given) - 1] if given else 0
+    N = np.empty_like(V)
+    if len(V) > v_given:
+        N[v_given:] = _normals(V[v_given:], TR[t_given:] - v_given)
+    for o_, _, n_ in given:
+        N[o_:o_ + len(n_)] = n_
     xy = _project(V, K)
-    fr = _rasterize_scene(xy, V[:, 2], TR, S, CULL, PID == names.index("eyeball"))
+    openings = [_project(Vm[fm.eyes[s]["loop"]], K) for s in ("right", "left")]
+    fr = _rasterize_scene(xy, V[:, 2], TR, S, CULL, PID == names.index("eyeball"), openings)
     ip = interpolate(fr, TR, np.concatenate([UV, N, V, AO[:, None]], 1).astype(np.float32))
     uvp, nrm, pos, aop = ip[:, 0:2], ip[:, 2:5], ip[:, 5:8], ip[:, 8]
     nrm /= np.sqrt(np.einsum("pc,pc->p", nrm, nrm))[:, None] + 1e-12
@@ -894,29 +1058,34 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
     out = np.clip(out, 0, 255).astype(np.uint8)
     if out.shape[2] == 1:
         out = np.repeat(out, 3, axis=2)
-    # ---- landmarks
+    # ---- landmarks (478 MediaPipe refined order) and the iBUG-68 points, with visibility
     lm_head = np.concatenate([face, eye_pts["right"], eye_pts["left"]])
-    lm_cam = lm_head @ R_ch.T + t_ch
-    lm_ss = _project(lm_cam, K)
-    lm = (lm_ss / ss).astype(np.float32)
-    ix = np.floor(lm_ss[:, 0]).astype(int)
-    iy = np.floor(lm_ss[:, 1]).astype(int)
-    inside = (ix >= 0) & (iy >= 0) & (ix < S) & (iy < S) & (lm_cam[:, 2] > 0)
-    ixc, iyc = ix.clip(0, S - 1), iy.clip(0, S - 1)
-    t_at = tri_img[iyc, ixc]
-    zb = zbuf[iyc, ixc]
-    part_at = PID[t_at.clip(0)]
+    ib_head = fm.ibug68(v)
     self_ids = np.array([names.index(n) for n in SELF_PARTS if n in names])
     eb_id = names.index("eyeball")
-    z = lm_cam[:, 2]
-    is_self = np.isin(part_at, self_ids)
-    vis = (is_self & (zb > z - 0.005)) | (zb > z)
-    vis[468:] = (part_at[468:] == eb_id) & (zb[468:] > z[468:] - 0.004)
-    vis = inside & ((t_at < 0) | vis)
-    if lens_parts and lens_T is not None and lens_T < 0.5:
-        lt = lf.tri_image()[iyc, ixc]
-        ld = lf.depth_image()[iyc, ixc]
-        vis &= ~((lt >= 0) & (ld < z))
+    lens_img = (lf.tri_image(), lf.depth_image()) if (lens_parts and lens_T is not None and lens_T < 0.5) else None
+
+    def project_and_test(pts_head: np.ndarray, n_surface: int):
+        pc = pts_head @ R_ch.T + t_ch
+        pss = _project(pc, K)
+        ix = np.floor(pss[:, 0]).astype(int)
+        iy = np.floor(pss[:, 1]).astype(int)
+        inside = (ix >= 0) & (iy >= 0) & (ix < S) & (iy < S) & (pc[:, 2] > 0)
+        ixc, iyc = ix.clip(0, S - 1), iy.clip(0, S - 1)
+        t_at = tri_img[iyc, ixc]
+        zb = zbuf[iyc, ixc]
+        part_at = PID[t_at.clip(0)]
+        z = pc[:, 2]
+        vis = (np.isin(part_at, self_ids) & (zb > z - 0.005)) | (zb > z)
+        vis[n_surface:] = (part_at[n_surface:] == eb_id) & (zb[n_surface:] > z[n_surface:] - 0.004)
+        vis = inside & ((t_at < 0) | vis)
+        if lens_img is not None:
+            lt, ld = lens_img[0][iyc, ixc], lens_img[1][iyc, ixc]
+            vis &= ~((lt >= 0) & (ld < z))
+        return pc, (pss / ss).astype(np.float32), vis
+
+    lm_cam, lm, vis = project_and_test(lm_head, 468)
+    ib_cam, ib, ib_vis = project_and_test(ib_head, 68)
     pts = lm[:468]
     x0, y0 = np.clip(pts.min(0), 0, size)
     x1, y1 = np.clip(pts.max(0), 0, size)
@@ -944,11 +1113,14 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
         "camera_pose_car": {"position_m": C.tolist(), "R_cam_car": R_cw.tolist(), "mount": entry["camera"]["mount"]},
         "gaze_camera": gaze,
         "eye_aperture_mm": ap,
-        "mouth_opening_mm": float(np.linalg.norm(face[13] - face[14]) * 1000),
-        "identity": {**im.info, "code": {k: round(v, 6) for k, v in im.code.items()}},
+        "mouth_opening_mm": mouth_mm,
+        "expression": {k: round(float(x), 4) for k, x in sorted(expr_w.items())},
+        "face_model": {"source": "ICT-FaceKit", "commit": fm.provenance["source"]["commit"], "content_sha256": fm.provenance.get("content_sha256")},
+        "identity": {**im.info, "code": dict(im.code_rounded)},
         "lighting": {"mode": light["mode"], "bright_pupil": bool(light.get("bright_pupil", False)), "noise_sigma": float(light["noise"])},
         "lens_transmittance": lens_T,
         "supersample": ss,
     }
     return RenderResult(out, lm, vis, lm_cam.astype(np.float32), (float(x0), float(y0), float(x1), float(y1)),
-                        depth.astype(np.float32), info, lm_head.astype(np.float32), part_ids, tuple(names))
+                        depth.astype(np.float32), info, lm_head.astype(np.float32), part_ids, tuple(names),
+                        ib, ib_vis, ib_cam.astype(np.float32))

@@ -1,9 +1,9 @@
 """Per-identity albedo atlas (RGB and near-IR grey), painted procedurally in the face's UV space.
 
-The face UV is a cylindrical projection of the mean shape (u = atan2(x, z + 8 cm), v = y), so the
-paint positions are mesh-vertex positions: brows follow the brow vertices, lips fill the lip
-contour, the beard fills the lower face, wrinkles run between named vertices. Nothing here is taken
-from a photo.
+The face UV is a cylindrical projection of the face model's mean (u = atan2(x, z + 8 cm), v = y),
+and the painter works at the MediaPipe landmarks' UVs: brows follow the brow landmarks, lips fill
+the lip contour, the beard fills the lower face, wrinkles run between named landmarks. Nothing here
+is taken from a photo.
 """
 
 from __future__ import annotations
@@ -13,24 +13,59 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from . import facemodel as FM
 from . import topology as T
-from .parts import ATLAS, EYE_RECT, FACE_RECT, HAIR_RECT, SKIN_RECT, SWATCH_RECT, SWATCHES
+from .parts import ATLAS, EYE_RECT, FACE_RECT, HAIR_RECT, SKIN_RECT, SWATCH_RECT, SWATCHES, swatch_uv
 
 CREASE = 0.35  # strength of the supratarsal crease line
 UNDER_EYE = 1.0  # strength of the under-eye darkening
 
 
 @lru_cache(maxsize=1)
-def face_uv() -> np.ndarray:
-    v = T.mean_shape()["vertices"]
-    u = np.arctan2(v[:, 0], v[:, 2] + 0.08)
-    w = v[:, 1]
+def _cyl_frame() -> tuple[float, float, float, float]:
+    lm = _mean_landmarks()
+    u = np.arctan2(lm[:, 0], lm[:, 2] + 0.08)
+    return float(u.min()), float(np.ptp(u)), float(lm[:, 1].max()), float(np.ptp(lm[:, 1]))
+
+
+@lru_cache(maxsize=1)
+def _mean_landmarks() -> np.ndarray:
+    m = FM.load()
+    return m.landmarks(m.mean)
+
+
+def cylinder_uv(p: np.ndarray) -> np.ndarray:
+    """Face atlas coordinates (pixels) of head-frame points on the mean: u = atan2(x, z + 8 cm), v = y,
+    scaled so that the 468 landmarks fill FACE_RECT with a 10 px margin."""
+    umin, uptp, wmax, wptp = _cyl_frame()
     x0, s = FACE_RECT[0], FACE_RECT[2]
     m = 10
-    us = (u - u.min()) / np.ptp(u)
-    ws = (w.max() - w) / np.ptp(w)
-    k = min(1.0, np.ptp(w) / (np.ptp(u) * 0.08 + 1e-9))  # keep aspect roughly metric
-    return np.stack([x0 + m + us * (s - 2 * m), FACE_RECT[1] + m + ws * (s - 2 * m)], 1).astype(np.float64)
+    u = np.arctan2(p[:, 0], p[:, 2] + 0.08)
+    return np.stack([x0 + m + (u - umin) / uptp * (s - 2 * m), FACE_RECT[1] + m + (wmax - p[:, 1]) / wptp * (s - 2 * m)], 1)
+
+
+@lru_cache(maxsize=1)
+def face_uv() -> np.ndarray:
+    """(468, 2) atlas pixels of the MediaPipe landmarks (where the painter puts brows, lips, lashes, ...)."""
+    return cylinder_uv(_mean_landmarks()).astype(np.float64)
+
+
+@lru_cache(maxsize=1)
+def part_uv() -> dict[str, np.ndarray]:
+    """Atlas pixels per model part, for that part's vertices (``FaceModel.part_vertices``): the face by
+    the face cylinder (clamped to its rectangle: ears and neck get plain skin), the back of the head in
+    the plain-skin rectangle, the mouth interior from swatches."""
+    m = FM.load()
+    out = {}
+    v = m.mean[m.part_vertices["face"]]
+    out["face"] = np.clip(cylinder_uv(v), FACE_RECT[0] + 1, FACE_RECT[0] + FACE_RECT[2] - 1)
+    v = m.mean[m.part_vertices["head"]]
+    a = (np.arctan2(v[:, 0], v[:, 2]) + np.pi) / (2 * np.pi)
+    h = (v[:, 1].max() - v[:, 1]) / max(np.ptp(v[:, 1]), 1e-9)
+    out["head"] = np.stack([SKIN_RECT[0] + 4 + a * 120, SKIN_RECT[1] + 4 + h * 120], 1)
+    for k, sw in (("socket", "mouth"), ("gums", "tongue"), ("teeth", "teeth")):
+        out[k] = np.tile(np.array(swatch_uv(sw)), (len(m.part_vertices[k]), 1))
+    return out
 
 
 def _noise(r: np.random.Generator, shape, scale: int) -> np.ndarray:
@@ -95,6 +130,10 @@ def build_atlas(code: dict) -> tuple[np.ndarray, np.ndarray]:
     # lips
     lipc = np.array([code["lip_r"], code["lip_g"], code["lip_b"]], np.float32) * (1 + 0.05 * _noise(r, (A, A), 4)[..., None])
     img = img * (1 - lips_soft[..., None]) + lipc * lips_soft[..., None]
+    inner = np.zeros((A, A), np.float32)  # the lips' inner surfaces (they roll into the mouth): darker, wet
+    cv2.fillPoly(inner, [np.round(uv[list(T.LIPS_INNER)] * 4).astype(np.int32)], 1.0, cv2.LINE_AA, shift=2)
+    inner = cv2.GaussianBlur(inner, (0, 0), 1.0)[..., None] * 0.45
+    img = img * (1 - inner) + lipc * 0.55 * inner
     # wrinkles
     wr = np.zeros((A, A), np.float32)
     wk = code["wrinkles"]
@@ -204,7 +243,7 @@ def build_atlas(code: dict) -> tuple[np.ndarray, np.ndarray]:
     # ---- swatches
     sw = {"mouth": (95, 35, 38), "teeth": (225, 218, 200), "socket": (170, 110, 105), "frame": (30, 28, 28),
           "lens_dark": (20, 22, 25), "lens_clear": (200, 215, 225), "mask": (150, 195, 225), "cap": (40, 50, 80),
-          "phone": (25, 25, 28), "screen": (60, 110, 160), "sleeve": (60, 60, 70), "seat": (45, 45, 48), "tongue": (160, 70, 75)}
+          "phone": (25, 25, 28), "screen": (60, 110, 160), "sleeve": (60, 60, 70), "seat": (45, 45, 48), "tongue": (160, 70, 75), "lash": tuple(np.minimum(hair * 0.35, 28.0).tolist())}
     cl = code["clothing"]
     palette = [(40, 45, 60), (200, 200, 205), (110, 30, 35), (35, 70, 50), (90, 90, 95), (180, 150, 110), (20, 20, 22), (70, 100, 150)]
     sw["cloth"] = palette[int(cl * 8) % 8]

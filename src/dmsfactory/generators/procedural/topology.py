@@ -1,20 +1,17 @@
-"""MediaPipe face-mesh topology: triangles, regions, left/right map, iBUG-68 subset.
+"""MediaPipe face-mesh topology: contours, regions, iBUG-68 subset.
 
-The 468 vertex indices mean what MediaPipe's face mesh means (33/263 outer eye corners, 133/362
-inner eye corners, 1 nose tip, 13/14 inner lip midpoints, 152 chin, 10 forehead top). Triangles
-are the 3-cliques of ``FACEMESH_TESSELATION`` (edges closed into faces), oriented so their normals
-point out of the face on the mean shape. Topology tables are taken from MediaPipe at import time;
-the mean shape comes from ``data/mean_shape.npz`` (see ``scripts/make_mean_shape.py``).
+The 468 landmark indices mean what MediaPipe's face mesh means (33/263 outer eye corners, 133/362
+inner eye corners, 1 nose tip, 13/14 inner lip midpoints, 152 chin, 10 forehead top). They are
+barycentric points on the face model's surface (``facemodel.py``, ``scripts/make_face_model.py``);
+the model's own triangles are what is rendered. ``edges`` is MediaPipe's tessellation (drawing).
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parent / "data"
 
 # Eye contours (MediaPipe): lower lid runs corner -> corner, upper lid likewise.
 # Subject's right eye (image left in a frontal view): outer corner 33, inner 133.
@@ -59,10 +56,12 @@ EAR_RIGHT = (33, 160, 158, 133, 153, 144)  # subject's right eye
 EAR_LEFT = (362, 385, 387, 263, 373, 380)
 
 
-@lru_cache(maxsize=1)
-def mean_shape() -> dict:
-    d = np.load(DATA / "mean_shape.npz")
-    return {"vertices": d["vertices"].astype(np.float64), "mirror": d["mirror"].astype(np.int64)}
+def mean_landmarks() -> np.ndarray:
+    """(468, 3) landmarks of the face model's mean (head frame, metres)."""
+    from . import facemodel as FM
+
+    m = FM.load()
+    return m.landmarks(m.mean)
 
 
 @lru_cache(maxsize=1)
@@ -70,41 +69,6 @@ def edges() -> np.ndarray:
     from mediapipe.python.solutions.face_mesh_connections import FACEMESH_TESSELATION
 
     return np.array(sorted({tuple(sorted(e)) for e in FACEMESH_TESSELATION}), np.int64)
-
-
-@lru_cache(maxsize=1)
-def triangles() -> np.ndarray:
-    """(F, 3) int triangles of the 468-vertex mesh, counter-clockwise seen from outside."""
-    e = edges()
-    nb: list[set[int]] = [set() for _ in range(468)]
-    for a, b in e:
-        nb[a].add(b)
-        nb[b].add(a)
-    tris = set()
-    for a, b in e:
-        for c in nb[a] & nb[b]:
-            tris.add(tuple(sorted((a, b, c))))
-    t = np.array(sorted(tris), np.int64)
-    v = mean_shape()["vertices"]
-    # drop cliques that are not faces: a triangle whose three edges are each shared by >2 triangles
-    # is a spurious clique (happens where the tessellation has a vertex of degree 3 inside a fan)
-    from collections import Counter
-
-    cnt = Counter()
-    for tr in t:
-        for i in range(3):
-            cnt[tuple(sorted((tr[i], tr[(i + 1) % 3])))] += 1
-    keep = []
-    for tr in t:
-        es = [cnt[tuple(sorted((tr[i], tr[(i + 1) % 3])))] for i in range(3)]
-        keep.append(not all(c > 2 for c in es))
-    t = t[np.array(keep)]
-    # orient outward: normal should point away from a point well behind the face
-    n = np.cross(v[t[:, 1]] - v[t[:, 0]], v[t[:, 2]] - v[t[:, 0]])
-    c = v[t].mean(1) - np.array([0.0, -0.02, -0.08])
-    flip = (n * c).sum(1) < 0
-    t[flip] = t[flip][:, ::-1]
-    return t
 
 
 def region_masks() -> dict[str, np.ndarray]:

