@@ -9,13 +9,17 @@ Every figure comes from this run, on the demo spec (privacy gate on, against the
 * ``renderer_alone``: the procedural renderer on the same plan entries (identity builds included,
   as in a run), one process: the baseline every ratio is taken against.
 * ``stages_ms_per_render`` (``--stages N``): CPU ms per planned render of each stage on the first N
-  renders, in this process (generate, label, augment, verify, privacy, encode + write).
-* ``end_to_end``: ``dmsfactory run --no-prefect --workers W`` in a fresh process on the first
-  ``--renders`` renders, wall clock from start to the card (model setup, gallery load and finalize
+  renders of the plan (whole identities, as a batch holds them), in this process (generate, label,
+  augment, verify, privacy, encode + write).
+* ``end_to_end``: ``dmsfactory run --no-prefect --workers W`` in a fresh process on the spec cut to
+  ``--renders`` renders (fewer identities, a whole plan; not a ``--limit`` preview), wall clock from start to the card (model setup, gallery load and finalize
   included): renders/s, renders/s per core, and the ratio to the renderer alone.
 * ``scaling``: renders/s with the largest W over W = 1 (wall clock: needs the cores to be free), and
   the CPU time per render with W over W = 1 (the parallel overhead: model setup per process, views
   made again where a batch lacks them), which a shared machine does not distort.
+* ``plan_rss`` (``--plan-rss N,M``): resident memory a fresh process adds by planning the run as the
+  flow process does (plan index, lazy batches, audit sample) at N and M samples, next to what its
+  imports take: quick, no rendering.
 * ``rss`` (``--rss N,M``): peak resident memory of the run's main process and of its largest worker
   at N and M *samples* (images written: 2 per render on the demo spec), from a psutil sampler;
   ``ratio`` = peak at the largest N over the smallest. Long: run it once, niced.
@@ -43,9 +47,13 @@ sys.path.insert(0, str(ROOT / "src"))
 import yaml  # noqa: E402
 
 
-def _spec_dict(path: str, gallery: Path, images: int | None = None) -> dict:
+def _spec_dict(path: str, gallery: Path, images: int | None = None, renders: int | None = None) -> dict:
+    """The spec with the benchmark's gallery; ``images`` / ``renders``: fewer identities, so that the spec
+    plans that many (a whole plan, never a ``--limit`` preview, whose renders spread over identities)."""
     d = yaml.safe_load(Path(path).read_text())
     d.setdefault("privacy", {})["galleries"] = [str(gallery)]
+    if renders is not None:
+        d["identities"]["count"] = max(1, min(d["identities"]["count"], renders // d["identities"]["images_per_identity"]))
     if images is not None:
         per = d["identities"]["images_per_identity"] * (
             (1 if d.get("augment", {}).get("keep_originals", True) else 0) + d.get("augment", {}).get("views_per_image", 1)
@@ -66,9 +74,10 @@ def _gallery(tmp: Path) -> Path:
 
 def renderer_alone(spec, n: int) -> dict:
     from dmsfactory.generators import get_generator
-    from dmsfactory.plan import make_plan
+    from dmsfactory.planindex import plan_index
 
-    entries = make_plan(spec, n)
+    idx = plan_index(spec)
+    entries = [idx.entry(i) for i in range(min(n, len(idx)))]  # whole identities, as the run's batches
     gen = get_generator(spec)
     gen.setup()
     t, c = time.perf_counter(), time.process_time()
@@ -84,13 +93,17 @@ def stage_times(spec, n: int) -> dict:
     cv2.setNumThreads(1)
     from dmsfactory.datasets.shards import write_batch
     from dmsfactory.pipeline import get_worker
-    from dmsfactory.plan import make_plan
     from dmsfactory.sample import run_stages
 
     import dmsfactory.generators.procedural  # noqa: F401
 
     R = sys.modules["dmsfactory.generators.procedural.render"]  # the package re-exports the render() function
-    entries = make_plan(spec, n)
+    # the first n renders of the full plan, as a run's batches hold them (whole identities, one split):
+    # a --limit preview spreads n renders over many identities, whose views the gate would make again
+    from dmsfactory.planindex import plan_index
+
+    idx = plan_index(spec)
+    entries = [idx.entry(i) for i in range(min(n, len(idx)))]
     w = get_worker(spec)
     R._CACHE.clear()  # identities built by the renderer-alone run would make generate look cheaper
     out: dict[str, float] = {}
@@ -166,6 +179,37 @@ def run_cli(spec_dict: dict, out: Path, workers: int, limit: int | None, nice: i
             "peak_rss_largest_worker_mb": round(samp.child / 2**20), "peak_rss_tree_mb": round(samp.tree / 2**20)}
 
 
+_PLAN_RSS = """
+import gc, json, sys
+sys.path.insert(0, sys.argv[3])
+import psutil
+from dmsfactory.spec import parse_spec
+from dmsfactory.labelers.audit import audit_selection
+from dmsfactory.pipeline import plan_jobs
+spec = parse_spec(json.loads(sys.argv[1]))
+gc.collect()
+me = psutil.Process()
+base = me.memory_info().rss
+jobs = plan_jobs(spec)  # what the run's flow process holds: the plan index and lazy batches
+sel = audit_selection(spec)
+gc.collect()
+print(json.dumps({"renders": spec.total_samples, "batches": len(jobs), "audited": sel.target,
+                  "modules_mb": round(base / 2**20), "planning_mb": round((me.memory_info().rss - base) / 2**20, 1)}))
+"""
+
+
+def plan_rss(spec_dict: dict) -> dict:
+    """Peak RSS of a fresh process that plans the run as its flow process does (plan index, lazy batches,
+    audit sample): the part of the main process's memory that depends on the dataset's size."""
+    import json as _j
+
+    r = subprocess.run([sys.executable, "-c", _PLAN_RSS, _j.dumps(spec_dict), "", str(ROOT / "src")],
+                       capture_output=True, text=True, timeout=1800)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-3000:])
+    return _j.loads(r.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--spec", default=str(ROOT / "specs" / "demo.yaml"))
@@ -174,6 +218,7 @@ def main() -> None:
     ap.add_argument("--stages", type=int, default=60)
     ap.add_argument("--rss", default="", help="comma-separated sample (image) counts, e.g. 10000,100000")
     ap.add_argument("--rss-workers", type=int, default=2)
+    ap.add_argument("--plan-rss", default="", help="comma-separated sample (image) counts: peak RSS of planning alone")
     ap.add_argument("--skip-e2e", action="store_true")
     a = ap.parse_args()
     from dmsfactory.spec import parse_spec
@@ -192,8 +237,9 @@ def main() -> None:
         if not a.skip_e2e:
             e2e = {}
             for w in [int(x) for x in a.workers.split(",") if x]:
-                r = run_cli(_spec_dict(a.spec, gal), tmp / f"e2e-w{w}", w, a.renders)
-                n = res["spec"]["renders"]
+                sd = _spec_dict(a.spec, gal, renders=a.renders)
+                r = run_cli(sd, tmp / f"e2e-w{w}", w, None)
+                n = sd["identities"]["count"] * sd["identities"]["images_per_identity"]
                 r["renders_per_s"] = round(n / r["wall_s"], 2)
                 r["renders_per_s_per_core"] = round(n / r["wall_s"] / w, 2)
                 r["of_renderer_alone"] = round(r["renders_per_s"] / w / res["renderer_alone"]["renders_per_s_wall"], 3)
@@ -209,6 +255,16 @@ def main() -> None:
                 hi, lo = e2e[str(ws[-1])], e2e[str(ws[0])]
                 res["scaling"] = {f"{ws[-1]}_over_{ws[0]}": round(hi["renders_per_s"] / lo["renders_per_s"], 3),
                                   "cpu_per_render_ratio": round(hi["cpu_s"] / lo["cpu_s"], 3)}
+        if a.plan_rss:
+            pr = {}
+            for n in [int(x) for x in a.plan_rss.split(",") if x]:
+                pr[str(n)] = plan_rss(_spec_dict(a.spec, gal, images=n))
+                print(json.dumps({f"plan_rss_{n}": pr[str(n)]}), file=sys.stderr)
+            ks = sorted(int(k) for k in pr)
+            if len(ks) > 1:
+                lo, hi = pr[str(ks[0])], pr[str(ks[-1])]
+                pr["ratio_process"] = round((hi["modules_mb"] + hi["planning_mb"]) / (lo["modules_mb"] + lo["planning_mb"]), 3)
+            res["plan_rss"] = pr
         if a.rss:
             rss = {}
             for n in [int(x) for x in a.rss.split(",") if x]:
