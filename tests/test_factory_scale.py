@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-import tracemalloc
 from collections import Counter
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 
 from dmsfactory import pipeline
-from dmsfactory.datasets import iter_records, load_manifest
+from dmsfactory.datasets import iter_records
 from dmsfactory.plan import make_plan
 from dmsfactory.spec import parse_spec
 
