@@ -242,9 +242,30 @@ class ShardPool:
         self._ctx = multiprocessing.get_context("spawn")  # never fork a process that runs threads
         self._lock = threading.Lock()
         self._ex = self._new()
+        self._start_all()
 
     def _new(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(self.workers, mp_context=self._ctx, initializer=_pool_init, initargs=(os.getpid(),))
+
+    def _start_all(self) -> None:
+        """Start every worker now, with SIGINT ignored while they start: a spawned child inherits the
+        ignored signal across exec and Python then installs no KeyboardInterrupt handler, so a Ctrl-C
+        while a worker is still importing prints no traceback (its initializer keeps SIGINT ignored).
+        The executor would otherwise spawn them one per submit, at any time. Main thread only (signal
+        handlers can be set only there); elsewhere, or without the executor's ``_launch_processes``,
+        the workers start on demand."""
+        import signal
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+        launch = getattr(self._ex, "_launch_processes", None)  # CPython >= 3.9: start max_workers now
+        if launch is None:
+            return
+        prev = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            launch()  # returns once every child has exec'd, i.e. inherited the ignored SIGINT
+        finally:
+            signal.signal(signal.SIGINT, prev)
 
     def submit(self, spec: DatasetSpec, job: ShardJob, out_dir: str | Path):
         with self._lock:
