@@ -386,8 +386,13 @@ def test_transfer_end_to_end_is_deterministic_and_linked_from_the_card(shards, r
     assert any("r1/report.md" in ln for ln in card_lines(shards))  # what the card writer re-emits
     # a different seed changes the numbers (the figures are not constants)
     c = run_transfer(shards, real_dir, tmp_path / "r2", seed=6, settings=TINY, n_boot=50, folds=2, tasks=("eye",),
-                     link_card=False)
+                     link_card=False, quick=True)
     assert c["sets"]["eye_state"]["methods"]["synthetic_only"] != a["sets"]["eye_state"]["methods"]["synthetic_only"]
+    # --quick: no learning curve and no DP-SGD rows; the rest is there
+    quick = set(c["sets"]["eye_state"]["methods"])
+    assert {"synthetic_only", "real_kfold", "finetune_all", "chance"} <= quick
+    assert not any(k.startswith(("finetune_k", "real_only_k", "dp_eps")) for k in quick)
+    assert any(k.startswith("dp_eps") for k in a["sets"]["eye_state"]["methods"])
 
 
 def test_undecodable_real_image_is_named(shards, tmp_path, renders):

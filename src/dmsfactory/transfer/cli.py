@@ -28,6 +28,8 @@ def add_parser(sub) -> None:
     t.add_argument("--threads", type=int, default=1, help="torch threads (default 1: fastest on a busy shared CPU)")
     t.add_argument("--control", action="store_true",
                    help="add a negative control: the model trained on the synthetic set with shuffled labels")
+    t.add_argument("--quick", action="store_true",
+                   help="leave out the learning curve and the DP-SGD rows (most of the report's time)")
     t.add_argument("--no-card-link", action="store_true", help="do not add the report link to SHARDS_DIR/README.md")
     t.set_defaults(fn=cmd_transfer)
 
@@ -49,7 +51,7 @@ def cmd_transfer(a: argparse.Namespace) -> int:
     try:
         rep = run_transfer(a.shards_dir, a.real, a.out, tasks=tuple(a.tasks) if a.tasks else None, seed=a.seed,
                            max_synthetic=a.max_synthetic, threads=a.threads, control=a.control,
-                           link_card=not a.no_card_link, log=log)
+                           quick=a.quick, link_card=not a.no_card_link, log=log)
     except TransferInputError as e:
         lines = e.problems[:MAX_LINES]
         if len(e.problems) > MAX_LINES:
