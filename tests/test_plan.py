@@ -125,6 +125,28 @@ def test_in_cabin_gaze_targets_carry_a_fixation_distance(tiny_spec_dict):
     assert near > 0
 
 
+def test_lazy_batches_equal_the_plan_s_batches():
+    """The flow holds plan indices, not entries: its batches must be the plan's, entry for entry."""
+    import copy
+    import pickle
+
+    from conftest import TINY_SPEC
+    from dmsfactory.plan import shard_jobs
+    from dmsfactory.planindex import lazy_shard_jobs
+
+    d = copy.deepcopy(TINY_SPEC)
+    d["identities"] = {"count": 16, "images_per_identity": 3, "mixup_fraction": 0.2}
+    spec = parse_spec(d)
+    for limit in (None, 7, 13):
+        eager = shard_jobs(spec, make_plan(spec, limit))
+        lazy = lazy_shard_jobs(spec, limit)
+        assert [j.name for j in lazy] == [j.name for j in eager]
+        assert [j.keys for j in lazy] == [j.keys for j in eager]
+        assert [list(j.entries) for j in lazy] == [list(j.entries) for j in eager]
+    again = pickle.loads(pickle.dumps(lazy[0]))  # what a worker process receives
+    assert list(again.entries) == list(lazy[0].entries) and len(again.entries) == len(lazy[0].entries)
+
+
 @pytest.mark.parametrize("n", [3, 6, 12, 30, 50])
 def test_a_preview_has_every_split_and_each_class_where_n_allows(n):
     """`--limit N` on the demo spec: the README's quick preview must hold val and test, not only train."""

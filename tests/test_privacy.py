@@ -326,6 +326,9 @@ def test_renders_pass_and_duplicate_identity_is_flagged(stage, renders, cfg):
     assert pairs, "the duplicated identity was not flagged"
     assert {pairs[0]["identity_a"], pairs[0]["identity_b"]} == {"id000000", "id000099"}, pairs
     assert pairs[0]["min_distance"] < cfg.identity_threshold
+    # the report explains the finding: one face made twice, a check on synthetic identities, not a real person
+    assert "not a real person's face" in sec.markdown and "| id000000 | id000099 |" in sec.markdown
+    assert d["memorisation"]["explanation"] in sec.markdown
     c = d["identity_consistency"]
     assert c["identities_judged"] == 4 and 0.0 <= c["consistent_fraction"] <= 1.0
     assert c["intra"]["n"] == 4 and c["inter"]["n"] > 0
@@ -373,7 +376,10 @@ def test_leakcheck_on_shards_and_image_dirs(tmp_path, gallery, cfg, renders):
     assert leakcheck(dirty, [gallery], rep2, config=cfg, log=logs.append) == 1
     d2 = json.loads(rep2.read_text())
     assert [x["key"] for x in d2["leaked"]] == ["leak-grace"] and d2["leaked"][0]["file"] == "people/grace_hopper.jpg"
-    assert "leaked 1" in logs[-1]
+    assert "leaked 1 (flagged, dataset unchanged)" in logs[-1]
+    md2 = rep2.with_suffix(".md").read_text()  # leakcheck flags; only the gate quarantines
+    assert d2["action"] == "flagged" and "Leaked (flagged by this check; it does not change the dataset" in md2
+    assert "quarantined, pixels redacted" not in md2
     # gallery pixels are not copied into the report; thumbnails of the sample side only
     assert not any("grace" in p.name for p in (rep2.parent / "privacy").iterdir())
 
@@ -462,6 +468,115 @@ def test_identity_consistency_fractions_count_pairs_on_each_side_of_the_threshol
     assert c["intra_below_threshold_fraction"] == pytest.approx(2 / 4)  # 0.5 and 0.4 of 0.5, 0.9, 0.4, 0.7
     assert c["inter_below_threshold_fraction"] == 0.0  # a and b are ~10 apart
     assert c["consistent_fraction"] == 0.0
+
+
+# ------------------------------------------------------------------ identity-level verdicts
+def _identity_batch(size=160):
+    """Three identities x four renders (pose and lighting vary) + one augmented copy of each render."""
+    from dmsfactory.augment import AugmentConfig, AugmentStage
+    from dmsfactory.generators.procedural import ProceduralGenerator, example_plan_entry
+    from dmsfactory.labelers.params import LabelStage
+    from dmsfactory.sample import run_stages
+
+    entries = []
+    for k, (seed, sex) in enumerate(((101, "female"), (202, "male"), (303, "female"))):
+        for j, (yaw, light) in enumerate(((-5.0, "daylight"), (20.0, "daylight"), (-25.0, "tunnel"), (8.0, "backlight"))):
+            i = len(entries)
+            entries.append(example_plan_entry(
+                key=f"id{k}-{i:03d}", index=i, identity=f"id{k:06d}", identity_seed=seed, sample_seed=1000 + i,
+                lighting=light, identity_params={"sex": sex}, head_pose_car={"yaw": yaw}, camera={"image_size": size}))
+    samples = ProceduralGenerator().generate(entries)
+    samples = run_stages([LabelStage(), AugmentStage(AugmentConfig(enabled=True, policy="geometric", views_per_image=1), seed=3)], samples)
+    return entries, samples
+
+
+class _Views:
+    """A ViewSource over an in-test plan: the gate's order, images from the batch."""
+
+    def __init__(self, entries, samples):
+        from dmsfactory.privacy.identity import view_order
+
+        self.order = {}
+        for e in entries:
+            self.order.setdefault(e["identity"], []).append(e)
+        self.order = {k: [e["key"] for e in view_order(v)] for k, v in self.order.items()}
+        self.samples = {s.key: s for s in samples}
+        self.rendered = []
+
+    def candidates(self, identity):
+        return self.order[identity]
+
+    def render(self, key):
+        self.rendered.append(key)
+        return self.samples[key]
+
+
+def test_identity_whose_one_view_matches_a_gallery_face_quarantines_all_its_images_and_copies(tmp_path):
+    from dmsfactory.datasets.shards import encode_image
+    from dmsfactory.privacy.stage import PrivacyStage
+
+    entries, samples = _identity_batch()
+    views = _Views(entries, samples)
+    deciding = views.order["id000001"][1]  # the second view of identity 1 is a "real" gallery face
+    gal = tmp_path / "gallery"
+    gal.mkdir()
+    cv2.imwrite(str(gal / "astronaut.png"), _astronaut()[..., ::-1])
+    src = next(s for s in samples if s.key == deciding)
+    (gal / "person.jpg").write_bytes(encode_image(src.image, "jpg", 95))  # the very bytes the shard holds
+    cfg = PrivacyConfig(galleries=[str(gal)], cache_dir=str(tmp_path / "cache"), identity_views=3)
+    st = PrivacyStage(cfg, encoding=("jpg", 95), views=views)
+    assert st.mode == "identity"
+    originals = {s.key: s.image.copy() for s in samples}
+    out = st.process([s for s in samples])  # sources and augmented copies together
+    assert not views.rendered  # every view was in the batch: nothing made again
+    by_id: dict = {}
+    for s in out:
+        by_id.setdefault(s.identity, []).append(s)
+        leak = [v for v in s.verdicts if v["check"] == "leakage"]
+        assert len(leak) == 1 and leak[0]["scores"]["mode"] == "identity"
+        sc = leak[0]["scores"]
+        assert sc["identity"] == s.identity and [v["key"] for v in sc["views"]] == views.order[s.identity][:3]
+        assert all(len(v["sha256"]) == 64 for v in sc["views"])
+    leaked = by_id["id000001"]
+    assert len(leaked) == 8 and {s.source_key for s in leaked if s.source_key} == {s.key for s in leaked if not s.source_key}
+    for s in leaked:  # all its images and their augmented copies, quarantined and redacted
+        v = [v for v in s.verdicts if v["check"] == "leakage"][0]
+        assert v["verdict"] == "quarantine" and v["scores"]["deciding_view"] == deciding
+        assert v["scores"]["file"] == "person.jpg" and v["scores"]["distance"] < 0.05
+        assert "every image of the identity quarantined" in v["reason"]
+        assert not np.array_equal(s.image, originals[s.key]) and "face_descriptor" not in s.arrays
+    for ident in ("id000000", "id000002"):
+        for s in by_id[ident]:
+            v = [v for v in s.verdicts if v["check"] == "leakage"][0]
+            # kept: its best match lies outside that gallery face's tier threshold (0.6 sharp, 0.4 low-res)
+            assert v["verdict"] == "keep" and v["scores"]["distance"] >= v["scores"]["match_threshold"], v
+            assert v["scores"]["match_threshold"] in (cfg.threshold, cfg.low_res_threshold), v
+            assert np.array_equal(s.image, originals[s.key])
+        views_kept = [s for s in by_id[ident] if "face_descriptor" in s.arrays]
+        assert {s.key for s in views_kept} == set(views.order[ident][:3])  # descriptors on the views only
+    # the verdict is a property of the identity: another batch holding one image of it, and none of its
+    # views, reaches the same verdict from views made again
+    st2 = PrivacyStage(cfg, encoding=("jpg", 95), views=_Views(entries, [s for s in _identity_batch()[1]]))
+    lone = [s for s in _identity_batch()[1] if s.identity == "id000001" and s.key not in views.order["id000001"][:3]][:1]
+    again = st2.process(lone)
+    v = [v for v in again[0].verdicts if v["check"] == "leakage"][0]
+    assert v["verdict"] == "quarantine" and v["scores"]["deciding_view"] == deciding
+    assert len(st2.views.rendered) == 3
+
+
+def test_view_order_covers_pose_and_lighting_and_puts_occluded_views_last():
+    from dmsfactory.privacy.identity import view_order
+
+    def e(i, yaw, light="daylight", acc="none", mount="steering_column"):
+        return {"key": f"k{i}", "index": i, "lighting": light, "accessory": acc, "camera": {"mount": mount},
+                "head_pose_car": {"yaw": yaw, "pitch": 0.0}}
+
+    es = [e(0, 30.0), e(1, 2.0, "night_ir"), e(2, -3.0), e(3, -31.0), e(4, 29.0), e(5, 0.0, acc="sunglasses"), e(6, 1.0, "night_ir")]
+    order = [x["key"] for x in view_order(es)]
+    assert order[0] == "k2"  # the most frontal daylight view without an occluding accessory
+    assert set(order[1:3]) <= {"k0", "k3", "k1", "k4", "k6"} and len({es[int(k[1:])]["lighting"] for k in order[:3]}) == 2
+    assert order[-1] == "k5"  # sunglasses: last resort
+    assert view_order(list(reversed(es))) == view_order(es)  # deterministic, whatever the input order
 
 
 def test_pairs_figure_keeps_its_title_text_and_right_column():

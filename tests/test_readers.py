@@ -47,8 +47,9 @@ SPEC = {
     "splits": {"train": 0.5, "val": 0.25, "test": 0.25},
     "output": {"dir": "out/readers-test", "license": "CC-BY-4.0"},
     "augment": {"enabled": True, "views_per_image": 1},
-    # 128 px renders: face mesh misses some faces (quarantined) and relabels some mouths
-    "verify": {"enabled": True, "policy": {"face": "quarantine", "landmarks": "keep", "eyes": "keep", "mouth": "relabel",
+    # 128 px renders: face mesh misses some faces (quarantined) and relabels some mouths; rate 1.0: every
+    # image checked and acted on (the procedural backend's default is an audit that never acts)
+    "verify": {"enabled": True, "rate": 1.0, "policy": {"face": "quarantine", "landmarks": "keep", "eyes": "keep", "mouth": "relabel",
                                             "gaze": "keep", "head_pose": "keep"}},
     "clips": {"fps": 5, "duration_s": 3, "clips_per_identity": 1, "image_size": 64, "clips_per_shard": 2,
               "scenarios": {"alert": 1, "drowsy": 1}, "coverage": {"min_per_cell": 0, "fail_on_gap": False}},

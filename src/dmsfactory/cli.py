@@ -93,6 +93,9 @@ def cmd_run(a: argparse.Namespace) -> int:
     if needs:
         raise UsageError(*preflight.lines(needs))
     pipeline.default_threads()
+    if a.workers is not None and a.workers < 1:
+        raise UsageError(f"--workers: must be at least 1 (got {a.workers})")
+    workers = pipeline.resolve_workers(spec, a.workers)
     remote = is_url(out)
     try:
         if not remote:
@@ -127,17 +130,19 @@ def cmd_run(a: argparse.Namespace) -> int:
         n_renders = sum(len(k) for _, k in jobs)
         with exit_on_interrupt(lambda: interrupted_line(done(), total)), \
                 tqdm(total=n_renders, unit="render", desc=spec.name, file=sys.stderr) as bar:
-            res = pipeline.run_plain(spec, out, a.limit, a.overwrite, on_shard=lambda r: bar.update(len(r["planned_keys"])))
+            res = pipeline.run_plain(spec, out, a.limit, a.overwrite, on_shard=lambda r: bar.update(len(r["planned_keys"])),
+                                     workers=workers)
         manifest_path, card = str(Path(out).resolve() / "manifest.json"), res["card"]
     else:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         from dmsfactory.flows.factory import run_factory
-        from dmsfactory.flows.interrupt import abandon_flow_run
+        from dmsfactory.flows.interrupt import abandon_flow_run, detach_temporary_server
 
+        detach_temporary_server()
         try:
             with exit_on_interrupt(lambda: interrupted_line(done(), total), cleanup=[abandon_flow_run]):
                 res = run_factory(
-                    a.spec, out, a.limit, a.overwrite, a.workers or spec.run.workers, progress=True,
+                    a.spec, out, a.limit, a.overwrite, workers, progress=True,
                     cluster=a.cluster, staging=a.staging,
                 )
         except ValueError as e:  # bad cluster address, clips to a URL, ...
@@ -162,7 +167,7 @@ def cmd_leakcheck(a: argparse.Namespace) -> int:
 
     return leakcheck(
         Path(a.input), [Path(g) for g in a.gallery], Path(a.report) if a.report else None, a.threshold,
-        fail_on_duplicates=a.fail_on_duplicates,
+        fail_on_duplicates=a.fail_on_duplicates, mode=a.mode,
     )
 
 
@@ -229,7 +234,7 @@ def cmd_anonymize(a: argparse.Namespace) -> int:
     from dmsfactory.anonymize.run import anonymize_path, total_frames
 
     fields = {"mode": a.mode, "backend": a.backend, "fov_deg": a.fov, "max_faces": a.max_faces, "blend": a.blend,
-              "seed": a.seed, "refine": a.refine}
+              "seed": a.seed, "refine": a.refine, "recognisable": a.recognisable}
     diff = {k: v for k, v in (("model", a.diffusion_model), ("steps", a.diffusion_steps)) if v is not None}
     if diff:
         fields["diffusion"] = diff
@@ -287,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--limit", type=int, help="a stratified preview of N renders (N clips for clip specs): every split, "
                    "each class where N allows, the same samples the full run makes")
     r.add_argument("--overwrite", action="store_true", help="discard shards of an earlier run in --out")
-    r.add_argument("--workers", type=int, help="concurrent batch tasks (default: spec run.workers)")
+    r.add_argument("--workers", type=int, help="worker processes, one batch each (default: run.workers, else every core)")
     r.add_argument("--no-prefect", action="store_true", help="run the stages in a plain loop, without Prefect")
     r.add_argument("--cluster", help="Dask scheduler for the batches: tcp://host:8786 or local[:N] (default: run.cluster)")
     r.add_argument("--staging", help="local staging directory when --out is a URL (s3://, memory://, file:///)")
@@ -296,8 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     lc = sub.add_parser("leakcheck", help="check a shard or image directory against real face galleries")
     lc.add_argument("input", help="a dmsfactory shard directory or a directory of images")
     lc.add_argument("--gallery", action="append", required=True, help="real gallery (image or shard directory); repeatable")
-    lc.add_argument("--report", help="where to write privacy_report.json")
-    lc.add_argument("--threshold", type=float, default=None, help="same-person descriptor distance (default 0.6)")
+    lc.add_argument("--report", help="report directory (default: INPUT/leakcheck)")
+    lc.add_argument("--threshold", type=float, default=None, help="same-person descriptor distance (default: the dataset's, else 0.6)")
+    lc.add_argument("--mode", choices=("auto", "identity", "image"), default="auto",
+                    help="auto: reproduce the gate in its mode (identity views from the shards); image: per-image audit")
     lc.add_argument("--fail-on-duplicates", action="store_true", help="also exit 1 when two synthetic identities are one face")
     lc.set_defaults(fn=cmd_leakcheck)
 
@@ -339,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--blend", choices=("alpha", "poisson"), default=None)
     an.add_argument("--seed", type=int, default=None, help="chooses the synthetic identities (default 0)")
     an.add_argument("--refine", type=int, default=None, help="closed-loop corrections per still image (default 2)")
+    an.add_argument("--recognisable", choices=("pixelate", "keep"), default=None,
+                    help="a face dlib still matches to its original after identity guidance: pixelate it (default) "
+                    "or keep it, flagged identity_removed: false in its label")
     an.add_argument("--shard-size", type=int, default=200, help="frames per shard")
     an.add_argument("--metrics-every", type=int, default=1, help="SSIM/PSNR on every Nth frame (0: none)")
     an.add_argument("--identity-metrics", action="store_true", help="dlib distances, gallery test and KID (slow: ~0.5 s/face)")
@@ -354,6 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--key", required=True, help="the key file used for anonymize --key")
     rc.add_argument("--out", required=True, help="an empty directory for the recovered originals")
     rc.set_defaults(fn=cmd_recover)
+    from dmsfactory.transfer.cli import add_parser as add_transfer  # sim-to-real report (docs/transfer.md)
+
+    add_transfer(sub)
     for sp in [p, *sub.choices.values()]:  # accepted before or after the command
         sp.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="show the native libraries' log lines (MediaPipe/TFLite) and Prefect's INFO logs")

@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -79,6 +80,7 @@ def exit_on_interrupt(
                 fn()
             except Exception:  # noqa: BLE001 - exiting is all that matters now
                 pass
+        _stop_children()  # worker processes write progress records too: end them before counting
         try:  # counted last: worker threads may finish a shard while the cleanup runs
             line = message()
         except Exception as e:  # noqa: BLE001 - the line must come out whatever happened
@@ -103,8 +105,12 @@ def _stop_children() -> None:
     try:
         import multiprocessing
 
-        for child in multiprocessing.active_children():
+        kids = multiprocessing.active_children()
+        for child in kids:
             child.terminate()
+        deadline = time.monotonic() + 3.0  # gone before anyone counts what they wrote
+        for child in kids:
+            child.join(max(0.0, deadline - time.monotonic()))
     except Exception:  # noqa: BLE001
         pass
 

@@ -4,48 +4,113 @@
 verify -> privacy -> one shard (+ its quarantine shard). The Prefect flow
 (:mod:`dmsfactory.flows.factory`) runs one task per ``process_shard`` call; :func:`run_plain`
 runs the same calls in a loop (used without Prefect and as the overhead baseline).
+
+**All cores.** With ``workers`` > 1 the batches run in a :class:`ShardPool`: that many worker
+processes (spawned, one MediaPipe/dlib graph each), one batch at a time per process. A batch's bytes
+do not depend on the process that made it (every draw is seeded from the spec and the sample, an
+identity's privacy verdict from its whole plan), so any ``workers`` gives byte-identical shards.
+Prefect keeps one task per batch in the flow process (thread pool): its caching, retries and result
+persistence are unchanged, only the pixel work moves to the pool (docs/orchestration.md).
+
+**Finalize streams**: manifest, card counts, stage reports and the sample grid come from one pass over
+the shards (:func:`finalize`), one sample at a time, so its memory does not grow with the dataset, and
+it loads no model (stage sections are functions of the records and the spec).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-from dmsfactory.datasets.card import build_manifest, pick_grid_samples, write_card
-from dmsfactory.datasets.reader import iter_records
+from dmsfactory.datasets.card import CardCounts, build_manifest, pick_grid_samples, write_card
+from dmsfactory.datasets.reader import iter_raw
 from dmsfactory.datasets.shards import ShardRecord, clean_partials, finished_record, write_batch, write_json_atomic
 from dmsfactory.errors import UserError
 from dmsfactory.generators import Generator, get_generator
 from dmsfactory.labelers.params import LabelStage
-from dmsfactory.plan import ShardJob, make_plan, shard_jobs
-from dmsfactory.sample import CardSection, FaceSample, Stage, is_quarantined, run_stages
+from dmsfactory.plan import ShardJob
+from dmsfactory.sample import CardSection, FaceSample, Stage, run_stages
 from dmsfactory.spec import DatasetSpec
 
 log = logging.getLogger("dmsfactory")
 
 
-def build_stages(spec: DatasetSpec) -> list[Stage]:
-    """The post-generation stages the spec enables, in order."""
+def build_stages(spec: DatasetSpec, generator: Generator | None = None) -> list[Stage]:
+    """The post-generation stages the spec enables, in order.
+
+    Verification runs as an audit for exact-label backends (:mod:`dmsfactory.labelers.audit`), the
+    privacy gate judges identities on views for backends whose identity is a parameter
+    (:mod:`dmsfactory.privacy.identity`); ``generator`` renders views a batch does not hold."""
     # augment before verify: an occluder placed by augmentation then reads as "undetectable", not
-    # as a disagreement; privacy last, on exactly the pixels that will be written
+    # as a disagreement; privacy last, on exactly the bytes that will be written
     stages: list[Stage] = [LabelStage(on_error=spec.run.on_error)]
     if spec.augment.enabled:
         from dmsfactory.augment import AugmentStage
 
         stages.append(AugmentStage(spec.augment, seed=spec.seed, on_error=spec.run.on_error))
     if spec.verify.enabled:
+        from dmsfactory.labelers.audit import audit_mode, audit_selection
         from dmsfactory.labelers.verify import VerifyStage
 
-        stages.append(VerifyStage(spec.verify))
+        stages.append(VerifyStage(spec.verify, audit=audit_selection(spec) if audit_mode(spec) == "audit" else None))
     if spec.privacy.enabled:
+        from dmsfactory.privacy.identity import leakage_mode
         from dmsfactory.privacy.stage import PrivacyStage
 
-        stages.append(PrivacyStage(spec.privacy))
+        views = PlanViews(spec, generator) if leakage_mode(spec) == "identity" else None
+        stages.append(PrivacyStage(spec.privacy, encoding=(spec.image.format, spec.image.jpeg_quality), views=views))
     return stages
+
+
+class PlanViews:
+    """The privacy gate's identity views (:class:`dmsfactory.privacy.identity.ViewSource`): candidates
+    from the identity's full plan in :func:`~dmsfactory.privacy.identity.view_order`; a view the batch
+    does not hold is rendered again (generate + label + augment: the same pixels its own batch writes)."""
+
+    def __init__(self, spec: DatasetSpec, generator: Generator | None = None):
+        self.spec = spec
+        self.generator = generator
+        self._entries: dict[str, dict[str, Any]] = {}
+        self._pixel_stages: list[Stage] | None = None
+
+    def candidates(self, identity: str) -> list[str]:
+        from dmsfactory.augment.stage import image_keys
+        from dmsfactory.planindex import plan_index
+        from dmsfactory.privacy.identity import view_order
+
+        aug = self.spec.augment if self.spec.augment.enabled else None
+        keys = []
+        for e in view_order(plan_index(self.spec).identity_entries(identity)):
+            k = image_keys(e["key"], aug)[0]  # the source render when kept, else its first augmented view
+            if len(self._entries) > 4096:
+                self._entries.clear()
+            self._entries[k] = e
+            keys.append(k)
+        return keys
+
+    def render(self, key: str) -> FaceSample:
+        e = self._entries[key]
+        if self.generator is None:
+            self.generator = get_generator(self.spec)
+            self.generator.setup()
+        if self._pixel_stages is None:
+            self._pixel_stages = [LabelStage()]
+            if self.spec.augment.enabled:
+                from dmsfactory.augment import AugmentStage
+
+                self._pixel_stages.append(AugmentStage(self.spec.augment, seed=self.spec.seed))
+        for s in run_stages(self._pixel_stages, self.generator.generate([dict(e)])):
+            if s.key == key:
+                return s
+        raise RuntimeError(f"view {key}: the generator and augmentation did not make it again")
 
 
 @dataclass
@@ -66,15 +131,16 @@ def get_worker(spec: DatasetSpec) -> Worker:
         workers = _LOCAL.workers = {}
     w = workers.get(h)
     if w is None:
-        try:
-            import torch
+        if spec.backend == "diffusion" or "torch" in __import__("sys").modules:
+            try:
+                import torch
 
-            torch.set_num_threads(spec.run.torch_threads)
-        except ImportError:  # pragma: no cover
-            pass
+                torch.set_num_threads(spec.run.torch_threads)
+            except ImportError:  # pragma: no cover
+                pass
         gen = get_generator(spec)
         gen.setup()
-        stages = build_stages(spec)
+        stages = build_stages(spec, gen)
         for s in stages:
             s.setup()
         w = workers[h] = Worker(gen, stages)
@@ -94,7 +160,7 @@ def process_shard(spec: DatasetSpec, job: ShardJob, out_dir: str | Path) -> Shar
     """Make one shard unless an intact one from the same spec exists (resume). Returns its record."""
     out_dir = Path(out_dir)
     spec_hash = spec.content_hash()
-    keys = [e["key"] for e in job.entries]
+    keys = job.keys
     done = finished_record(out_dir, job.name, spec_hash, keys)
     if done is not None:
         done["resumed"] = True
@@ -112,6 +178,141 @@ def process_shard(spec: DatasetSpec, job: ShardJob, out_dir: str | Path) -> Shar
     )
     rec["resumed"] = False
     return rec
+
+
+# ---------------------------------------------------------------- worker processes
+def available_cores() -> int:
+    """Cores this process may use (its CPU affinity where the OS tells, else the CPU count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+WORKER_MEMORY = 1.5 * 2**30  # measured peak of one worker on the demo spec: 0.96-1.24 GB (models, renderer cache)
+
+
+def _available_memory() -> float | None:
+    try:
+        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return None
+
+
+def resolve_workers(spec: DatasetSpec, workers: int | None = None) -> int:
+    """``workers`` if given, else ``run.workers``, else every core (but no more processes than free
+    memory holds at ``WORKER_MEMORY`` each: 64 cores must not start 64 x 1.2 GB of models)."""
+    n = workers or spec.run.workers
+    if n:
+        return max(1, int(n))
+    cores = available_cores()
+    mem = _available_memory()
+    return max(1, min(cores, int(mem // WORKER_MEMORY) if mem else cores))
+
+
+def _pool_init(parent: int) -> None:
+    from dmsfactory.interrupt import ignore_sigint
+
+    ignore_sigint()  # Ctrl-C is the parent's: it prints the one line and ends the workers itself
+    default_threads()
+
+    def watch() -> None:  # a SIGKILLed parent leaves no orphan holding models and memory
+        import time
+
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, daemon=True, name="dmsfactory-parent-watch").start()
+
+
+def _pool_shard(spec: DatasetSpec, job: ShardJob, out_dir: str) -> dict[str, Any]:
+    rec = process_shard(spec, job, out_dir)
+    rec["worker"] = f"{socket.gethostname()}:{os.getpid()}"
+    return rec
+
+
+class ShardPool:
+    """``workers`` spawned processes, each with its own generator, detectors and identity cache."""
+
+    def __init__(self, workers: int):
+        import multiprocessing
+
+        self.workers = workers
+        self._ctx = multiprocessing.get_context("spawn")  # never fork a process that runs threads
+        self._lock = threading.Lock()
+        self._ex = self._new()
+        self._start_all()
+
+    def _new(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.workers, mp_context=self._ctx, initializer=_pool_init, initargs=(os.getpid(),))
+
+    def _start_all(self) -> None:
+        """Start every worker now, with SIGINT ignored while they start: a spawned child inherits the
+        ignored signal across exec and Python then installs no KeyboardInterrupt handler, so a Ctrl-C
+        while a worker is still importing prints no traceback (its initializer keeps SIGINT ignored).
+        The executor would otherwise spawn them one per submit, at any time. Main thread only (signal
+        handlers can be set only there); elsewhere, or without the executor's ``_launch_processes``,
+        the workers start on demand."""
+        import signal
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+        launch = getattr(self._ex, "_launch_processes", None)  # CPython >= 3.9: start max_workers now
+        if launch is None:
+            return
+        prev = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            launch()  # returns once every child has exec'd, i.e. inherited the ignored SIGINT
+        finally:
+            signal.signal(signal.SIGINT, prev)
+
+    def submit(self, spec: DatasetSpec, job: ShardJob, out_dir: str | Path):
+        with self._lock:
+            return self._ex.submit(_pool_shard, spec, job, str(out_dir))
+
+    def run(self, spec: DatasetSpec, job: ShardJob, out_dir: str | Path) -> dict[str, Any]:
+        """One batch in a worker process; a dead worker breaks the pool: it is replaced and the error
+        raised (the flow's task retries the batch)."""
+        ex = self._ex
+        try:
+            return ex.submit(_pool_shard, spec, job, str(out_dir)).result()
+        except BrokenProcessPool as e:
+            with self._lock:
+                if self._ex is ex:
+                    self._ex = self._new()
+            raise RuntimeError(f"batch {job.name}: a worker process died ({e}); retry the batch") from e
+
+    def close(self) -> None:
+        self._ex.shutdown(wait=True, cancel_futures=True)
+
+
+_POOL: ShardPool | None = None
+
+
+@contextmanager
+def shard_pool(workers: int) -> Iterator[ShardPool | None]:
+    """Run :func:`run_shard` calls in ``workers`` processes while the block runs (in-process for 1)."""
+    global _POOL
+    if workers <= 1:
+        yield None
+        return
+    pool = ShardPool(workers)
+    prev, _POOL = _POOL, pool
+    try:
+        yield pool
+    finally:
+        _POOL = prev
+        pool.close()
+
+
+def run_shard(spec: DatasetSpec, job: ShardJob, out_dir: str | Path) -> dict[str, Any]:
+    """:func:`process_shard` in the active :func:`shard_pool`, or in this process."""
+    pool = _POOL
+    if pool is not None:
+        return pool.run(spec, job, out_dir)
+    return process_shard(spec, job, out_dir)
 
 
 _CLIP_LOCAL = threading.local()
@@ -180,7 +381,66 @@ def prepare_output(spec: DatasetSpec, out_dir: str | Path, overwrite: bool = Fal
 
 
 def plan_jobs(spec: DatasetSpec, limit: int | None = None) -> list[ShardJob]:
-    return shard_jobs(spec, make_plan(spec, limit))
+    """The run's batches; their entries are made on demand, in the worker that renders them."""
+    from dmsfactory.planindex import lazy_shard_jobs
+
+    return lazy_shard_jobs(spec, limit)
+
+
+def shard_locator(out_dir: str | Path, records: list[dict[str, Any]]) -> Callable[[str], list[Path]]:
+    """key -> the tar files of the batch that planned it (an augmented view ``K_aJ`` is K's batch)."""
+    import re
+
+    out = Path(out_dir)
+
+    def locate(key: str) -> list[Path]:
+        root = re.sub(r"_a\d+$", "", key)
+        for r in records:
+            if root in r.get("planned_keys", ()):
+                return [out / r[p]["path"] for p in ("shard", "quarantine") if r.get(p)]
+        return []
+
+    return locate
+
+
+def report_parts(spec: DatasetSpec, out_dir: str | Path, records: list[dict[str, Any]] | None = None) -> list[Any]:
+    """The dataset-level report of each part the spec enables, as accumulators (``add(doc)``,
+    ``section()``), in card order: generator, verification, privacy. No model is loaded: each is a
+    function of the records and the spec (the privacy report reads the galleries' summaries from the
+    descriptor cache, describing a gallery file only if it changed since the run)."""
+    parts: list[Any] = []
+    if spec.backend == "diffusion":
+        parts.append(_DiffusionPart())
+    if spec.verify.enabled:
+        from dmsfactory.labelers.audit import audit_mode, audit_selection
+        from dmsfactory.labelers.verify import AgreementReport
+
+        audit = audit_selection(spec).summary() if audit_mode(spec) == "audit" else None
+        parts.append(AgreementReport(spec.verify, audit))
+    if spec.privacy.enabled:
+        from dmsfactory.privacy.leakage import gallery_summaries
+        from dmsfactory.privacy.report import PrivacyReport
+
+        parts.append(PrivacyReport(spec.privacy, gallery_summaries(spec.privacy), dataset_dir=out_dir,
+                                   locate=shard_locator(out_dir, records) if records is not None else None))
+    return parts
+
+
+class _DiffusionPart:
+    """The diffusion backend's card section needs only ``params.diffusion`` of each record."""
+
+    def __init__(self) -> None:
+        self.recs: list[dict[str, Any]] = []
+
+    def add(self, doc: dict[str, Any]) -> None:
+        d = (doc.get("params") or {}).get("diffusion")
+        if d:
+            self.recs.append({"params": {"diffusion": d}})
+
+    def section(self) -> CardSection | None:
+        from dmsfactory.generators.diffusion.generator import card_section
+
+        return card_section(self.recs)
 
 
 def finalize(
@@ -190,7 +450,10 @@ def finalize(
     limit: int | None,
     clip_records: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Remove shards that are not in this plan, write manifest, stage reports and the card."""
+    """Remove shards that are not in this plan, write manifest, stage reports and the card.
+
+    One streaming pass over the written samples feeds every report (card counts, sample grid,
+    coverage, verification, privacy); no list of documents is held and no model is loaded."""
     out = Path(out_dir)
     clip_records = clip_records or []
     clip_names = {r["name"] for r in clip_records}
@@ -221,40 +484,50 @@ def finalize(
 
     manifest["readers"] = write_reader_files(out, manifest)
     write_json_atomic(out / "manifest.json", manifest, indent=2)
-    docs = []
-    for doc, _ in iter_records(out, include_quarantine=True, with_images=False):
-        doc.pop("landmarks", None)  # dataset-level reports need labels, params and verdicts, not geometry
-        doc.get("arrays", {}).pop("landmarks_3d", None)
-        docs.append(doc)
-    grid = pick_grid_samples(out, 18)  # a small, deterministic sample grid
+
+    from dmsfactory.datasets.coverage import CoverageCounter
+
+    parts = report_parts(spec, out, records)
+    counts = CardCounts()
+    cover = CoverageCounter(spec.coverage.min_per_cell, spec.coverage.axes)
+    for doc, _raw, _quarantined in iter_raw(out, include_quarantine=True):
+        counts.add(doc)
+        cover.add(doc)
+        for part in parts:
+            part.add(doc)
+    grid = pick_grid_samples(out, 18)  # a small, deterministic sample grid (a bounded read)
     sections: list[CardSection] = []
-    worker = get_worker(spec)
-    for part in [worker.generator, *worker.stages]:
-        fin: Callable | None = getattr(part, "finalize", None)
-        if fin is not None:
-            sec = fin(out, docs)
-            if sec is not None:
-                sections.append(sec)
-    clip_docs = []
+    for part in parts:
+        sec = part.section()
+        if sec is not None:
+            sections.append(sec)
     if clip_records:
         from dmsfactory.clips.shards import open_clip_shards
 
+        clip_docs = []
         for split in ("train", "val", "test"):
-            clip_docs += [c["json"] for c in open_clip_shards(out, split, with_frames=False)] if any(
-                r["split"] == split and r.get("shard") for r in clip_records
-            ) else []
+            if any(r["split"] == split and r.get("shard") for r in clip_records):
+                for c in open_clip_shards(out, split, with_frames=False):
+                    clip_docs.append(c["json"])
+                    cover.add(c["json"])
         sections.append(clip_section(manifest["clips"], clip_docs))
-    sections.append(coverage_section(spec, docs + clip_docs))
-    card = write_card(out, manifest, docs, grid, sections)
+    sections.append(coverage_section(spec, cover))
+    card = write_card(out, manifest, counts, grid, sections)
     return {"manifest": manifest, "card": str(card), "sections": sections, "out_dir": str(out)}
 
 
-def coverage_section(spec: DatasetSpec, docs: list[dict[str, Any]]) -> CardSection:
-    """Euro NCAP robustness axes x driver states, with empty cells flagged (docs/clips.md)."""
-    from dmsfactory.datasets.coverage import coverage_gaps, coverage_markdown, coverage_matrix
+def coverage_section(spec: DatasetSpec, docs: "list[dict[str, Any]] | Any") -> CardSection:
+    """Euro NCAP robustness axes x driver states, with empty cells flagged (docs/clips.md).
+    ``docs``: the records, or a :class:`~dmsfactory.datasets.coverage.CoverageCounter` fed with them."""
+    from dmsfactory.datasets.coverage import CoverageCounter, coverage_gaps, coverage_markdown
 
-    accepted = [d for d in docs if not is_quarantined(d)]
-    m = coverage_matrix(accepted, spec.coverage.min_per_cell, spec.coverage.axes)
+    if isinstance(docs, CoverageCounter):
+        m = docs.matrix()
+    else:
+        c = CoverageCounter(spec.coverage.min_per_cell, spec.coverage.axes)
+        for d in docs:
+            c.add(d)
+        m = c.matrix()
     if spec.coverage.fail_on_gap and not m["ok"]:
         gaps = coverage_gaps(m)
         raise CoverageGap(f"coverage.min_per_cell={spec.coverage.min_per_cell} not met in {len(gaps)} cells, e.g. {gaps[:5]}")
@@ -297,15 +570,35 @@ def run_plain(
     limit: int | None = None,
     overwrite: bool = False,
     on_shard: Callable[[dict[str, Any]], None] | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Run the whole factory in this process, shard after shard (no orchestration)."""
+    """Run the whole factory without orchestration: batch after batch in this process, or in
+    ``workers`` processes (:class:`ShardPool`, at most ``workers`` batches in flight)."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
     out = prepare_output(spec, out_dir, overwrite)
+    jobs = plan_jobs(spec, limit)
     records = []
-    for job in plan_jobs(spec, limit):
-        rec = process_shard(spec, job, out)
-        records.append(rec)
-        if on_shard:
-            on_shard(rec)
+    if workers <= 1:
+        for job in jobs:
+            rec = process_shard(spec, job, out)
+            records.append(rec)
+            if on_shard:
+                on_shard(rec)
+    else:
+        with shard_pool(workers) as pool:
+            pending = list(jobs)
+            running = {pool.submit(spec, pending.pop(0), out) for _ in range(min(2 * workers, len(pending)))}
+            while running:
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    rec = fut.result()
+                    records.append(rec)
+                    if on_shard:
+                        on_shard(rec)
+                    if pending:
+                        running.add(pool.submit(spec, pending.pop(0), out))
+        records.sort(key=lambda r: r["name"])
     clip_records = [process_clip_shard(spec, name, batch, out) for name, batch in clip_jobs(spec, limit)]
     return finalize(spec, out, records, limit, clip_records)
 

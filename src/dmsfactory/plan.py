@@ -152,6 +152,11 @@ def _head_and_eyes(zone: str, r: np.random.Generator) -> tuple[dict, dict]:
     return {"yaw": hy, "pitch": hp}, {"yaw": ey, "pitch": ep}
 
 
+def entry_key(spec_hash: str, index: int) -> str:
+    """The stable key of plan index ``index`` (webdataset ``__key__``)."""
+    return f"{spec_hash[:10]}-{index:07d}"
+
+
 def make_entry(spec: DatasetSpec, spec_hash: str, index: int, ident: Identity, cond: dict[str, Any]) -> dict[str, Any]:
     r = _rng(spec.seed, "sample", index)
     cls = cond["class"]
@@ -205,7 +210,7 @@ def make_entry(spec: DatasetSpec, spec_hash: str, index: int, ident: Identity, c
     if fix is not None:  # own stream: adding vergence left every other draw of the sample unchanged
         fix = _r(fix * _rng(spec.seed, "fixation", index).uniform(0.85, 1.15), 3)
     return {
-        "key": f"{spec_hash[:10]}-{index:07d}",
+        "key": entry_key(spec_hash, index),
         "index": index,
         "split": ident.split,
         "identity": ident.id,
@@ -239,25 +244,39 @@ def make_entry(spec: DatasetSpec, spec_hash: str, index: int, ident: Identity, c
     }
 
 
-def plan_conditions(spec: DatasetSpec, idents: list[Identity]) -> dict[int, dict[str, Any]]:
+COND_AXES = ("class", "lighting", "accessory", "mount")
+
+
+def plan_conditions(spec: DatasetSpec, idents: list[Identity]) -> dict[str, list]:
     """The per-image categorical axes (class, lighting, accessory, mount) of every plan index,
-    stratified within each split. Cheap next to :func:`make_entry`: a preview picks its renders from
-    these without building the whole plan."""
+    stratified within each split, as columns (axis -> value per index; :func:`condition` reads one
+    index). Cheap next to :func:`make_entry`, so readers that need only these (the verification
+    audit's strata, :mod:`dmsfactory.planindex`) never build the whole plan."""
     depth = spec.identities.images_per_identity
     c = spec.conditions
-    conds: dict[int, dict[str, Any]] = {}
+    n = len(idents) * depth
+    cols: dict[str, list] = {k: [None] * n for k in COND_AXES}
     for split in ("train", "val", "test"):
         idx = [i * depth + j for i, ident in enumerate(idents) if ident.split == split for j in range(depth)]
         if not idx:
             continue
         r = _rng(spec.seed, "conditions", split)
-        cls = stratified(dict(spec.classes), len(idx), r)
-        light = stratified(dict(c.lighting), len(idx), r)
-        acc = stratified(dict(c.accessory), len(idx), r)
-        mount = stratified(dict(c.camera.mount), len(idx), r)
-        for k, i in enumerate(idx):
-            conds[i] = {"class": cls[k], "lighting": light[k], "accessory": acc[k], "mount": mount[k]}
-    return conds
+        drawn = {
+            "class": stratified(dict(spec.classes), len(idx), r),
+            "lighting": stratified(dict(c.lighting), len(idx), r),
+            "accessory": stratified(dict(c.accessory), len(idx), r),
+            "mount": stratified(dict(c.camera.mount), len(idx), r),
+        }
+        for axis, vals in drawn.items():
+            col = cols[axis]
+            for k, i in enumerate(idx):
+                col[i] = vals[k]
+    return cols
+
+
+def condition(cols: dict[str, list], index: int) -> dict[str, Any]:
+    """One plan index's conditions from :func:`plan_conditions`'s columns."""
+    return {k: cols[k][index] for k in COND_AXES}
 
 
 def split_quotas(weights: dict[str, float], available: dict[str, int], n: int) -> dict[str, int]:
@@ -329,21 +348,30 @@ def preview_indices(items: list[tuple[int, str, str, str]], weights: dict[str, f
     return sorted(chosen)
 
 
+def plan_indices(spec: DatasetSpec, limit: int | None = None, idents: list[Identity] | None = None,
+                 conds: dict[str, list] | None = None) -> list[int]:
+    """The plan indices a run makes, ascending: all of them, or the ``--limit`` stratified preview
+    (:func:`preview_indices`: every split with a share, each class where the number allows)."""
+    if limit is None or limit >= spec.total_samples:
+        return list(range(spec.total_samples))
+    idents = idents if idents is not None else make_identities(spec)
+    conds = conds if conds is not None else plan_conditions(spec, idents)
+    depth = spec.identities.images_per_identity
+    items = [(i, idents[i // depth].split, conds["class"][i], idents[i // depth].id) for i in range(spec.total_samples)]
+    return preview_indices(items, spec.splits.model_dump(), limit)
+
+
 def make_plan(spec: DatasetSpec, limit: int | None = None) -> list[dict[str, Any]]:
     """Every render's parameters, in index order (identity-major: index = identity * depth + image).
 
-    ``limit``: a stratified preview of that many renders (:func:`preview_indices`: every split with a
-    share, each class where the number allows); its entries are the full plan's, key for key."""
+    ``limit``: a stratified preview of that many renders (:func:`plan_indices`); its entries are the
+    full plan's, key for key."""
     spec_hash = spec.content_hash()
     idents = make_identities(spec)
     depth = spec.identities.images_per_identity
     conds = plan_conditions(spec, idents)
-    if limit is None or limit >= spec.total_samples:
-        indices: list[int] = list(range(spec.total_samples))
-    else:
-        items = [(i, idents[i // depth].split, conds[i]["class"], idents[i // depth].id) for i in range(spec.total_samples)]
-        indices = preview_indices(items, spec.splits.model_dump(), limit)
-    return [make_entry(spec, spec_hash, i, idents[i // depth], conds[i]) for i in indices]
+    return [make_entry(spec, spec_hash, i, idents[i // depth], condition(conds, i))
+            for i in plan_indices(spec, limit, idents, conds)]
 
 
 def images_per_render(spec: DatasetSpec) -> int:
@@ -364,11 +392,17 @@ def renders_per_shard(spec: DatasetSpec) -> int:
 class ShardJob:
     split: str
     shard: int  # index of the shard within its split
-    entries: tuple  # plan entries (dicts)
+    entries: tuple  # plan entries (dicts), or a sequence that makes them on demand (planindex.LazyEntries)
 
     @property
     def name(self) -> str:
         return f"{self.split}-{self.shard:06d}"
+
+    @property
+    def keys(self) -> list[str]:
+        """The planned keys, without making the entries when they are lazy."""
+        k = getattr(self.entries, "keys", None)
+        return list(k()) if callable(k) else [e["key"] for e in self.entries]
 
 
 def shard_jobs(spec: DatasetSpec, plan: list[dict[str, Any]]) -> list[ShardJob]:

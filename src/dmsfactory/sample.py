@@ -15,7 +15,9 @@ corners 263/362), 474-477 its ring. The 68-point iBUG subset is a documented ind
 The stage contract: a stage takes a list of samples and returns a list of samples. It never drops a
 sample: a rejected one is marked with :meth:`FaceSample.quarantine` (stage, reason, scores) and is
 written to the quarantine shard set. :func:`run_stages` hands each stage only the samples that are
-still accepted and keeps the quarantined ones in the batch.
+still accepted and keeps the quarantined ones in the batch; a stage with ``sees_quarantined = True``
+(the privacy gate, which must redact a leaked face wherever it is written) gets the whole batch and
+must leave an earlier stage's verdicts alone.
 """
 
 from __future__ import annotations
@@ -76,6 +78,10 @@ class FaceSample(Verdicts):
     split: str | None = None
     identity: str | None = None
     source_key: str | None = None  # for augmented views: the key of the sample they came from
+    # the encoded image bytes, cached by whoever encoded ``image`` first (the privacy gate judges them,
+    # the shard writer writes them: datasets.shards.encode_sample); never serialised, and void as soon
+    # as ``image`` is replaced
+    encoded: Any = field(default=None, repr=False, compare=False)
 
     def copy(self) -> "FaceSample":
         return copy.deepcopy(self)
@@ -155,11 +161,15 @@ class Stage(Protocol):
 
 
 def run_stages(stages: list[Stage], batch: list[FaceSample]) -> list[FaceSample]:
-    """Run ``stages`` in order; each sees only accepted samples; quarantined ones are kept."""
+    """Run ``stages`` in order; each sees only accepted samples (all, with ``sees_quarantined``);
+    quarantined ones are kept."""
     out = list(batch)
     for stage in stages:
-        accepted = [s for s in out if not s.quarantined]
-        held = [s for s in out if s.quarantined]
+        if getattr(stage, "sees_quarantined", False):
+            accepted, held = out, []
+        else:
+            accepted = [s for s in out if not s.quarantined]
+            held = [s for s in out if s.quarantined]
         try:
             result = stage.process(accepted) if accepted else []
         except UserError:  # bad input the user can fix: keep its type, the CLI prints it (exit 2)

@@ -172,7 +172,7 @@ class RunCfg(_Strict):
 
     cluster: str | None = Field(None, description="address of an existing Dask scheduler")
     retries: int = Field(2, ge=0)
-    workers: int = Field(1, ge=1, description="concurrent batch tasks in this process (thread pool)")
+    workers: int | None = Field(None, ge=1, description="worker processes, one batch each (None: every core)")
     torch_threads: int = Field(1, ge=1)
     on_error: ErrorPolicy = Field(
         "quarantine", description="a sample a stage cannot handle: quarantine it with the reason, or raise (fail the batch)"

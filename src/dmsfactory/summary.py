@@ -122,11 +122,13 @@ def run_summary(out_dir: str | Path, started: float, ended: float) -> dict[str, 
     made = [r for r, t in recs if t >= started]
     clip_recs = _records(out, "clips")
     clip_made = [r for r, t in clip_recs if t >= started]
-    qdocs = []
-    for q in m.get("quarantine", []):
-        p = out / q["path"]
-        if p.is_file():
-            qdocs += [d for d, _ in iter_tar_docs(p)]
+    def qdocs():  # streamed: a large quarantine is never held
+        for q in m.get("quarantine", []):
+            p = out / q["path"]
+            if p.is_file():
+                for d, _ in iter_tar_docs(p):
+                    yield d
+
     spec = m.get("spec", {})
     ids = spec.get("identities", {})
     data: dict[str, Any] = {
@@ -136,7 +138,7 @@ def run_summary(out_dir: str | Path, started: float, ended: float) -> dict[str, 
         "images": {k: c.get(k, 0) for k in ("train", "val", "test", "quarantined")},
         "shards": {"total": len(recs), "kept": len(recs) - len(made), "made": len(made)},
         "images_made": sum(r["counts"]["accepted"] + r["counts"]["quarantined"] for r in made),
-        "quarantine": quarantine_by_reason(qdocs),
+        "quarantine": quarantine_by_reason(qdocs()),
     }
     if m.get("clips"):
         cc = m["clips"]["counts"]
@@ -145,13 +147,20 @@ def run_summary(out_dir: str | Path, started: float, ended: float) -> dict[str, 
                          "frames_made": sum(r["counts"].get("frames", 0) for r in clip_made)}
     v = _read_json(out / "verify_report.json", since=started)
     if v and v.get("by_check"):
-        data["verify"] = {"checked": v.get("samples_verified"),
-                          "agreement": {k: x.get("agreement") for k, x in v["by_check"].items()}}
+        data["verify"] = {"checked": v.get("samples_verified"), "images": v.get("images"),
+                          "mode": v.get("mode", "all"),
+                          "agreement": {k: x.get("agreement") for k, x in v["by_check"].items()},
+                          "half_width": {k: x.get("half_width") for k, x in v["by_check"].items()}}
     p = _read_json(out / "privacy_report.json", since=started)
     if p is not None:
         galleries = [g.get("path") for g in p.get("galleries", [])]
+        lm = p.get("leakage_mode") or {}
         data["privacy"] = {"checked": bool(p.get("leakage_checked", bool(galleries))), "galleries": galleries,
-                           "leaks": len(p.get("leaked") or []), "verdicts": p.get("verdicts", {})}
+                           "leaks": len(p.get("leaked") or []), "verdicts": p.get("verdicts", {}),
+                           "leaked_identities": len(p.get("leaked_identities") or []),
+                           "identities_judged": lm.get("identities_judged", 0),
+                           "identity_views": lm.get("identity_views"),
+                           "by_mode": lm.get("samples_by_mode", {}), "action": p.get("action", "quarantined")}
     return data
 
 
@@ -184,14 +193,27 @@ def run_summary_lines(d: dict[str, Any]) -> list[str]:
         if not p["checked"]:
             lines.append("leaks:       not checked (no real gallery in privacy.galleries)")
         else:
+            how = ""
+            if p.get("by_mode", {}).get("identity"):
+                n_id = p["leaked_identities"]
+                how = (f" ({_n(n_id)} {'identity' if n_id == 1 else 'identities'} of {_n(p['identities_judged'])}, "
+                       f"each judged on its worst of {p['identity_views']} views)")
             lines.append(f"leaks:       {_n(p['leaks'])} image{'' if p['leaks'] == 1 else 's'} within the same-person "
-                         f"threshold of {', '.join(map(str, p['galleries']))} (privacy_report.json)")
+                         f"threshold of {', '.join(map(str, p['galleries']))}{how} (privacy_report.json)")
     v = d.get("verify")
     if v is not None:
-        parts = [f"{k} {x:.0%}" for k, x in v["agreement"].items() if x is not None]
-        if parts:
-            lines.append("labels:      pixel checks agree " + ", ".join(parts)
-                         + (f" ({_plural(v['checked'], 'image')} checked)" if v.get("checked") else ""))
+        if v.get("mode") == "audit":
+            hw = v.get("half_width") or {}
+            parts = [f"{k} {x:.0%}" + (f" +-{hw[k]:.0%}" if hw.get(k) is not None else "")
+                     for k, x in v["agreement"].items() if x is not None]
+            if parts:
+                lines.append(f"labels:      audit of {_n(v['checked'] or 0)} of {_n(v.get('images') or 0)} images "
+                             "(stratified, 95% interval): pixel checks agree " + ", ".join(parts))
+        else:
+            parts = [f"{k} {x:.0%}" for k, x in v["agreement"].items() if x is not None]
+            if parts:
+                lines.append("labels:      pixel checks agree " + ", ".join(parts)
+                             + (f" ({_plural(v['checked'], 'image')} checked)" if v.get("checked") else ""))
     return lines
 
 

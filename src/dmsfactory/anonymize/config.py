@@ -56,6 +56,11 @@ class AnonymizeConfig(BaseModel):
                                "calibrated once per run)")
     identity_candidates: int = Field(8, ge=1, le=64, description="replace mode: synthetic identities tried per new "
                                      "track, keeping the first far enough (dlib) from the original and the faces to avoid")
+    identity_retries: int = Field(2, ge=0, le=16, description="replace mode: further screened identities refined "
+                                  "when dlib still matches the refined face to the original (distance <= 0.6)")
+    recognisable: Literal["pixelate", "keep"] = Field(
+        "pixelate", description="a face dlib still matches to its original after the retries: pixelated (its "
+        "labels are then not carried) or kept and flagged identity_removed: false")
     identity_margin: float = Field(0.7, ge=0, le=2, description="dlib distance a chosen identity should keep")
     hide_margin: float = Field(0.5, gt=0, le=2, description="hide mode: dlib distance to the original the hidden "
                                "face must stay within (same person below 0.6)")

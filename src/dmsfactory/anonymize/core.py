@@ -32,6 +32,8 @@ from dmsfactory.anonymize.mesh import FaceMesh, FaceMeasure, index_sets, intrins
 from dmsfactory.errors import DmsFactoryError
 from dmsfactory.geometry import F
 
+RECOGNISABLE_BLOCKS, RECOGNISABLE_MARGIN = 8, 0.3  # pixelation of a face that stays recognisable (see _guided)
+SAME_PERSON = 0.6  # dlib's same-person threshold (its documented operating point)
 CORR_LIMITS = {"pose": 15.0, "ear": 0.15, "mar": 0.6, "iris": 0.6}
 
 
@@ -336,13 +338,17 @@ class Anonymizer:
         render each) and keep the first whose anonymised face keeps every label (re-check) and is at
         least ``identity_margin`` (dlib distance) from the original and from every real face to avoid;
         else the best by (eye and yawn states kept, distance > 0.6, all labels kept, distance). The chosen identity is then rendered
-        with the full closed loop and holds for the track."""
+        with the full closed loop and holds for the track. If dlib still matches that refined face to the
+        original (distance <= 0.6), up to ``identity_retries`` next-ranked candidates are refined in turn; a face
+        that stays recognisable is pixelated (``recognisable: pixelate``, the default) or kept and flagged
+        (``keep``); ``identity_removed`` in the label says which."""
         cfg = self.cfg
         src_d = self.describe(frame, m.landmarks)
         avoid = getattr(self, "_avoid", [])
         G = np.stack([src_d] + list(avoid))
         best = None
-        tried = []
+        tried: list[dict] = []
+        screened: list[tuple] = []
         for k in range(cfg.identity_candidates):
             if k:
                 ident = self._identity_for(tr.source_id, tr.id, tr.skin, tr.lighting, k)  # type: ignore[attr-defined]
@@ -369,35 +375,54 @@ class Anonymizer:
             tried.append({"identity": tr.identity.id, "min_distance": round(score, 4), "labels_agree": agree})
             # eye and yawn states first (an identity's lids and jaw cannot be corrected much), then beyond the same-person
             # threshold, then all labels kept after one render (the chosen one is refined below), then distance
-            rank = (eyes_ok, score >= 0.6, agree, score)
+            rank = (eyes_ok, score > SAME_PERSON, agree, score)
             if best is None or rank > best[0]:
-                best = (rank, res, out, tr.identity, tr.calib)
+                best = (rank, tr.identity, tr.calib)
+            screened.append((rank, tr.identity, tr.calib))
             if agree and score >= cfg.identity_margin:
                 break
-        rank, res, out, tr.identity, tr.calib = best
-        tr.corr = Track.__dataclass_fields__["corr"].default_factory()
-        score = rank[3]
-        res, out = self._face(frame, base, m, tr, 1)
-        lm = self.last_output_landmarks.get(tr.id)
-        final = -1.0 if lm is None else float(np.linalg.norm(G - self.describe(out, lm)[None], axis=1).min())
+        chosen = [best[1:]] + [c[1:] for c in sorted(screened, key=lambda c: c[0], reverse=True) if c[1] is not best[1]]
+        score = best[0][3]
+        finals = []
+        for ident, calib in chosen[: 1 + cfg.identity_retries]:
+            # the chosen identity with the full closed loop; if dlib still matches it to the original (the
+            # refined render can come closer than the screening render), the next-ranked screened one
+            tr.identity, tr.calib = ident, calib
+            tr.corr = Track.__dataclass_fields__["corr"].default_factory()
+            res, out = self._face(frame, base, m, tr, 1)
+            lm = self.last_output_landmarks.get(tr.id)
+            final = -1.0 if lm is None else float(np.linalg.norm(G - self.describe(out, lm)[None], axis=1).min())
+            finals.append({"identity": ident.id, "final_min_distance": round(final, 4)})
+            if lm is None or final > SAME_PERSON:
+                break
+        removed = None if lm is None else final > SAME_PERSON  # None: no face found on the output to describe
+        guidance = {"recogniser": "dlib_resnet_v1", "margin": cfg.identity_margin, "tried": tried, "refined": finals,
+                    "chosen_min_distance": round(score, 4), "avoid_gallery": len(avoid)}
+        if removed is False and cfg.recognisable == "pixelate":
+            why = (f"still recognisable: dlib distance {final:.3f} <= {SAME_PERSON} to the original or a face to avoid "
+                   f"after {len(finals)} refined identities")
+            # coarser and wider than the failure fallback: what kept the match is outside the replaced face
+            # (outline, hairline: measured on our renders, where 16 blocks over the face box still matched)
+            res, out = self._fallback(base, m, tr, why, blocks=RECOGNISABLE_BLOCKS, margin=RECOGNISABLE_MARGIN)
+        res.identity["identity_removed"] = removed
         res.identity["guidance_final_min_distance"] = round(final, 4)
-        res.identity["guidance"] = {"recogniser": "dlib_resnet_v1", "margin": cfg.identity_margin, "tried": tried,
-                                    "chosen_min_distance": round(score, 4), "avoid_gallery": len(avoid)}
+        res.identity["guidance"] = guidance
         self._avoid = avoid + [src_d]
         return res, out
 
-    def _fallback(self, base: np.ndarray, m: FaceMeasure, tr: Track, why: str):
-        """Pixelate the face (16 blocks across) when no synthetic face could be put in its place."""
+    def _fallback(self, base: np.ndarray, m: FaceMeasure, tr: Track, why: str, blocks: int = 16, margin: float = 0.1):
+        """Pixelate the face (``blocks`` across its box grown by ``margin`` on each side) when no synthetic
+        face could be put in its place."""
         import cv2
 
         H, W = base.shape[:2]
         x0, y0, x1, y1 = m.bbox
-        mx, my = 0.1 * (x1 - x0), 0.1 * (y1 - y0)
+        mx, my = margin * (x1 - x0), margin * (y1 - y0)
         x0, y0 = int(max(0, x0 - mx)), int(max(0, y0 - my))
         x1, y1 = int(min(W, x1 + mx + 1)), int(min(H, y1 + my + 1))
         out = base.copy()
         roi = out[y0:y1, x0:x1]
-        small = cv2.resize(roi, (16, max(1, round(16 * roi.shape[0] / max(roi.shape[1], 1)))), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(roi, (blocks, max(1, round(blocks * roi.shape[0] / max(roi.shape[1], 1)))), interpolation=cv2.INTER_AREA)
         out[y0:y1, x0:x1] = cv2.resize(small, (roi.shape[1], roi.shape[0]), interpolation=cv2.INTER_NEAREST)
         labels = self._labels(m, None)
         res = FaceResult(track=tr.id, identity={**tr.identity.to_json(), "method": "fallback_pixelate"}, labels=labels,

@@ -108,7 +108,9 @@ def frame_doc(key: str, index: int, src: Source, frame_index: int, t: float, fps
     s.labels = {"no_face": res.no_face, "faces": len(res.faces)}
     if prim is not None:
         s.labels.update(prim.labels)
-        s.labels["identity"] = {"id": prim.identity["id"], "synthetic": True, "track": prim.track}
+        # synthetic: false when the face was pixelated instead (fitting failed, or dlib still matched it)
+        s.labels["identity"] = {"id": prim.identity["id"], "synthetic": prim.identity.get("method") != "fallback_pixelate",
+                                "track": prim.track, "identity_removed": prim.identity.get("identity_removed")}
         if len(prim.landmarks):
             s.landmarks = np.asarray(prim.landmarks, np.float32)
         s.bbox = prim.bbox
@@ -143,6 +145,7 @@ def frame_row(key: str, src: Source, frame_index: int, res: FrameResult, metrics
             "pose_err": ch["head_pose"].get("max_error_deg") if ch.get("face") else None,
             "pose_agree": ch["head_pose"].get("agree") if ch.get("face") else None,
             "iterations": f.iterations, "identity": f.identity.get("id"),
+            "identity_removed": f.identity.get("identity_removed"),
         })
     return {"key": key, "source": src.rel, "frame": frame_index, "no_face": res.no_face, "faces": faces,
             "seconds": round(res.seconds, 5), "metrics": metrics, "notes": res.notes}
@@ -416,6 +419,8 @@ def build_report(rows: list[dict], cfg: AnonymizeConfig, opts: Options, problems
         "faces_synthetic": len(synth),
         "faces_by_method": {m: sum(1 for f in faces if f["method"] == m) for m in sorted({f["method"] for f in faces})},
         "faces_fallback_pixelated": len(faces) - len(synth),
+        # guided new tracks: dlib still matched the refined synthetic face to the original (pixelated or kept)
+        "faces_still_recognisable": sum(1 for f in faces if f.get("identity_removed") is False),
         "recheck": {
             "face_detected_on_output": _rate([f["face"] for f in synth]),
             "eye_state_agreement": _rate(eyes),
@@ -464,7 +469,8 @@ def report_markdown(r: dict[str, Any]) -> str:
     lines = ["# Anonymisation report", "",
              f"{r['frames']} frames, {r['frames_with_face']} with a face, {r['no_face_frames']['count']} without "
              f"(passed through unchanged); {r['faces']} faces ({r['faces_synthetic']} synthetic, "
-             f"{r['faces_fallback_pixelated']} pixelated after a failure). Mode {r['config']['mode']}, "
+             f"{r['faces_fallback_pixelated']} pixelated after a failure, {r['faces_still_recognisable']} of them or "
+             f"kept because dlib still matched the synthetic face to the original). Mode {r['config']['mode']}, "
              f"backend {r['config']['backend']}.", "",
              "| figure | value |", "|---|---|",
              f"| face still detected (MediaPipe) | {pct(c['face_detected_on_output'])} |",

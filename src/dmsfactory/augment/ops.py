@@ -756,6 +756,12 @@ Sampler = Callable[[np.random.Generator, AugmentConfig, View], "dict | None"]
 Applier = Callable[[View, dict], None]
 
 # order of application within a view (geometry first, occluders at transformed landmarks, then light)
+# Ops that could change who a face is (a face swap, an identity-mixing blend). The privacy gate gives an
+# augmented copy its identity's verdict only when none of the copy's ops is listed here; a copy made by
+# such an op is checked on its own pixels (docs/privacy.md). Every op below is geometric, photometric
+# or an occluder: none changes the identity, so the set is empty. An op added here must say why.
+IDENTITY_CHANGING_OPS: frozenset[str] = frozenset()
+
 OPS: dict[str, tuple[Sampler, Applier]] = {
     "hflip": (sample_hflip, apply_hflip),
     "affine": (sample_affine, apply_affine),

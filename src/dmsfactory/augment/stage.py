@@ -23,6 +23,20 @@ def view_seed(seed: int, key: str, view: int) -> int:
     return int.from_bytes(h[:8], "little")
 
 
+def view_key(key: str, view: int) -> str:
+    """The key of augmented view ``view`` of the sample ``key``."""
+    return f"{key}_a{int(view)}"
+
+
+def image_keys(key: str, config: AugmentConfig | None) -> list[str]:
+    """Keys of every image the stage passes on for the source ``key`` (source first when kept);
+    ``config`` None or disabled: the source only. Readers that must know the written images before
+    they exist (the verification audit's population) use this, not their own copy of the naming."""
+    if config is None or not config.enabled:
+        return [key]
+    return ([key] if config.keep_originals else []) + [view_key(key, j) for j in range(config.views_per_image)]
+
+
 def _bbox_corners(b) -> np.ndarray | None:
     if b is None:
         return None
@@ -150,7 +164,7 @@ class AugmentStage:
     def augment_one(self, src: FaceSample, j: int) -> FaceSample:
         view = _to_view(src)
         ops = self._ops_for(src, j, view)
-        return _finish(src, view, f"{src.key}_a{j}", ops)
+        return _finish(src, view, view_key(src.key, j), ops)
 
     def process(self, batch: list[FaceSample]) -> list[FaceSample]:
         cfg = self.config
@@ -167,7 +181,7 @@ class AugmentStage:
                     if self.on_error == "raise":
                         raise
                     v = s.copy()
-                    v.key, v.source_key = f"{s.key}_a{j}", s.key
+                    v.key, v.source_key = view_key(s.key, j), s.key
                     v.quarantine(STAGE, f"cannot augment: {e}", check="augment")
                     out.append(v)
         return out
@@ -190,4 +204,4 @@ class AugmentStage:
         return _finish(sample_source, view, f"{sample_source.key}_a{j}", copy.deepcopy(recorded))
 
 
-__all__ = ["AugmentStage", "AugmentConfig", "OP_NAMES", "view_seed", "run_ops"]
+__all__ = ["AugmentStage", "AugmentConfig", "OP_NAMES", "view_seed", "run_ops", "view_key", "image_keys"]

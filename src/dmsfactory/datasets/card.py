@@ -74,19 +74,20 @@ def _table(rows: list[str], cols: list[str], cell: dict[tuple[str, str], int]) -
     return head + body
 
 
-def _balance_plot(records: list[dict[str, Any]], path: Path) -> None:
+def _balance_plot(balance: Counter, path: Path) -> None:
+    """``balance``: (split, class) -> accepted samples."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     splits = ("train", "val", "test")
-    classes = sorted({r["labels"].get("class", "?") for r in records})
+    classes = sorted({c for _, c in balance})
     fig, ax = plt.subplots(figsize=(7, 3.2), dpi=100)
     x = np.arange(len(classes))
     bottom = np.zeros(len(classes))
     for s in splits:
-        vals = np.array([sum(1 for r in records if r["split"] == s and r["labels"].get("class") == c) for c in classes])
+        vals = np.array([balance.get((s, c), 0) for c in classes])
         ax.bar(x, vals, bottom=bottom, label=s)
         bottom += vals
     ax.set_xticks(x, classes, rotation=20, ha="right", fontsize=8)
@@ -96,6 +97,40 @@ def _balance_plot(records: list[dict[str, Any]], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+class CardCounts:
+    """What the card counts, accumulated one record at a time (``add``): class balance per split,
+    class x lighting / accessory, identities per split and the quarantine reasons grouped by check
+    (:func:`quarantine_by_reason`). Its size grows with classes, checks and identities, never with
+    images; the sample grid is picked separately (:func:`pick_grid_samples`, a bounded read)."""
+
+    def __init__(self) -> None:
+        self.balance: Counter = Counter()  # (split, class)
+        self.cross: dict[str, Counter] = {"lighting": Counter(), "accessory": Counter()}
+        self.split_ids: dict[str, set] = {s: set() for s in ("train", "val", "test")}
+        self._reasons: dict[str, dict[str, Any]] = {}
+
+    def add(self, r: dict[str, Any]) -> None:
+        if _add_reason(self._reasons, r):
+            return
+        lab = r["labels"]
+        self.balance[(r["split"], lab.get("class", "?"))] += 1
+        for axis, c in self.cross.items():
+            c[(lab.get("class"), str(lab.get(axis)))] += 1
+        if r["split"] in self.split_ids:
+            self.split_ids[r["split"]].add(r["identity"])
+
+    @property
+    def reasons(self) -> list[dict[str, Any]]:
+        return _sorted_reasons(self._reasons)
+
+    @classmethod
+    def of(cls, records: list[dict[str, Any]]) -> "CardCounts":
+        c = cls()
+        for r in records:
+            c.add(r)
+        return c
 
 
 def draw_landmarks(img: np.ndarray, doc: dict[str, Any]) -> np.ndarray:
@@ -178,19 +213,29 @@ def clips_line(manifest: dict[str, Any]) -> str | None:
             f"quarantined {c['quarantined']:,} (section 'Driver-state clips')")
 
 
+def _add_reason(groups: dict[str, dict[str, Any]], d: dict[str, Any]) -> bool:
+    """Count ``d`` under the first check that quarantined it; False when it was not quarantined."""
+    for v in d.get("verdicts", []):
+        if v.get("verdict") != "quarantine":
+            continue
+        k = f"{v.get('stage', '?')}/{v.get('check') or v.get('stage', '?')}"
+        g = groups.setdefault(k, {"check": k, "images": 0, "example": v.get("reason", ""), "key": d.get("key")})
+        g["images"] += 1
+        return True  # an image counts once, under the first check that quarantined it
+    return False
+
+
+def _sorted_reasons(groups: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(groups.values(), key=lambda g: (-g["images"], g["check"]))
+
+
 def quarantine_by_reason(docs) -> list[dict[str, Any]]:
     """Quarantined images grouped by the check that quarantined them (``stage/check``), most first,
     each with one full example reason (never cut)."""
     groups: dict[str, dict[str, Any]] = {}
     for d in docs:
-        for v in d.get("verdicts", []):
-            if v.get("verdict") != "quarantine":
-                continue
-            k = f"{v.get('stage', '?')}/{v.get('check') or v.get('stage', '?')}"
-            g = groups.setdefault(k, {"check": k, "images": 0, "example": v.get("reason", ""), "key": d.get("key")})
-            g["images"] += 1
-            break  # an image counts once, under the first check that quarantined it
-    return sorted(groups.values(), key=lambda g: (-g["images"], g["check"]))
+        _add_reason(groups, d)
+    return _sorted_reasons(groups)
 
 
 def contact_sheets(out_dir: Path, counts: dict[str, int], n: int = 32) -> list[str]:
@@ -208,29 +253,30 @@ def contact_sheets(out_dir: Path, counts: dict[str, int], n: int = 32) -> list[s
 def write_card(
     out_dir: Path,
     manifest: dict[str, Any],
-    records: list[dict[str, Any]],
-    grid_samples: list[tuple[dict[str, Any], np.ndarray]],
+    counts: "CardCounts | list[dict[str, Any]]",
+    grid_samples: list[tuple[dict[str, Any], np.ndarray]] | None,
     sections: list[CardSection],
 ) -> Path:
+    """``counts``: a :class:`CardCounts` (or the records, counted here); ``grid_samples``: the sample
+    grid's (doc, image) pairs (:func:`pick_grid_samples`)."""
     out_dir = Path(out_dir)
     card_dir = out_dir / "card"
     card_dir.mkdir(exist_ok=True)
-    accepted = [r for r in records if not is_quarantined(r)]
-    _balance_plot(accepted, card_dir / "class_balance.png")
+    if not isinstance(counts, CardCounts):
+        counts = CardCounts.of(counts)
+    _balance_plot(counts.balance, card_dir / "class_balance.png")
     c = manifest["counts"]
     if grid_samples:
         sample_grid(grid_samples, card_dir / "sample_grid.png")
 
     def cross(axis: str) -> str:
-        cell: Counter = Counter()
-        for r in accepted:
-            cell[(r["labels"].get("class"), str(r["labels"].get(axis)))] += 1
+        cell = counts.cross[axis]
         rows = sorted({k[0] for k in cell})
         cols = sorted({k[1] for k in cell})
         return _table(rows, cols, cell)
 
-    split_ids = {s: len({r["identity"] for r in accepted if r["split"] == s}) for s in ("train", "val", "test")}
-    reasons = quarantine_by_reason(records)
+    split_ids = {s: len(counts.split_ids[s]) for s in ("train", "val", "test")}
+    reasons = counts.reasons
     sheets = contact_sheets(out_dir, c)
     md = [
         f"# Dataset card: {manifest['name']}",
@@ -284,6 +330,9 @@ def write_card(
             p.write_bytes(data)
         if sec.json_name:
             write_json_atomic(out_dir / sec.json_name, sec.data, indent=2)
+    from dmsfactory.transfer.link import card_lines  # links to sim-to-real reports survive a re-written card
+
+    md += card_lines(out_dir)
     path = out_dir / "README.md"
     from dmsfactory.datasets.hf import card_header  # YAML front matter: load_dataset(DIR) configs + features
 

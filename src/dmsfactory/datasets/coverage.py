@@ -166,53 +166,68 @@ def _pairs(doc: dict[str, Any]) -> tuple[set[tuple[str, str, str]], bool]:
     return triples, False
 
 
-def coverage_matrix(records: Iterable[Any], min_per_cell: int = 0, axes: Iterable[str] | None = None) -> dict[str, Any]:
-    """Counts per (axis bin x driver state) cell; empty and under-``min_per_cell`` cells listed per axis."""
-    if min_per_cell < 0:
-        raise ValueError(f"min_per_cell must be >= 0 (got {min_per_cell})")
-    want = list(axes) if axes is not None else list(AXES)
-    bad = [a for a in want if a not in AXES]
-    if bad:
-        raise ValueError(f"coverage axes: unknown {bad}; allowed: {', '.join(AXES)}")
-    counts: dict[str, dict[str, dict[str, int]]] = {a: {} for a in want}
-    n_img = n_clip = 0
-    for r in records:
+class CoverageCounter:
+    """:func:`coverage_matrix` accumulated one record at a time (``add``): memory is the cell counts."""
+
+    def __init__(self, min_per_cell: int = 0, axes: Iterable[str] | None = None):
+        if min_per_cell < 0:
+            raise ValueError(f"min_per_cell must be >= 0 (got {min_per_cell})")
+        self.want = list(axes) if axes is not None else list(AXES)
+        bad = [a for a in self.want if a not in AXES]
+        if bad:
+            raise ValueError(f"coverage axes: unknown {bad}; allowed: {', '.join(AXES)}")
+        self.min_per_cell = min_per_cell
+        self.counts: dict[str, dict[str, dict[str, int]]] = {a: {} for a in self.want}
+        self.n_img = self.n_clip = 0
+
+    def add(self, r: Any) -> None:
         doc = r.to_json() if hasattr(r, "to_json") else r
         if is_quarantined(doc):
-            continue
+            return
         triples, is_clip = _pairs(doc)
-        n_clip += is_clip
-        n_img += not is_clip
+        self.n_clip += is_clip
+        self.n_img += not is_clip
         for a, b, s in triples:
-            if a in counts:
-                counts[a].setdefault(b, {}).setdefault(s, 0)
-                counts[a][b][s] += 1
-    states = list(IMAGE_STATES) if n_img else []
-    states += [s for s in (CLIP_STATES if n_clip else ()) if s not in states]
-    out_axes: dict[str, Any] = {}
-    gaps = 0
-    for a in want:
-        recorded = any(b != NOT_RECORDED for b in counts[a])
-        bins = list(AXES[a]) if recorded else [NOT_RECORDED]
-        if recorded and NOT_RECORDED in counts[a]:
-            bins.append(NOT_RECORDED)
-        table = {b: {s: counts[a].get(b, {}).get(s, 0) for s in states} for b in bins}
-        empty = [[b, s] for b in bins if b != NOT_RECORDED for s in states if table[b][s] == 0] if recorded else []
-        below = [[b, s, table[b][s]] for b in bins if b != NOT_RECORDED for s in states
-                 if recorded and table[b][s] < min_per_cell]
-        gaps += len(below) if min_per_cell else 0
-        out_axes[a] = {"recorded": recorded, "bins": bins, "counts": table, "empty": empty, "below_min": below}
-    return {
-        "unit": "samples (an image, or a clip counted once per cell its frames visit)",
-        "images": n_img,
-        "clips": n_clip,
-        "states": states,
-        "min_per_cell": min_per_cell,
-        "axes": out_axes,
-        "not_recorded_axes": [a for a in want if not out_axes[a]["recorded"]],
-        "gaps": gaps,
-        "ok": gaps == 0,
-    }
+            if a in self.counts:
+                self.counts[a].setdefault(b, {}).setdefault(s, 0)
+                self.counts[a][b][s] += 1
+
+    def matrix(self) -> dict[str, Any]:
+        want, counts, min_per_cell = self.want, self.counts, self.min_per_cell
+        states = list(IMAGE_STATES) if self.n_img else []
+        states += [s for s in (CLIP_STATES if self.n_clip else ()) if s not in states]
+        out_axes: dict[str, Any] = {}
+        gaps = 0
+        for a in want:
+            recorded = any(b != NOT_RECORDED for b in counts[a])
+            bins = list(AXES[a]) if recorded else [NOT_RECORDED]
+            if recorded and NOT_RECORDED in counts[a]:
+                bins.append(NOT_RECORDED)
+            table = {b: {s: counts[a].get(b, {}).get(s, 0) for s in states} for b in bins}
+            empty = [[b, s] for b in bins if b != NOT_RECORDED for s in states if table[b][s] == 0] if recorded else []
+            below = [[b, s, table[b][s]] for b in bins if b != NOT_RECORDED for s in states
+                     if recorded and table[b][s] < min_per_cell]
+            gaps += len(below) if min_per_cell else 0
+            out_axes[a] = {"recorded": recorded, "bins": bins, "counts": table, "empty": empty, "below_min": below}
+        return {
+            "unit": "samples (an image, or a clip counted once per cell its frames visit)",
+            "images": self.n_img,
+            "clips": self.n_clip,
+            "states": states,
+            "min_per_cell": min_per_cell,
+            "axes": out_axes,
+            "not_recorded_axes": [a for a in want if not out_axes[a]["recorded"]],
+            "gaps": gaps,
+            "ok": gaps == 0,
+        }
+
+
+def coverage_matrix(records: Iterable[Any], min_per_cell: int = 0, axes: Iterable[str] | None = None) -> dict[str, Any]:
+    """Counts per (axis bin x driver state) cell; empty and under-``min_per_cell`` cells listed per axis."""
+    c = CoverageCounter(min_per_cell, axes)
+    for r in records:
+        c.add(r)
+    return c.matrix()
 
 
 def coverage_gaps(matrix: dict[str, Any]) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import webdataset as wds
 
-from dmsfactory.datasets.shards import QUARANTINE_DIR, decode_image, iter_tar_docs
+from dmsfactory.datasets.shards import QUARANTINE_DIR, decode_image, iter_tar_docs, iter_tar_groups
 
 
 def load_manifest(dataset_dir: str | Path) -> dict[str, Any]:
@@ -76,3 +76,13 @@ def iter_records(
     if include_quarantine:
         for p in shard_paths(dataset_dir, quarantine=True):
             yield from iter_tar_docs(p, with_images)
+
+
+def iter_raw(dataset_dir: str | Path, *, include_quarantine: bool = True) -> Iterator[tuple[dict[str, Any], bytes | None, bool]]:
+    """Every written sample as (json doc, encoded image bytes or None, quarantined?), streamed one
+    sample at a time: decode only the images you need (``decode_image``)."""
+    for quarantined in (False, True) if include_quarantine else (False,):
+        for p in shard_paths(dataset_dir, quarantine=quarantined):
+            for _key, parts in iter_tar_groups(p):
+                if "json" in parts:
+                    yield json.loads(parts["json"]), parts.get("jpg") or parts.get("png"), quarantined

@@ -91,6 +91,18 @@ def encode_image(image: np.ndarray, fmt: str, quality: int) -> bytes:
     return buf.tobytes()
 
 
+def encode_sample(s: FaceSample, fmt: str, quality: int) -> bytes:
+    """``s.image`` encoded as the shard stores it, encoded once: the privacy gate judges these bytes
+    and the writer writes them. The cache holds the array it was made from and is used only while
+    ``s.image`` is still that array (a stage that replaces the image, e.g. the gate's mosaic, voids it)."""
+    c = s.encoded
+    if c is not None and c[0] == fmt and c[1] == int(quality) and c[2] is s.image:
+        return c[3]
+    data = encode_image(s.image, fmt, quality)
+    s.encoded = (fmt, int(quality), s.image, data)
+    return data
+
+
 def decode_image(data: bytes) -> np.ndarray:
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if arr is None:
@@ -135,7 +147,7 @@ def _sample_records(samples: list[FaceSample], fmt: str, quality: int) -> Iterat
         rec: dict[str, Any] = {"__key__": s.key, "json": json.dumps(s.to_json(), sort_keys=True).encode(),
                                PARAMS_MEMBER: params_member(s.params)}  # exact params for typed readers
         if s.image is not None:
-            rec[fmt] = encode_image(s.image, fmt, quality)
+            rec[fmt] = encode_sample(s, fmt, quality)
         yield rec
 
 
@@ -244,19 +256,30 @@ def clean_partials(out_dir: Path) -> int:
     return n
 
 
-def iter_tar_docs(path: Path, with_images: bool = False):
-    """Yield (json doc, image or None) from one shard with the stdlib tarfile (no decoding pipeline)."""
+def iter_tar_groups(path: Path):
+    """Stream ``(key, {ext: bytes})`` per sample of one shard (webdataset writes a key's members next
+    to each other), holding one sample at a time, whatever the shard size."""
     import tarfile
 
-    pending: dict[str, dict[str, bytes]] = {}
-    with tarfile.open(path) as tf:
+    with tarfile.open(path, "r|*") as tf:
+        key, parts = None, {}
         for m in tf:
             if not m.isfile():
                 continue
-            key, _, ext = m.name.partition(".")
-            data = tf.extractfile(m).read()  # type: ignore[union-attr]
-            pending.setdefault(key, {})[ext] = data
-    for key, parts in pending.items():
+            k, _, ext = m.name.partition(".")
+            if k != key and parts:
+                yield key, parts
+                parts = {}
+            key = k
+            f = tf.extractfile(m)
+            parts[ext] = f.read() if f is not None else b""
+        if parts:
+            yield key, parts
+
+
+def iter_tar_docs(path: Path, with_images: bool = False):
+    """Yield (json doc, image or None) from one shard, streamed (no decoding pipeline)."""
+    for _key, parts in iter_tar_groups(path):
         if "json" not in parts:
             continue
         doc = json.loads(parts["json"])
@@ -265,4 +288,3 @@ def iter_tar_docs(path: Path, with_images: bool = False):
             raw = parts.get("jpg") or parts.get("png")
             img = decode_image(raw) if raw else None
         yield doc, img
-

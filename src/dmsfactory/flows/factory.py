@@ -83,7 +83,7 @@ def batch_cache_key(spec_hash: str, out: str, job: ShardJob) -> str:
     The planned keys are in it because ``--limit`` makes the last batch of a split shorter under the
     same name; the location because two outputs of one spec are two datasets.
     """
-    keys = [e["key"] for e in job.entries]
+    keys = job.keys
     digest = hashlib.sha256(json.dumps([spec_hash, out, job.name, keys]).encode()).hexdigest()
     return f"dmsf-{spec_hash[:12]}-{job.name}-{digest[:16]}"
 
@@ -120,11 +120,12 @@ def wants_gpu(spec: DatasetSpec) -> bool:
     result_serializer="json",
 )
 def shard_task(spec: DatasetSpec, job: ShardJob, target: Target) -> dict[str, Any]:
-    """Generate, label, check and write one batch; upload it when the output is a URL."""
-    rec = pipeline.process_shard(spec, job, target.local)
+    """Generate, label, check and write one batch (in the flow's worker-process pool when it has one);
+    upload it when the output is a URL."""
+    rec = pipeline.run_shard(spec, job, target.local)
     if target.remote:
         rec["uploaded"] = target.remote_dataset().push_batch(rec)
-    rec["worker"] = _where()
+    rec["worker"] = rec.get("worker") or _where()
     return rec
 
 
@@ -304,15 +305,15 @@ def prepare(spec: DatasetSpec, out: str, overwrite: bool, staging: str | None = 
 
 
 def in_flight_limit(workers: int | None, spec: DatasetSpec) -> int | None:
-    """How many batches to keep submitted at once: ``workers`` (default ``run.workers``) on a thread
-    pool, where every slot sets up its own generator and detectors; unbounded on Dask, whose workers
+    """How many batches to keep submitted at once: ``workers`` (default ``run.workers``, else every
+    core) on a thread pool, each slot feeding one worker process; unbounded on Dask, whose workers
     pull work themselves."""
     from prefect.context import FlowRunContext
 
     ctx = FlowRunContext.get()
     if ctx is not None and not isinstance(ctx.task_runner, ThreadPoolTaskRunner):
         return None
-    return max(1, workers or spec.run.workers)
+    return pipeline.resolve_workers(spec, workers)
 
 
 def run_batches(
@@ -334,7 +335,7 @@ def run_batches(
     use_gpu = wants_gpu(spec) if gpu is None else gpu
 
     def submit(job: ShardJob):
-        intact = finished_record(Path(target.local), job.name, spec_hash, [e["key"] for e in job.entries])
+        intact = finished_record(Path(target.local), job.name, spec_hash, job.keys)
         t = base if intact is not None else refresh  # never let a cached record stand in for lost files
         if use_gpu:
             import dask
@@ -387,7 +388,7 @@ def factory_flow(
     Reruns and retried runs reuse finished batches (Prefect result cache + intact files).
     ``staging``: local directory for URL outputs (default under ~/.cache/dmsfactory/staging).
     ``gpu``: submit batches with the Dask resource GPU=1 (default: only for the diffusion backend).
-    ``workers``: batches in flight on the thread-pool runner (default ``run.workers``).
+    ``workers``: worker processes, one batch each (default ``run.workers``, else every core).
     ``cluster``: Dask scheduler for the batches (default ``run.cluster``); when this flow does not
     already run on Dask (a deployment), the batches run in a ``dmsfactory-batches`` subflow on it.
     """
@@ -400,7 +401,10 @@ def factory_flow(
     else:
         jobs = pipeline.plan_jobs(spec, limit)
         total = sum(len(j.entries) for j in jobs) if progress else None
-        records = run_batches(spec, target, jobs, gpu, in_flight_limit(workers, spec), total)
+        n = in_flight_limit(workers, spec)
+        # batches run in n worker processes (one MediaPipe/dlib graph each); a Dask runner brings its own
+        with pipeline.shard_pool(n if n is not None and not on_dask() else 1):
+            records = run_batches(spec, target, jobs, gpu, n, total)
     cached = sum(1 for r in records if r.get("cached"))
     print(f"{spec.name}: {len(records)} batches, {cached} reused from Prefect's result cache")
     clip_records = run_clip_batches(spec, target, limit, progress)
@@ -444,15 +448,18 @@ def run_factory(
     out: str | None,
     limit: int | None,
     overwrite: bool,
-    workers: int,
+    workers: int | None,
     progress: bool,
     cluster: str | None = None,
     staging: str | None = None,
     gpu: bool | None = None,
 ):
-    """Run the flow with ``workers`` thread slots, or on Dask when ``cluster`` (or ``run.cluster``) is set."""
+    """Run the flow with ``workers`` worker processes (default ``run.workers``, else every core), or on
+    Dask when ``cluster`` (or ``run.cluster``) is set."""
+    spec = load_spec(spec_path)
     if cluster is None:
-        cluster = load_spec(spec_path).run.cluster
+        cluster = spec.run.cluster
+    workers = pipeline.resolve_workers(spec, workers)
     f = factory_flow.with_options(task_runner=task_runner(cluster, workers))
     return f(spec_path=spec_path, out=out, limit=limit, overwrite=overwrite, progress=progress,
              staging=staging, gpu=gpu, workers=workers)

@@ -42,7 +42,9 @@ def shards_flow(
     spec = load_spec(spec_path)
     target = prepare(spec, out or spec.output.dir, overwrite, staging)
     jobs = pipeline.plan_jobs(spec, limit)
-    records = run_batches(spec, target, jobs, gpu, in_flight_limit(workers, spec))
+    n = in_flight_limit(workers, spec)
+    with pipeline.shard_pool(n or 1):
+        records = run_batches(spec, target, jobs, gpu, n)
     cached = sum(1 for r in records if r.get("cached"))
     print(f"{spec.name}: {len(records)} batches written to {target.out}, {cached} reused from Prefect's result cache")
     return {
@@ -58,7 +60,7 @@ def read_records_task(spec_path: str, local: str, limit: int | None) -> list[dic
     h = spec.content_hash()
     records, missing = [], []
     for job in pipeline.plan_jobs(spec, limit):
-        rec = finished_record(Path(local), job.name, h, [e["key"] for e in job.entries])
+        rec = finished_record(Path(local), job.name, h, job.keys)
         if rec is None:
             missing.append(job.name)
         else:

@@ -10,6 +10,23 @@ from typing import Any, Protocol
 from dmsfactory.sample import FaceSample
 
 
+# What the factory may assume about a backend's output (docs/verify.md, docs/privacy.md):
+# exact_labels: labels are exact by construction (pixel verification then measures realism and runs as
+#   an audit by default); identity_is_parameter: every image of an identity shows that identity (the
+#   privacy gate then judges the identity on a few views, not every image). Diffusion does neither:
+#   its labels come from prompts the model may ignore, and its identity can drift from image to image.
+TRAITS: dict[str, dict[str, bool]] = {
+    "procedural": {"exact_labels": True, "identity_is_parameter": True},
+    "diffusion": {"exact_labels": False, "identity_is_parameter": False},
+}
+
+
+def backend_traits(backend: str) -> dict[str, bool]:
+    if backend not in TRAITS:
+        raise ValueError(f"backend: unknown backend {backend!r}; allowed: {', '.join(TRAITS)}")
+    return TRAITS[backend]
+
+
 class Generator(Protocol):
     name: str
 

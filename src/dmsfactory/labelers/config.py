@@ -22,6 +22,15 @@ class VerifyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = False
+    # audit (docs/verify.md, labelers/audit.py): None = a stratified sample sized for +-audit_margin on
+    # every agreement rate when the backend's labels are exact (procedural), every image otherwise
+    # (diffusion); 1.0 = every image (and the policy below acts); in (0, 1) = that share of the images
+    rate: float | None = Field(None, gt=0, le=1, description="share of images checked (None: audit for exact-label backends)")
+    audit_margin: float = Field(0.02, gt=0, lt=0.5, description="half-width of the 95 % interval the audit is sized for")
+    audit_confidence: float = Field(0.95, gt=0.5, lt=1)
+    audit_measurable: float = Field(
+        0.4, gt=0, le=1, description="assumed share of audited images on which every check is measurable (not undetectable); "
+        "gaze, the least measurable, was measurable on 43 % of demo images")
     checks: list[Check] = Field(default_factory=lambda: list(CHECKS), description="checks to run")
     # what to do when pixels disagree with a label (face/landmarks cannot be relabelled)
     policy: dict[Check, Action] = Field(

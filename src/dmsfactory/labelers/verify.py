@@ -107,10 +107,13 @@ class VerifyStage:
 
     name = STAGE
 
-    def __init__(self, config: VerifyConfig | None = None):
+    def __init__(self, config: VerifyConfig | None = None, audit: Any | None = None):
+        """``audit``: an :class:`~dmsfactory.labelers.audit.AuditSelection`; only its images are
+        checked, and disagreements are recorded without the policy acting (docs/verify.md)."""
         self.config = config or VerifyConfig()
         if not isinstance(self.config, VerifyConfig):
             raise TypeError(f"verify config must be a VerifyConfig (got {type(self.config).__name__})")
+        self.audit = audit
         self._mesh = None
         self._haar = None
 
@@ -169,10 +172,19 @@ class VerifyStage:
 
     # --- the stage --------------------------------------------------------------------------------
     def process(self, batch: list[FaceSample]) -> list[FaceSample]:
-        self.setup()
-        for s in batch:
+        todo = [s for s in batch if self.audited(s)]
+        if todo:
+            self.setup()
+        for s in todo:
             self.verify_sample(s)
         return batch
+
+    def audited(self, s: FaceSample) -> bool:
+        """Is ``s`` checked? Every sample without an audit; else the audit sample's images only."""
+        if self.audit is None:
+            return True
+        p = s.params or {}  # the plan's values: an augmentation may relabel lighting, the stratum stays
+        return self.audit.selected(s.key, (str(p.get("lighting")), str(p.get("accessory")), str(p.get("class"))))
 
     def _hidden(self, s: FaceSample, check: str) -> str | None:
         """Reason a check cannot be verified on this sample, or None."""
@@ -224,7 +236,7 @@ class VerifyStage:
     # --- individual checks --------------------------------------------------------------------------
     def _disagree(self, s: FaceSample, check: str, reason: str, relabel: dict[str, Any], scores: dict) -> None:
         s.add_verdict(STAGE, check, "disagree", reason, **scores)
-        act = self.config.action(check)
+        act = "keep" if self.audit is not None else self.config.action(check)
         if act == "quarantine":
             s.quarantine(STAGE, f"{check}: {reason}", check=check, **scores)
         elif act == "relabel" and relabel:
@@ -377,72 +389,126 @@ class VerifyStage:
 
     # --- dataset report -----------------------------------------------------------------------------
     def finalize(self, dataset_dir: Path | str | None, records: list[dict]) -> CardSection | None:
-        return agreement_report(records)
+        rep = AgreementReport(self.config, self.audit.summary() if self.audit is not None else None)
+        for r in records:
+            rep.add(r)
+        return rep.section()
 
 
-def agreement_report(records: list[dict]) -> CardSection:
-    """Per label x lighting x accessory agreement rates (undetectable counted apart)."""
-    cells: dict[tuple[str, str, str], Counter] = defaultdict(Counter)
-    actions: Counter = Counter()
-    reasons: dict[str, Counter] = defaultdict(Counter)
-    n_verified = 0
-    for r in records:
+class AgreementReport:
+    """Per label x lighting x accessory agreement rates (undetectable counted apart), accumulated one
+    record at a time (``add``), so a dataset of any size is reported in constant memory.
+
+    ``audit``: the audit design (:meth:`AuditSelection.summary`), or None when every image was checked.
+    Each rate gets a 95 % interval (:func:`dmsfactory.labelers.audit.wilson_fpc`): the measurable
+    population of a check is estimated as its measured units times (images / checked images)."""
+
+    def __init__(self, config: VerifyConfig | None = None, audit: dict[str, Any] | None = None):
+        self.config = config or VerifyConfig()
+        self.audit = audit
+        self.cells: dict[tuple[str, str, str], Counter] = defaultdict(Counter)
+        self.actions: Counter = Counter()
+        self.reasons: dict[str, Counter] = defaultdict(Counter)
+        self.n_images = 0
+        self.n_verified = 0
+
+    def add(self, r: dict) -> None:
+        self.n_images += 1
         vs = [v for v in r.get("verdicts", []) if v.get("stage") == STAGE]
         if not vs:
-            continue
-        n_verified += 1
+            return
+        self.n_verified += 1
         light, acc = _cond(r, "lighting"), _cond(r, "accessory")
         for v in vs:
             verdict, check = v.get("verdict"), v.get("check", "")
             if verdict in ("agree", "disagree", "undetectable"):
-                cells[(check, light, acc)][verdict] += 1
-                if verdict == "undetectable":
-                    reasons[check][v.get("reason", "")] += 1
+                self.cells[(check, light, acc)][verdict] += 1
+                if verdict == "undetectable" and len(self.reasons[check]) < 200:
+                    self.reasons[check][v.get("reason", "")] += 1
+                elif verdict == "undetectable":  # bounded: reasons are few, a long tail is counted apart
+                    key = v.get("reason", "")
+                    self.reasons[check][key if key in self.reasons[check] else "(other reasons)"] += 1
             elif verdict in ("relabel", "quarantine"):
-                actions[(check, verdict)] += 1
+                self.actions[(check, verdict)] += 1
 
-    def rate(c: Counter) -> float | None:
-        d = c["agree"] + c["disagree"]
-        return round(c["agree"] / d, 4) if d else None
+    def section(self) -> CardSection:
+        from dmsfactory.labelers.audit import wilson_fpc
 
-    def summarise(keyf) -> dict[str, dict[str, Any]]:
-        agg: dict[str, Counter] = defaultdict(Counter)
-        for k, c in cells.items():
-            agg[keyf(k)].update(c)
-        return {k: {"agree": c["agree"], "disagree": c["disagree"], "undetectable": c["undetectable"],
-                    "agreement": rate(c)} for k, c in sorted(agg.items())}
+        conf = self.config.audit_confidence
+        scale = self.n_images / self.n_verified if self.n_verified else 1.0
 
-    by_check = summarise(lambda k: k[0])
-    by_light = summarise(lambda k: f"{k[0]} / {k[1]}")
-    by_acc = summarise(lambda k: f"{k[0]} / {k[2]}")
-    full = summarise(lambda k: f"{k[0]} / {k[1]} / {k[2]}")
-    data = {
-        "samples_verified": n_verified,
-        "by_check": by_check,
-        "by_check_lighting": by_light,
-        "by_check_accessory": by_acc,
-        "by_check_lighting_accessory": full,
-        "actions": {f"{c}:{a}": n for (c, a), n in sorted(actions.items())},
-        "undetectable_reasons": {c: dict(r.most_common()) for c, r in sorted(reasons.items())},
-        "note": "agreement = agree / (agree + disagree); undetectable samples are not disagreements",
-    }
+        def rate(c: Counter) -> dict[str, Any]:
+            d = c["agree"] + c["disagree"]
+            out: dict[str, Any] = {"agree": c["agree"], "disagree": c["disagree"], "undetectable": c["undetectable"],
+                                   "agreement": round(c["agree"] / d, 4) if d else None}
+            ci = wilson_fpc(c["agree"], d, d * scale, conf)
+            out["interval"] = [round(ci[0], 4), round(ci[1], 4)] if ci else None
+            out["half_width"] = round((ci[1] - ci[0]) / 2, 4) if ci else None
+            return out
 
-    def fmt(x):
-        return "n/a" if x is None else f"{100 * x:.1f} %"
+        def summarise(keyf) -> dict[str, dict[str, Any]]:
+            agg: dict[str, Counter] = defaultdict(Counter)
+            for k, c in self.cells.items():
+                agg[keyf(k)].update(c)
+            return {k: rate(c) for k, c in sorted(agg.items())}
 
-    lines = [f"Pixel checks of the labels on {n_verified} samples (MediaPipe face mesh; docs/verify.md). "
-             "Agreement excludes samples where the feature could not be seen (sunglasses, masks, occluders, "
-             "no face); those are counted as undetectable.", "",
-             "| check | agree | disagree | undetectable | agreement |", "|---|---:|---:|---:|---:|"]
-    for k, v in by_check.items():
-        lines.append(f"| {k} | {v['agree']} | {v['disagree']} | {v['undetectable']} | {fmt(v['agreement'])} |")
-    lines += ["", "| check / lighting / accessory | agree | disagree | undetectable | agreement |",
-              "|---|---:|---:|---:|---:|"]
-    for k, v in full.items():
-        lines.append(f"| {k} | {v['agree']} | {v['disagree']} | {v['undetectable']} | {fmt(v['agreement'])} |")
-    if actions:
-        lines += ["", "Policy actions: " + ", ".join(f"{c} {a}: {n}" for (c, a), n in sorted(actions.items()))]
-    return CardSection(title="Label verification", markdown="\n".join(lines), data=data, json_name="verify_report.json")
+        by_check = summarise(lambda k: k[0])
+        full = summarise(lambda k: f"{k[0]} / {k[1]} / {k[2]}")
+        margin = self.config.audit_margin
+        wide = [k for k, v in by_check.items() if v["half_width"] is not None and v["half_width"] > margin]
+        data = {
+            "samples_verified": self.n_verified,
+            "images": self.n_images,
+            "mode": "audit" if self.audit else "all",
+            "audit": self.audit,
+            "by_check": by_check,
+            "by_check_lighting": summarise(lambda k: f"{k[0]} / {k[1]}"),
+            "by_check_accessory": summarise(lambda k: f"{k[0]} / {k[2]}"),
+            "by_check_lighting_accessory": full,
+            "checks_wider_than_margin": wide if self.audit else [],
+            "actions": {f"{c}:{a}": n for (c, a), n in sorted(self.actions.items())},
+            "undetectable_reasons": {c: dict(r.most_common()) for c, r in sorted(self.reasons.items())},
+            "note": "agreement = agree / (agree + disagree); undetectable samples are not disagreements; interval: "
+                    f"{conf:.0%} Wilson score with finite-population correction (labelers/audit.py)",
+        }
+
+        def fmt(x):
+            return "n/a" if x is None else f"{100 * x:.1f} %"
+
+        def fci(v):
+            return "-" if v["interval"] is None else f"{100 * v['interval'][0]:.1f}-{100 * v['interval'][1]:.1f} %"
+
+        if self.audit:
+            head = (f"Audit: pixel checks of the labels on {self.n_verified} of {self.n_images} images, a seeded sample "
+                    f"stratified by lighting x accessory x class and sized for +-{margin:.0%} at {conf:.0%} on every "
+                    "agreement rate (docs/verify.md). The renderer's labels are exact by construction: these rates "
+                    "measure how well MediaPipe face mesh reads the renders, and the policy does not act on an audit "
+                    "(`verify.rate: 1.0` checks and acts on every image).")
+            if wide:
+                head += (f" Wider than +-{margin:.0%}: " + ", ".join(wide) + " (a `--limit` run holds only its share of "
+                         "the audit sample, or fewer images were measurable than `audit_measurable` assumed).")
+        else:
+            head = (f"Pixel checks of the labels on {self.n_verified} samples (MediaPipe face mesh; docs/verify.md).")
+        lines = [head + " Agreement excludes samples where the feature could not be seen (sunglasses, masks, "
+                 "occluders, no face); those are counted as undetectable.", "",
+                 f"| check | agree | disagree | undetectable | agreement | {conf:.0%} interval |", "|---|---:|---:|---:|---:|---:|"]
+        for k, v in by_check.items():
+            lines.append(f"| {k} | {v['agree']} | {v['disagree']} | {v['undetectable']} | {fmt(v['agreement'])} | {fci(v)} |")
+        lines += ["", "| check / lighting / accessory | agree | disagree | undetectable | agreement |",
+                  "|---|---:|---:|---:|---:|"]
+        for k, v in full.items():
+            lines.append(f"| {k} | {v['agree']} | {v['disagree']} | {v['undetectable']} | {fmt(v['agreement'])} |")
+        if self.actions:
+            lines += ["", "Policy actions: " + ", ".join(f"{c} {a}: {n}" for (c, a), n in sorted(self.actions.items()))]
+        return CardSection(title="Label verification", markdown="\n".join(lines), data=data, json_name="verify_report.json")
 
 
-__all__ = ["VerifyStage", "VerifyConfig", "agreement_report", "ear", "mar", "iris_offset", "head_pose_pnp"]
+def agreement_report(records: list[dict], config: VerifyConfig | None = None, audit: dict[str, Any] | None = None) -> CardSection:
+    """Per label x lighting x accessory agreement rates of ``records`` (see :class:`AgreementReport`)."""
+    rep = AgreementReport(config, audit)
+    for r in records:
+        rep.add(r)
+    return rep.section()
+
+
+__all__ = ["VerifyStage", "VerifyConfig", "AgreementReport", "agreement_report", "ear", "mar", "iris_offset", "head_pose_pnp"]

@@ -5,7 +5,7 @@ MediaPipe runs once and serves both presence and the descriptor boxes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -21,6 +21,9 @@ class Analysis:
     faces: list[Face]  # with descriptors, boxes in original-image pixels, largest first
     phash: np.ndarray | None  # (64,) bool
     scale: float  # analysed image = original * scale
+    described: bool = True  # False: presence only so far (FaceAnalyzer.describe adds the faces)
+    work: np.ndarray | None = field(default=None, repr=False)  # the analysed image, kept for describe()
+    mp_work: list[Face] | None = field(default=None, repr=False)  # MediaPipe detections in `work` pixels
 
     def primary(self, bbox: tuple[float, float, float, float] | None = None) -> Face | None:
         """The face the sample is about: best overlap with the labelled ``bbox``, else the largest."""
@@ -56,6 +59,9 @@ class FaceAnalyzer:
     def analyze(
         self, image: np.ndarray, name: str = "image", presence: bool = True, descriptors: bool = True, hash_: bool = True
     ) -> Analysis:
+        """Presence detectors (``presence``), face boxes + dlib descriptors (``descriptors``; with
+        ``descriptors=False`` the result keeps what :meth:`describe` needs to add them later without
+        running MediaPipe again) and the perceptual hash."""
         img = as_rgb_uint8(image, name)
         small, scale = limit_side(img, self.cfg.max_image_side)
         if max(img.shape[:2]) < self.cfg.min_image_side:  # thumbnails: dlib HOG needs faces >= ~40 px
@@ -65,15 +71,29 @@ class FaceAnalyzer:
             small = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)), interpolation=cv2.INTER_CUBIC)
         res = PresenceResult()
         if presence:
-            res = self.presence.detect(small)
-        elif "mediapipe" in self.cfg.descriptor_detectors:
-            res.detections["mediapipe"] = self.presence.mediapipe(small)
-        faces: list[Face] = []
-        if descriptors:
-            faces = self.describer.describe(small, res.detections.get("mediapipe"))
+            res = self.presence.detect(small, fallback=self.cfg.presence_fallback)
+        mp = res.detections.get("mediapipe")
+        if mp is None and "mediapipe" in self.cfg.descriptor_detectors:
+            mp = self.presence.mediapipe(small)  # descriptor boxes need it (now or in a later describe())
+        mp_work = [replace(f) for f in mp] if mp is not None else None
         if scale != 1.0:
-            for f in faces + [f for fs in res.detections.values() for f in fs]:
+            for f in [f for fs in res.detections.values() for f in fs]:
                 f.box = tuple(v / scale for v in f.box)
-        if not presence:
-            res = PresenceResult()
-        return Analysis(res, faces, phash(img) if hash_ else None, scale)
+        a = Analysis(res, [], phash(img) if hash_ else None, scale, described=False, work=small, mp_work=mp_work)
+        if descriptors:
+            self.describe(a)
+        return a
+
+    def describe(self, a: Analysis) -> Analysis:
+        """Add the faces with descriptors to a presence-only analysis (no second MediaPipe run)."""
+        if a.described:
+            return a
+        faces = self.describer.describe(a.work, a.mp_work)
+        if a.scale != 1.0:
+            for f in faces:
+                f.box = tuple(v / a.scale for v in f.box)
+        a.faces = faces
+        a.described = True
+        a.work = None
+        a.mp_work = None
+        return a

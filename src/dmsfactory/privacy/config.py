@@ -64,6 +64,18 @@ class PrivacyConfig(BaseModel):
         description="face boxes fed to dlib's 5-point aligner + ResNet descriptor; boxes from all "
         "listed detectors are merged (IoU > 0.3 counts as the same face)",
     )
+    presence_fallback: bool = Field(
+        True,
+        description="run the presence detectors in order and stop at the first that finds a face (Haar costs "
+        "~10x MediaPipe per image and cannot change 'present' once MediaPipe found one); false runs all of them",
+    )
+    leakage_mode: Literal["auto", "identity", "image"] = Field(
+        "auto",
+        description="identity: judge each synthetic identity on `identity_views` views (the worst distance counts) "
+        "and give all its images that verdict; image: every image on its own; auto: identity for backends whose "
+        "identity is a parameter (procedural), image otherwise (diffusion). docs/privacy.md",
+    )
+    identity_views: int = Field(3, ge=1, le=64, description="views per identity in identity mode (chosen to cover pose and lighting)")
     quarantine_faceless: bool = Field(
         True, description="quarantine a sample whose labels say a face is visible but no detector finds one"
     )

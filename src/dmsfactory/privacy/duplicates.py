@@ -17,6 +17,9 @@ from typing import Any
 import numpy as np
 
 
+BLOCK = 500_000  # cells of a pairwise distance block (4 MB of float64): memory stays flat as the dataset grows
+
+
 def phash(image: np.ndarray) -> np.ndarray:
     """64-bit perceptual hash (bool array, row-major 8x8) of a uint8 RGB or grey image."""
     import cv2
@@ -36,24 +39,54 @@ def pack_hashes(bits: np.ndarray) -> np.ndarray:
 
 
 def hamming_pairs(hashes: np.ndarray, max_distance: int, chunk: int = 1024) -> list[tuple[int, int, int]]:
-    """All pairs (i < j) whose 64-bit hashes differ in at most ``max_distance`` bits (exact, blockwise)."""
-    h = np.asarray(hashes, np.uint64)
-    out: list[tuple[int, int, int]] = []
-    for s in range(0, len(h), chunk):
-        blk = h[s : s + chunk]
-        d = np.bitwise_count(blk[:, None] ^ h[None, :])
-        ii, jj = np.nonzero(d <= max_distance)
-        keep = jj > ii + s
-        for i, j in zip(ii[keep], jj[keep]):
-            out.append((int(i + s), int(j), int(d[i, j])))
-    return out
+    """All pairs (i < j) whose 64-bit hashes differ in at most ``max_distance`` bits, exact.
+
+    Pigeonhole: split the 64 bits into ``max_distance + 1`` disjoint bands; two hashes within
+    ``max_distance`` bits agree exactly on at least one band. So only hashes that share a band value
+    are compared (per band: sort by the band, compare within runs of equal values), and a pair is
+    kept in the first band it agrees on. Memory is O(n) plus at most ``chunk`` x run length per
+    comparison block, so a dataset of any size is checked without an n x n matrix."""
+    h = np.asarray(hashes, np.uint64).ravel()
+    n = len(h)
+    if n < 2:
+        return []
+    nb = min(64, max_distance + 1)
+    edges = np.linspace(0, 64, nb + 1).round().astype(int)
+    masks = [np.uint64(((1 << int(b - a)) - 1) << int(a)) for a, b in zip(edges[:-1], edges[1:])]
+    bands = [h & m for m in masks]
+    found: list[tuple[int, int, int]] = []
+    for bi, band in enumerate(bands):
+        order = np.argsort(band, kind="stable")
+        sb = band[order]
+        starts = np.flatnonzero(np.r_[True, sb[1:] != sb[:-1]])
+        ends = np.r_[starts[1:], n]
+        for a0, a1 in zip(starts[ends - starts > 1], ends[ends - starts > 1]):
+            idx = np.sort(order[a0:a1])
+            for c0 in range(0, len(idx), chunk):
+                rows = idx[c0 : c0 + chunk]
+                cols = idx[c0:]
+                d = np.bitwise_count(h[rows][:, None] ^ h[cols][None, :])
+                ii, jj = np.nonzero(d <= max_distance)
+                for i, j in zip(ii, jj):
+                    a, b = int(rows[i]), int(cols[j])
+                    if a >= b:
+                        continue
+                    if any(bands[e][a] == bands[e][b] for e in range(bi)):
+                        continue  # found in an earlier band already
+                    found.append((a, b, int(d[i, j])))
+    found.sort()
+    return found
 
 
 def _pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a.astype(np.float64)
     b = b.astype(np.float64)
-    d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
-    return np.sqrt(np.maximum(d2, 0.0))
+    d2 = a @ b.T  # one len(a) x len(b) array, updated in place
+    d2 *= -2.0
+    d2 += (a * a).sum(1)[:, None]
+    d2 += (b * b).sum(1)[None, :]
+    np.maximum(d2, 0.0, out=d2)
+    return np.sqrt(d2, out=d2)
 
 
 def group_by_identity(identities: list[str | None]) -> dict[str, list[int]]:
@@ -74,7 +107,7 @@ def identity_collisions(
         return {"identities": len(names), "pairs": [], "nearest_other_identity": []}
     cents = np.stack([descriptors[groups[n]].mean(0) for n in names])
     k = len(names)
-    step = max(1, int(2e7 // k))  # rows per block: ~160 MB of float64 at most
+    step = max(1, int(BLOCK // k))  # rows per block: BLOCK float64 cells whatever the dataset size
     nearest = np.full(k, np.inf)
     pairs = []
     for s in range(0, k, step):
@@ -98,7 +131,7 @@ def cross_identity_nearest(
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each image: distance to and index of the nearest image of a *different* identity (inf/-1 if none)."""
     n = len(descriptors)
-    chunk = chunk or max(1, min(1024, int(2e7 // max(n, 1))))
+    chunk = chunk or max(1, min(1024, int(BLOCK // max(n, 1))))  # BLOCK cells per block, whatever n
     _, ids = np.unique(np.array([str(i) if i is not None else f"\0{k}" for k, i in enumerate(identities)]), return_inverse=True)
     x = np.asarray(descriptors, np.float32)
     xn = (x * x).sum(1)
@@ -146,8 +179,9 @@ def identity_consistency(
     names = list(groups)
     if len(names) >= 2:
         rng = np.random.default_rng(seed)
+        code = {n: c for c, n in enumerate(names)}
         flat = [(n, i) for n in names for i in groups[n]]
-        lab = np.array([names.index(n) for n, _ in flat])
+        lab = np.array([code[n] for n, _ in flat])
         pos = np.array([i for _, i in flat])
         m = len(flat)
         total = m * (m - 1) // 2
@@ -158,8 +192,10 @@ def identity_consistency(
             b = rng.integers(0, m, max_inter_pairs * 2)
         keep = lab[a] != lab[b]
         a, b = a[keep][:max_inter_pairs], b[keep][:max_inter_pairs]
-        da = descriptors[pos[a]].astype(np.float64) - descriptors[pos[b]].astype(np.float64)
-        inter = np.sqrt((da * da).sum(1)).tolist()
+        inter = []
+        for c in range(0, len(a), 2048):  # blocks: a few MB whatever max_inter_pairs is
+            da = descriptors[pos[a[c : c + 2048]]].astype(np.float64) - descriptors[pos[b[c : c + 2048]]]
+            inter += np.sqrt((da * da).sum(1)).tolist()
     worst.sort(key=lambda w: -w["max_intra_distance"])
     return {
         "identities_judged": judged,

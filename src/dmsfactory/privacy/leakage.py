@@ -176,6 +176,12 @@ class Gallery:
     def n_faces(self) -> int:
         return len(self.descriptors)
 
+    def summary_with_low_res(self, low_res_face_px: int) -> dict[str, Any]:
+        """:meth:`summary` plus the number of faces below ``low_res_face_px`` (the report's gallery row)."""
+        b = self.face_boxes
+        low = int((np.minimum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) < low_res_face_px).sum()) if self.n_faces else 0
+        return {**self.summary(), "low_res_faces": low}
+
     def summary(self) -> dict[str, Any]:
         return {
             "path": self.path,
@@ -449,3 +455,32 @@ class GallerySearch:
                 if res[o] is None or m.margin > res[o].margin:
                     res[o] = m
         return res
+
+
+class _LazyAnalyzer:
+    """A FaceAnalyzer made on first use: reading a gallery whose cache is current loads no model."""
+
+    def __init__(self, cfg: Any):
+        self.cfg = cfg
+        self._a = None
+
+    def analyze(self, *args: Any, **kw: Any):
+        if self._a is None:
+            from dmsfactory.privacy.analyze import FaceAnalyzer
+
+            self._a = FaceAnalyzer(self.cfg)
+            self._a.setup()
+        return self._a.analyze(*args, **kw)
+
+
+def gallery_summaries(cfg: Any) -> list[dict[str, Any]]:
+    """The report's row of every configured gallery (:meth:`Gallery.summary_with_low_res`), read from
+    the descriptor cache; models are loaded only when a gallery file changed since it was described."""
+    if not cfg.enabled:
+        return []
+    an = _LazyAnalyzer(cfg)
+    out = []
+    for g in cfg.galleries:
+        gal = load_gallery(g, an, cfg, cfg.resolved_cache_dir())
+        out.append(gal.summary_with_low_res(cfg.low_res_face_px))
+    return out

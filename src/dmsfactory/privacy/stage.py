@@ -1,23 +1,39 @@
 """The privacy gate as a factory stage (``name = "privacy"``), run on every sample before sharding.
 
+The gate judges the bytes that are written: with ``encoding`` (the shards' format and quality) each
+image is encoded, decoded and then checked, and the writer reuses those bytes
+(:func:`dmsfactory.datasets.shards.encode_sample`), so ``dmsfactory leakcheck`` on the shards sees
+exactly what the gate saw (a JPEG round trip moved one demo face from 0.638 to 0.597).
+
 Per sample (:meth:`PrivacyStage.process`):
 
-1. **presence** - MediaPipe + Haar (+ dlib HOG from the descriptor step). No face where the sample's
-   labels say one is visible => quarantined (``check="presence"``) when ``quarantine_faceless``.
-2. **descriptor** - dlib 5-point + ResNet 128-d for every face found; the one matching the labelled
-   bbox is stored as ``arrays["face_descriptor"]``, the 64-bit pHash of the face region as ``arrays["phash"]`` (0/1).
-3. **leakage** - every face against every configured real gallery; the closest match below
-   ``threshold`` quarantines the sample (``check="leakage"``) with gallery, file, distance, margin.
-   A leaked sample's pixels are replaced by a coarse mosaic and its descriptor is not stored, so a real
-   face (or its biometric template) never reaches the output, not even the quarantine shards.
+1. **presence** - MediaPipe, then Haar only when MediaPipe found nothing (``presence_fallback``).
+   No face where the sample's labels say one is visible => quarantined (``check="presence"``) when
+   ``quarantine_faceless``. The pHash of the face region is stored as ``arrays["phash"]`` (0/1).
+2. **leakage**, in one of two modes (``leakage_mode``; the report says which ran):
 
-Dataset level (:meth:`PrivacyStage.finalize`): memorisation across identities, pHash duplicates,
-identity consistency and the report (``privacy_report.json``, markdown, histograms) - see
-:mod:`dmsfactory.privacy.report`.
+   * ``identity`` (backends whose identity is a parameter: the procedural renderer): the identity is
+     judged once on ``identity_views`` views chosen from its whole plan
+     (:mod:`dmsfactory.privacy.identity`), the worst view decides, and every image of the identity,
+     augmented copies included, gets that verdict with the views that decided it. A failed identity
+     quarantines all its images. The views' descriptors are stored on the views' own samples.
+   * ``image`` (diffusion, whose identity can drift; copies made by an identity-changing augmentation;
+     samples without an identity): every face of every image against every gallery.
+
+   The closest match below ``threshold`` quarantines (``check="leakage"``) with gallery, file,
+   distance, margin. A leaked sample's pixels are replaced by a coarse mosaic and its descriptor is not
+   stored, so a real face (or its biometric template) never reaches the output, not even the
+   quarantine shards: the stage also sees samples an earlier stage quarantined (``sees_quarantined``)
+   and runs the leakage check (not presence) on them.
+
+Dataset level (:meth:`PrivacyStage.finalize`, :class:`dmsfactory.privacy.report.PrivacyReport`):
+memorisation across identities, pHash duplicates, identity consistency and the report.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -59,13 +75,29 @@ def face_crop(image: np.ndarray, box: Any, pad: float = 0.25) -> np.ndarray:
 
 class PrivacyStage:
     name = STAGE
+    sees_quarantined = True  # run_stages hands it earlier-quarantined samples too (leakage check only)
 
-    def __init__(self, config: PrivacyConfig | None = None, progress: Callable[[str, int, int], None] | None = None):
+    def __init__(
+        self,
+        config: PrivacyConfig | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
+        encoding: tuple[str, int] | None = None,
+        views: Any | None = None,
+        identity_cache: int = 2048,
+    ):
+        """``encoding``: (format, quality) of the shards; the gate then judges the encoded-decoded image.
+        ``views``: a :class:`~dmsfactory.privacy.identity.ViewSource`; with it (and ``leakage_mode`` not
+        ``image``) leakage is judged per identity."""
         self.cfg = config or PrivacyConfig()
         self.progress = progress
+        self.encoding = encoding
+        self.views = views
+        self.mode = "identity" if (views is not None and self.cfg.leakage_mode != "image") else "image"
         self.analyzer = None
         self.search = None
         self.galleries: list = []
+        self._identities: OrderedDict[str, Any] = OrderedDict()
+        self._identity_cache = identity_cache
 
     # ------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -96,6 +128,35 @@ class PrivacyStage:
         )
         self.analyzer = analyzer
 
+    # ------------------------------------------------------------ helpers
+    def judged(self, s: FaceSample) -> tuple[np.ndarray, str | None]:
+        """The pixels the gate judges (decoded from the bytes the writer will write) and their sha256."""
+        if self.encoding is None:  # judging pixels as given (leakcheck: decoded from the bytes on disk)
+            c = s.encoded
+            return s.image, (hashlib.sha256(c[3]).hexdigest() if c is not None and c[2] is s.image else None)
+        from dmsfactory.datasets.shards import decode_image, encode_sample
+
+        data = encode_sample(s, *self.encoding)
+        return decode_image(data), hashlib.sha256(data).hexdigest()
+
+    def per_image(self, s: FaceSample) -> bool:
+        """Is ``s`` judged on its own pixels (rather than by its identity's verdict)?"""
+        if self.mode != "identity" or not s.identity:
+            return True
+        judges = getattr(self.views, "judges", None)  # a view source may cover only some identities (leakcheck)
+        if judges is not None and not judges(str(s.identity)):
+            return True
+        from dmsfactory.augment.ops import IDENTITY_CHANGING_OPS
+
+        return any(a.get("op") in IDENTITY_CHANGING_OPS for a in s.aug)
+
+    def _redact(self, s: FaceSample) -> None:
+        from dmsfactory.privacy.duplicates import phash
+
+        s.image = mosaic(s.image)
+        s.arrays.pop("face_descriptor", None)
+        s.arrays["phash"] = phash(face_crop(s.image, s.bbox)).astype(np.float32)
+
     # ------------------------------------------------------------ per batch
     def process(self, batch: list[FaceSample]) -> list[FaceSample]:
         from dmsfactory.privacy.duplicates import phash
@@ -103,21 +164,31 @@ class PrivacyStage:
 
         self.setup()
         cfg = self.cfg
-        analyses: list[Any] = []
+        by_key = {s.key: s for s in batch}
+        analysed: dict[str, tuple[Any, str | None]] = {}  # key -> (analysis, sha256 of judged bytes)
         for s in batch:
             if s.image is None:
-                s.quarantine(STAGE, "no image to check", check="presence")
-                analyses.append(None)
+                if not s.quarantined:
+                    s.quarantine(STAGE, "no image to check", check="presence")
                 continue
-            a = self.analyzer.analyze(s.image, name=f"sample {s.key}", hash_=False)
-            analyses.append(a)
-            prim = a.primary(s.bbox)
-            s.arrays["phash"] = phash(face_crop(s.image, s.bbox or (prim.box if prim else None))).astype(np.float32)
+            img, sha = self.judged(s)
+            if s.quarantined:  # quarantined by an earlier stage: only the leakage check (redaction) applies
+                analysed[s.key] = (self.analyzer.analyze(img, name=f"sample {s.key}", presence=False,
+                                                         descriptors=self.per_image(s), hash_=False), sha)
+                continue
+            a = self.analyzer.analyze(img, name=f"sample {s.key}", descriptors=self.per_image(s), hash_=False)
+            analysed[s.key] = (a, sha)
+            prim = a.primary(s.bbox) if a.described else None
+            mp = a.presence.detections.get("mediapipe") or []
+            box = s.bbox or (prim.box if prim else (mp[0].box if mp else None))
+            s.arrays["phash"] = phash(face_crop(img, box)).astype(np.float32)
             found = a.presence.found_by()
-            found["hog"] = any(f.source == "hog" for f in a.faces)
+            if a.described:
+                found["hog"] = any(f.source == "hog" for f in a.faces)
             present = any(found.values())
             expected, why = face_expected(s, cfg.expect_visible_fraction)
-            scores = {"detected_by": [k for k, v in found.items() if v], "expected": expected, **a.presence.scores()}
+            scores = {"detected_by": [k for k, v in found.items() if v], "run": list(found), "expected": expected,
+                      "mode": "image" if self.per_image(s) else "identity", **a.presence.scores()}
             if present:
                 s.add_verdict(STAGE, "presence", "keep", "face present", **scores)
             elif expected and cfg.quarantine_faceless:
@@ -128,37 +199,124 @@ class PrivacyStage:
             if prim is not None:
                 s.arrays["face_descriptor"] = prim.descriptor.astype(np.float32)
 
-        if self.galleries:
-            todo = [(s, a) for s, a in zip(batch, analyses) if a is not None]
-            matches = self.search.closest([np.stack([f.descriptor for f in a.faces]) if a.faces else np.zeros((0, 128)) for _, a in todo])
-            per_gallery = self.search.nearest(
-                np.stack([a.primary(s.bbox).descriptor for s, a in todo if a.faces]) if any(a.faces for _, a in todo) else np.zeros((0, 128))
-            )
-            pg = iter(per_gallery)
-            for (s, a), m in zip(todo, matches):
-                if m is None:
-                    s.add_verdict(STAGE, "leakage", "undetectable", "no face for the recogniser; not compared")
-                    continue
-                gd = {
-                    (x.gallery if tier == "sharp" else f"{x.gallery} [low-res faces]"): round(d, 4)
-                    for x in next(pg) for tier, d in x.tier_distances.items()
-                }
-                scores = {**m.as_dict(), "faces": len(a.faces), "gallery_distances": gd, "threshold": cfg.threshold}
-                if m.leaked:
-                    s.quarantine(
-                        STAGE,
-                        f"identity leak: face matches real gallery {m.gallery!r} file {m.file!r} at distance "
-                        f"{m.distance:.3f} < {m.threshold}{' (low-resolution gallery face)' if m.low_res else ''} "
-                        f"(margin {m.margin:.3f}); pixels redacted",
-                        check="leakage",
-                        **scores,
-                    )
-                    s.image = mosaic(s.image)
-                    s.arrays.pop("face_descriptor", None)
-                    s.arrays["phash"] = phash(face_crop(s.image, s.bbox)).astype(np.float32)
-                else:
-                    s.add_verdict(STAGE, "leakage", "keep", f"closest real face at {m.distance:.3f} >= {m.threshold}", **scores)
+        self._leakage_per_image([s for s in batch if s.key in analysed and self.per_image(s)], analysed)
+        idents: dict[str, list[FaceSample]] = {}
+        for s in batch:
+            if s.key in analysed and not self.per_image(s):
+                idents.setdefault(str(s.identity), []).append(s)
+        for ident, members in idents.items():
+            v = self.identity_verdict(ident, by_key, analysed)
+            self._apply_identity(v, members)
         return batch
+
+    def _leakage_per_image(self, samples: list[FaceSample], analysed: dict[str, tuple[Any, str | None]]) -> None:
+        cfg = self.cfg
+        if not self.galleries or not samples:
+            return
+        todo = [(s, analysed[s.key][0], analysed[s.key][1]) for s in samples]
+        matches = self.search.closest([np.stack([f.descriptor for f in a.faces]) if a.faces else np.zeros((0, 128)) for _, a, _ in todo])
+        with_face = [(s, a) for s, a, _ in todo if a.faces]
+        per_gallery = self.search.nearest(np.stack([a.primary(s.bbox).descriptor for s, a in with_face])) if with_face else []
+        pg = iter(per_gallery)
+        for (s, a, sha), m in zip(todo, matches):
+            if m is None:
+                s.add_verdict(STAGE, "leakage", "undetectable", "no face for the recogniser; not compared", mode="image")
+                continue
+            gd = {(x.gallery if tier == "sharp" else f"{x.gallery} [low-res faces]"): round(d, 4)
+                  for x in next(pg) for tier, d in x.tier_distances.items()}
+            scores = {**m.as_dict(), "mode": "image", "faces": len(a.faces), "gallery_distances": gd,
+                      "threshold": cfg.threshold, "sha256": sha}
+            if m.leaked:
+                s.quarantine(
+                    STAGE,
+                    f"identity leak: face matches real gallery {m.gallery!r} file {m.file!r} at distance "
+                    f"{m.distance:.3f} < {m.threshold}{' (low-resolution gallery face)' if m.low_res else ''} "
+                    f"(margin {m.margin:.3f}); pixels redacted",
+                    check="leakage",
+                    **scores,
+                )
+                self._redact(s)
+            else:
+                s.add_verdict(STAGE, "leakage", "keep", f"closest real face at {m.distance:.3f} >= {m.threshold}", **scores)
+
+    # ------------------------------------------------------------ identity mode
+    def identity_verdict(self, identity: str, by_key: dict[str, FaceSample] | None = None,
+                         analysed: dict[str, tuple[Any, str | None]] | None = None):
+        """The identity's verdict from its views (cached per process: every batch gets the same one)."""
+        from dmsfactory.privacy.identity import IdentityVerdict, ViewResult
+
+        hit = self._identities.get(identity)
+        if hit is not None:
+            self._identities.move_to_end(identity)
+            return hit
+        self.setup()
+        by_key, analysed = by_key or {}, analysed or {}
+        res = IdentityVerdict(identity)
+        for key in self.views.candidates(identity):
+            if len(res.views) >= self.cfg.identity_views:
+                break
+            res.tried += 1
+            s = by_key.get(key)
+            if key in analysed and s is not None and s.image is not None:
+                a, sha = analysed[key]
+            else:
+                s = s if s is not None and s.image is not None else self.views.render(key)
+                if s.image is None:
+                    continue
+                img, sha = self.judged(s)
+                a = self.analyzer.analyze(img, name=f"view {key}", presence=False, descriptors=False, hash_=False)
+            self.analyzer.describe(a)
+            if not a.faces:
+                continue
+            match = self.search.closest([np.stack([f.descriptor for f in a.faces])])[0] if self.galleries else None
+            prim = a.primary(s.bbox)
+            res.views.append(ViewResult(key, sha, len(a.faces), match, prim.descriptor.astype(np.float32)))
+        matched = [v for v in res.views if v.match is not None]
+        if matched:
+            worst = max(matched, key=lambda v: v.match.margin)
+            res.best, res.deciding_view = worst.match, worst.key
+            near = self.search.nearest(np.stack([v.descriptor for v in res.views]))
+            gd: dict[str, float] = {}
+            for per_view in near:
+                for x in per_view:
+                    for tier, d in x.tier_distances.items():
+                        g = x.gallery if tier == "sharp" else f"{x.gallery} [low-res faces]"
+                        gd[g] = min(gd.get(g, float("inf")), round(d, 4))
+            res.gallery_distances = gd
+        self._identities[identity] = res
+        if len(self._identities) > self._identity_cache:
+            self._identities.popitem(last=False)
+        return res
+
+    def _apply_identity(self, v: Any, members: list[FaceSample]) -> None:
+        cfg = self.cfg
+        desc = {x.key: x.descriptor for x in v.views}
+        for s in members:
+            if not v.leaked and s.key in desc and not s.quarantined:
+                s.arrays["face_descriptor"] = desc[s.key]
+            if not self.galleries:
+                continue
+            if not v.views:
+                s.add_verdict(STAGE, "leakage", "undetectable",
+                              f"no face for the recogniser in any of {v.tried} views of identity {v.identity}; not compared",
+                              mode="identity", identity=v.identity, views_tried=v.tried)
+                continue
+            scores = {**v.scores(cfg.threshold), "gallery_distances": v.gallery_distances}
+            m = v.best
+            if v.leaked:
+                s.quarantine(
+                    STAGE,
+                    f"identity leak: identity {v.identity}'s view {v.deciding_view} matches real gallery {m.gallery!r} file "
+                    f"{m.file!r} at distance {m.distance:.3f} < {m.threshold}{' (low-resolution gallery face)' if m.low_res else ''} "
+                    f"(margin {m.margin:.3f}); every image of the identity quarantined, pixels redacted",
+                    check="leakage",
+                    **scores,
+                )
+                self._redact(s)
+            else:
+                s.add_verdict(STAGE, "leakage", "keep",
+                              f"identity {v.identity}: closest real face over {len(v.views)} views at {m.distance:.3f} >= "
+                              f"{m.threshold} (view {v.deciding_view})", **scores)
 
     # ------------------------------------------------------------ dataset level
     def finalize(
@@ -167,7 +325,10 @@ class PrivacyStage:
         records: list[dict[str, Any]],
         image_lookup: Callable[[str], np.ndarray | None] | None = None,
     ) -> CardSection:
-        from dmsfactory.privacy.report import build_report, shard_image_lookup
+        from dmsfactory.privacy.report import PrivacyReport
 
-        lookup = image_lookup or shard_image_lookup(Path(dataset_dir))
-        return build_report(records, self.cfg, self.galleries, lookup)
+        rep = PrivacyReport(self.cfg, [g.summary_with_low_res(self.cfg.low_res_face_px) for g in self.galleries],
+                            dataset_dir=dataset_dir, image_lookup=image_lookup)
+        for r in records:
+            rep.add(r)
+        return rep.section()

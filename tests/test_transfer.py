@@ -1,0 +1,436 @@
+"""Sim-to-real report (`dmsfactory transfer`): crop rules, layout errors, metrics, controls, determinism.
+
+Every "real" image here is one of OUR renders written in the real-folder layout (never a photo).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from dmsfactory.transfer import crops as C
+from dmsfactory.transfer import metrics as M
+from dmsfactory.transfer.layout import LayoutError, read_real
+
+procedural = pytest.importorskip("dmsfactory.generators.procedural")
+
+TINY = {"synthetic_epochs": 1, "real_epochs": 1, "finetune_steps": 2, "dp_epochs": 1}
+
+
+# --- fixtures: renders as a "real" folder, and tiny factory shards -------------------------------------
+
+def _entries(n: int, seed: int, **state) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        st = {"eye_openness_left": 1.0, "eye_openness_right": 1.0, "mouth_open": 0.0, "yawn": "none"}
+        st.update(state)
+        out.append(procedural.example_plan_entry(
+            key=f"fx{seed}-{i:07d}", index=i, identity=f"fx{seed}_{i % 6}", identity_seed=int(seed * 100 + i % 6),
+            sample_seed=int(seed * 1000 + i),
+            identity_params={"sex": "female" if i % 2 else "male", "skin_tone": int(1 + i % 6)},
+            state=st, head_pose_car={"yaw": float(rng.uniform(-15, 15)), "pitch": float(rng.uniform(-8, 8)),
+                                     "roll": float(rng.uniform(-5, 5))},
+            camera={"fov_deg": 40.0, "image_size": 256}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def renders():
+    from dmsfactory.labelers.params import make_labels
+
+    gen = procedural.ProceduralGenerator()
+    gen.setup()
+    groups = {
+        "open": _entries(10, 1),
+        "closed": _entries(10, 2, eye_openness_left=0.0, eye_openness_right=0.0),
+        "yawn": _entries(10, 3, mouth_open=0.95, yawn="yawning_without_hand"),
+        "no_yawn": _entries(10, 4),
+    }
+    out = {}
+    for k, es in groups.items():
+        ss = gen.generate(es)
+        for s in ss:
+            assert not s.quarantined, s.verdicts
+            s.labels = make_labels(s.params)
+        out[k] = ss
+    return out
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+@pytest.fixture(scope="module")
+def real_dir(renders, tmp_path_factory) -> Path:
+    """Our renders in the real-folder layout: eye_state/, yawn/ (+ identities.csv), faces/ (points, pose, gaze)."""
+    from dmsfactory.labelers.params import ibug68_index_map
+
+    root = tmp_path_factory.mktemp("real")
+    ib = list(ibug68_index_map())
+    for cls in ("open", "closed"):
+        for s in renders[cls]:
+            _write_png(root / "eye_state" / cls / f"{s.key}.png", s.image)
+    ids = []
+    for cls in ("yawn", "no_yawn"):
+        for s in renders[cls]:
+            _write_png(root / "yawn" / cls / f"{s.key}.png", s.image)
+            ids.append((f"{cls}/{s.key}.png", s.identity))
+    with (root / "yawn" / "identities.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "identity"])
+        w.writerows(ids)
+    header = ["file", "identity"] + [f"{a}{i}" for i in range(68) for a in ("x", "y")] + ["yaw", "pitch", "roll",
+                                                                                        "gaze_yaw", "gaze_pitch"]
+    rows = []
+    for s in renders["open"] + renders["no_yawn"]:
+        name = f"{s.key}.png"
+        _write_png(root / "faces" / "images" / name, s.image)
+        pts = np.asarray(s.landmarks)[ib]
+        hp = s.labels["head_pose"]
+        gz = s.labels["gaze"]
+        rows.append([name, s.identity] + [f"{v:.3f}" for v in pts.reshape(-1)]
+                    + [hp["yaw"], hp["pitch"], hp["roll"], (gz["left"]["yaw"] + gz["right"]["yaw"]) / 2,
+                       (gz["left"]["pitch"] + gz["right"]["pitch"]) / 2])
+    with (root / "faces" / "labels.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    return root
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    """A tiny factory dataset: open/closed eyes and yawns, renders + one augmented view."""
+    from dmsfactory import pipeline
+    from dmsfactory.spec import parse_spec
+
+    out = tmp_path_factory.mktemp("shards")
+    spec = parse_spec({
+        "name": "transfer-tiny", "seed": 11, "backend": "procedural",
+        "classes": {"alert": 1, "moderate_fatigue": 1, "severe_fatigue": 2},
+        "conditions": {"lighting": {"daylight": 3, "night_ir": 1}, "accessory": {"none": 1},
+                       "head_pose": {"yaw": {"min": -15, "max": 15}, "pitch": {"min": -8, "max": 8},
+                                     "roll": {"min": -5, "max": 5}},
+                       "camera": {"mount": {"steering_column": 1}, "fov_deg": 38}},
+        "identities": {"count": 24, "images_per_identity": 6, "mixup_fraction": 0.0},
+        "image": {"size": 192}, "shards": {"size": 48},
+        "splits": {"train": 0.7, "val": 0.15, "test": 0.15},
+        "augment": {"enabled": False}, "verify": {"enabled": False}, "privacy": {"enabled": False},
+    })
+    pipeline.run_plain(spec, out)
+    return out
+
+
+# --- crop rules ------------------------------------------------------------------------------------------
+
+def test_crop_rule_same_framing_on_render_and_its_mediapipe_redetection(renders):
+    """The face crop of a render from its exact landmarks and from MediaPipe's re-detection frame the same face.
+
+    Tolerance, from 309 renders of the demo spec where MediaPipe found the face (all conditions, camera yaw
+    up to 70 deg): IoU median 0.86 (5th percentile 0.68, min 0.54), centre offset median 0.047 of the side
+    (95th percentile 0.116), side ratio 0.85-1.11 (5-95 %). The misses are MediaPipe fitting a human face
+    to our longest identities (its box up to 23 % shorter; docs/transfer.md), not the rule. So: median IoU
+    >= 0.80, at least 80 % of faces >= 0.72, every centre within 0.12 of the side, every side ratio in
+    0.75-1.15; crops of open eyes median IoU >= 0.6, none below 0.4 (measured median 0.73)."""
+    from dmsfactory.labelers.config import VerifyConfig
+    from dmsfactory.labelers.verify import VerifyStage
+
+    st = VerifyStage(VerifyConfig(enabled=True))
+    faces, eyes = [], []
+    for s in renders["open"] + renders["no_yawn"]:
+        p = st.detect(s.image)
+        assert p is not None, f"MediaPipe missed a frontal render {s.key}"
+        exact = np.asarray(s.landmarks)
+        faces.append(C.framing_agreement(C.face_box(exact), C.face_box(p)))
+        if s in renders["open"]:
+            for side in ("left", "right"):
+                eyes.append(C.framing_agreement(C.eye_box(exact, side), C.eye_box(p, side))["iou"])
+        # the check can fail: the same rule on landmarks moved by 15 % of the crop side is out of tolerance
+        moved = exact + 0.15 * C.face_box(exact).side
+        assert C.framing_agreement(C.face_box(exact), C.face_box(moved))["iou"] < 0.72
+    st.close()
+    iou = np.array([f["iou"] for f in faces])
+    off = np.array([f["centre_offset"] for f in faces])
+    side = np.array([f["side_ratio"] for f in faces])
+    assert np.median(iou) >= 0.80 and (iou >= 0.72).mean() >= 0.8, iou
+    assert off.max() <= 0.12, off
+    assert side.min() >= 0.75 and side.max() <= 1.15, side
+    assert np.median(eyes) >= 0.6 and min(eyes) >= 0.4, eyes
+
+
+def test_crop_pixels_and_coordinates_agree():
+    img = np.zeros((100, 120, 3), np.uint8)
+    cv2.circle(img, (70, 40), 3, (255, 255, 255), -1)
+    box = C.exact_box(C.Box(60.0, 50.0, 40.0))
+    out = C.crop(img, box, 64)
+    v, u = np.unravel_index(np.argmax(out), out.shape)
+    uv = box.to_crop(np.array([[70.0, 40.0]]), 64)[0] * 64
+    assert abs(u - uv[0]) <= 2 and abs(v - uv[1]) <= 2
+    assert np.allclose(box.from_crop(box.to_crop(np.array([[70.0, 40.0]]), 64)), [[70.0, 40.0]])
+    # outside the image is black, not an error
+    edge = C.crop(img, C.Box(0.0, 0.0, 50.0), 32)
+    assert edge.shape == (32, 32) and edge[:8, :8].max() == 0
+
+
+def test_flip_augmentation_moves_points_with_pixels():
+    import torch
+
+    from dmsfactory.transfer.models import augment, ibug_flip
+
+    perm = ibug_flip().numpy()
+    assert sorted(perm.tolist()) == list(range(68)) and np.array_equal(perm[perm], np.arange(68))
+    assert perm[36] == 45 and perm[48] == 54 and perm[30] == 30  # eye and mouth corners swap, nose tip stays
+    size = 64
+    pts = np.random.default_rng(0).uniform(0.2, 0.8, (68, 2))
+    img = np.zeros((1, 1, size, size), np.float32)
+    j = 40
+    u, v = pts[j]
+    img[0, 0, int(v * size), int(u * size)] = 1.0
+    x = torch.from_numpy(img)
+    y = torch.from_numpy(pts.reshape(1, -1).astype(np.float32))
+    for s in range(8):
+        xo, yo = augment(x, y, "points", "landmarks", torch.Generator().manual_seed(s))
+        vv, uu = np.unravel_index(int(xo[0, 0].argmax()), (size, size))
+        q = yo.view(68, 2).numpy()
+        # the bright pixel sits where point j or its mirror partner now is
+        d = min(np.hypot(q[k, 0] * size - (uu + 0.5), q[k, 1] * size - (vv + 0.5)) for k in (j, perm[j]))
+        assert d < 2.0, (s, d)
+
+
+# --- layout -----------------------------------------------------------------------------------------------
+
+def test_layout_reads_the_render_folder(real_dir):
+    data = read_real(real_dir)
+    assert data.tasks() == ["eye", "yawn", "landmarks", "head_pose", "gaze"]
+    assert len(data.classes["eye_state"]) == 20 and sum(data.classes["eye_state"].labels) == 10
+    assert data.classes["yawn"].identities is not None
+    assert len(data.faces) == 20 and data.faces.identities is not None
+
+
+def test_layout_errors_name_the_bad_file_or_folder(tmp_path, renders):
+    img = renders["open"][0].image
+    r = tmp_path / "real"
+    _write_png(r / "yawn" / "yawn" / "a.png", img)
+    _write_png(r / "yawn" / "no-yawn" / "b.png", img)  # wrong class folder name
+    _write_png(r / "eye_state" / "open" / "c.png", img)  # closed/ missing
+    (r / "eye_state" / "open" / "notes.txt").write_text("x")  # not an image
+    (r / "videos").mkdir()  # unknown task folder
+    _write_png(r / "faces" / "images" / "d.png", img)
+    _write_png(r / "faces" / "images" / "e.png", img)
+    (r / "faces" / "labels.csv").write_text("file,yaw,pitch,roll\nd.png,1,abc,3\nmissing.png,0,0,0\n")
+    with pytest.raises(LayoutError) as ei:
+        read_real(r)
+    msg = ei.value.problems
+    text = "\n".join(msg)
+    assert any(str(r / "yawn" / "no-yawn") in m and "no_yawn" in m for m in msg), text
+    assert any(str(r / "eye_state" / "closed") in m and "missing" in m for m in msg), text
+    assert any(str(r / "eye_state" / "open" / "notes.txt") in m and "not an image" in m for m in msg), text
+    assert any(str(r / "videos") in m and "unknown" in m for m in msg), text
+    assert any("line 2" in m and "'pitch'" in m and "abc" in m for m in msg), text
+    assert any("missing.png" in m and "not found" in m for m in msg), text
+    assert any(str(r / "faces" / "images" / "e.png") in m and "not listed" in m for m in msg), text
+    # the command prints one line per problem and exits 2
+    from dmsfactory.cli import main
+
+    assert main(["transfer", str(tmp_path / "no-such-shards"), "--real", str(r)]) == 2
+
+
+def test_layout_pts_files_and_bad_pts(tmp_path, renders):
+    img = renders["open"][0].image
+    r = tmp_path / "real"
+    _write_png(r / "faces" / "images" / "a.png", img)
+    _write_png(r / "faces" / "images" / "b.png", img)
+    pts = "\n".join(f"{10 + i} {20 + i}" for i in range(68))
+    (r / "faces" / "images" / "a.pts").write_text(f"version: 1\nn_points: 68\n{{\n{pts}\n}}\n")
+    (r / "faces" / "images" / "b.pts").write_text("version: 1\nn_points: 5\n{\n1 2\n}\n")
+    (r / "faces" / "labels.csv").write_text("file\na.png\nb.png\n")
+    with pytest.raises(LayoutError) as ei:
+        read_real(r)
+    assert any(str(r / "faces" / "images" / "b.pts") in m and "68" in m for m in ei.value.problems)
+    (r / "faces" / "images" / "b.pts").unlink()
+    data = read_real(r)
+    assert data.faces.points[0][3] == (13.0, 23.0) and data.faces.points[1] is None
+
+
+# --- metrics ---------------------------------------------------------------------------------------------
+
+def test_auc_and_threshold_known_values():
+    y = np.array([0, 0, 1, 1])
+    assert M.roc_auc(y, np.array([0.1, 0.4, 0.35, 0.8])) == pytest.approx(0.75)
+    assert M.roc_auc(y, np.array([0.5, 0.5, 0.5, 0.5])) == pytest.approx(0.5)  # ties count one half
+    assert M.roc_auc(y, np.array([0.9, 0.8, 0.1, 0.2])) == pytest.approx(0.0)
+    t, b = M.best_threshold(y, np.array([0.1, 0.4, 0.35, 0.8]))
+    assert b == pytest.approx(0.75)
+    fpr, tpr = M.roc_curve(y, np.array([0.1, 0.4, 0.35, 0.8]))
+    assert fpr[0] == 0 and tpr[-1] == 1 and np.trapezoid(tpr, fpr) == pytest.approx(0.75)
+    assert M.balanced_accuracy(np.array([0, 0, 0, 1]), np.array([0, 0, 0, 0])) == 0.5
+
+
+def test_bootstrap_intervals_cover_the_point_estimate_and_shrink_with_n():
+    rng = np.random.default_rng(3)
+    widths = []
+    for n in (60, 600):
+        y = rng.integers(0, 2, n)
+        s = y * 0.6 + rng.normal(0, 0.5, n)
+        groups = [str(i // 3) for i in range(n)]
+        for g in (None, groups):
+            m = M.binary_metrics(y, s, 0.3, g, seed=1, n_boot=300)
+            for k in ("accuracy", "balanced_accuracy", "auc"):
+                lo, hi = m[f"{k}_ci"]
+                assert lo <= m[k] <= hi, (n, k, m)
+        widths.append(m["auc_ci"][1] - m["auc_ci"][0])
+        true = rng.uniform(0, 100, (n, 68, 2))
+        e = M.nme_metrics(M.nme_per_image(true + rng.normal(0, 2, true.shape), true), seed=2, n_boot=300)
+        for g in ("all68", "inner51", "jaw17"):
+            assert e[f"{g}_ci"][0] <= e[g] <= e[f"{g}_ci"][1]
+    assert widths[1] < widths[0] * 0.6
+
+
+def test_folds_keep_identities_together_and_balance_classes():
+    from dmsfactory.transfer.protocol import make_folds
+
+    ids = [f"p{i // 7}" for i in range(350)]
+    y = np.array([[float((i // 7) % 2)] for i in range(350)])
+    fold = make_folds(350, y, ids, 5, seed=4)
+    for p in set(ids):
+        assert len({fold[i] for i, q in enumerate(ids) if q == p}) == 1
+    for f in range(5):
+        share = y[fold == f, 0].mean()
+        assert 0.35 <= share <= 0.65 and 50 <= (fold == f).sum() <= 90
+    assert not np.array_equal(fold, make_folds(350, y, ids, 5, seed=5))  # the seed moves people between folds
+
+
+# --- the report can fail: shuffled synthetic labels score at chance ------------------------------------------
+
+def test_shuffled_synthetic_labels_score_at_chance(shards, real_dir):
+    import torch
+
+    from dmsfactory.transfer.models import balanced_weights, fit, make_model, predict
+    from dmsfactory.transfer.real import Detector, prepare_class_set
+    from dmsfactory.transfer.synth import read_synthetic
+
+    torch.set_num_threads(1)
+    syn = read_synthetic(shards, "train", ("eye",)).tasks["eye"]
+    assert 0.2 < syn.y.mean() < 0.8, syn.y.mean()
+    rt = prepare_class_set(read_real(real_dir).classes["eye_state"], Detector())
+    assert len(rt) == 40
+    res = {}
+    labels = {"true": syn.y}
+    for k in range(3):
+        labels[f"shuffled{k}"] = syn.y[np.random.default_rng(k).permutation(len(syn.y))]
+    for name, y in labels.items():
+        m = make_model("eye", 1)
+        fit(m, syn.x, y, "eye", epochs=8, lr=2e-3, seed=2, class_weight=balanced_weights(y[:, 0]))
+        res[name] = M.binary_metrics(rt.y[:, 0], predict(m, rt.x, "eye"), groups=rt.ids, seed=0, n_boot=300)
+    assert res["true"]["auc"] >= 0.8 and res["true"]["balanced_accuracy"] >= 0.7, res["true"]
+    # one shuffled-label model's AUC still moves with whatever nuisance it happened to fit (40 rows of 10
+    # people), so three shuffles are averaged; at its threshold each predicts no better than a coin
+    shuffled = [res[f"shuffled{k}"] for k in range(3)]
+    assert abs(np.mean([r["auc"] for r in shuffled]) - 0.5) < 0.12, shuffled
+    assert all(0.35 <= r["balanced_accuracy"] <= 0.65 for r in shuffled), shuffled
+    assert max(r["auc"] for r in shuffled) < res["true"]["auc"] - 0.2
+
+
+# --- the whole command: files, card link, determinism --------------------------------------------------------
+
+@pytest.mark.slow
+def test_transfer_end_to_end_is_deterministic_and_linked_from_the_card(shards, real_dir, tmp_path):
+    import torch
+
+    from dmsfactory.transfer.run import run_transfer
+
+    runs = []
+    for k in range(2):
+        rep = run_transfer(shards, real_dir, tmp_path / f"r{k}", seed=5, settings=TINY, n_boot=50, folds=2,
+                           control=True, link_card=True)
+        runs.append(rep)
+    torch.set_num_threads(1)
+    a, b = runs
+    assert set(a["sets"]) == {"eye_state", "yawn", "landmarks", "head_pose", "gaze"}
+    for name in a["sets"]:
+        assert a["sets"][name]["methods"] == b["sets"][name]["methods"], name
+    ey = a["sets"]["eye_state"]
+    assert ey["rows"] == 40 and ey["detected"] == 20 and ey["detection_rate"] == 1.0
+    m = ey["methods"]
+    for k in ("synthetic_only", "control_shuffled_labels", "real_kfold", "finetune_k50", "finetune_k200",
+              "finetune_all", "dp_eps1", "dp_eps4", "dp_eps8", "mediapipe_ear_cv", "mediapipe_ear_oracle", "chance"):
+        assert k in m, k
+    assert m["dp_eps1"]["privacy"]["epsilon_max"] <= 1.0 + 1e-6
+    assert m["mediapipe_ear_oracle"]["auc"] > 0.9  # closed render eyes have a low EAR: the baseline sees them
+    lm = a["sets"]["landmarks"]["methods"]
+    assert {"dlib_68", "mediapipe_mesh", "synthetic_only", "real_kfold"} <= set(lm)
+    assert lm["mediapipe_mesh"]["inner51"] < 0.2  # the fixture's points are the renderer's exact ones
+    assert "mouth_share" in a["sets"]["yawn"]["analysis"]
+    out = Path(a["out"])
+    for f in ("report.md", "report.json", "predictions.csv", "plots/roc_eye_state.png", "plots/nme_landmarks.png",
+              "plots/learning_curve_yawn.png", "plots/occlusion_yawn.png", "models/eye_synthetic.safetensors"):
+        assert (out / f).is_file(), f
+    js = json.loads((out / "report.json").read_text())
+    assert js["settings"]["overrides"] == TINY
+    md = (out / "report.md").read_text()
+    assert "Non-standard settings" in md and "synthetic only" in md
+    card = (Path(shards) / "README.md").read_text()
+    assert card.count("## Sim-to-real transfer") == 1
+    assert card.count("r1/report.md)") == 1 and card.count("r0/report.md)") == 1  # one line per report folder
+    from dmsfactory.transfer.link import card_lines, refresh_card
+
+    refresh_card(shards, out / "report.md")  # refreshing the same report adds nothing
+    assert (Path(shards) / "README.md").read_text() == card
+    assert any("r1/report.md" in ln for ln in card_lines(shards))  # what the card writer re-emits
+    # a different seed changes the numbers (the figures are not constants)
+    c = run_transfer(shards, real_dir, tmp_path / "r2", seed=6, settings=TINY, n_boot=50, folds=2, tasks=("eye",),
+                     link_card=False, quick=True)
+    assert c["sets"]["eye_state"]["methods"]["synthetic_only"] != a["sets"]["eye_state"]["methods"]["synthetic_only"]
+    # --quick: no learning curve and no DP-SGD rows; the rest is there
+    quick = set(c["sets"]["eye_state"]["methods"])
+    assert {"synthetic_only", "real_kfold", "finetune_all", "chance"} <= quick
+    assert not any(k.startswith(("finetune_k", "real_only_k", "dp_eps")) for k in quick)
+    assert any(k.startswith("dp_eps") for k in a["sets"]["eye_state"]["methods"])
+
+
+def test_undecodable_real_image_is_named(shards, tmp_path, renders):
+    from dmsfactory.transfer.run import TransferInputError, run_transfer
+
+    r = tmp_path / "real"
+    for i, s in enumerate(renders["open"][:3]):
+        _write_png(r / "eye_state" / "open" / f"{i}.png", s.image)
+    for i, s in enumerate(renders["closed"][:3]):
+        _write_png(r / "eye_state" / "closed" / f"{i}.png", s.image)
+    (r / "eye_state" / "closed" / "broken.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(TransferInputError) as ei:
+        run_transfer(shards, r, tmp_path / "o", settings=TINY, n_boot=10, folds=2, link_card=False)
+    assert any("broken.jpg" in p for p in ei.value.problems)
+
+
+def test_converter_keypoints_layout_and_refuses_the_repo(tmp_path, renders):
+    import subprocess
+    import sys
+
+    from dmsfactory.labelers.params import ibug68_index_map
+
+    repo = Path(__file__).resolve().parent.parent
+    src = tmp_path / "P1_Facial_Keypoints"
+    ib = list(ibug68_index_map())
+    rows = [[""] + [str(i) for i in range(136)]]
+    for i, s in enumerate(renders["open"][:4]):
+        name = f"Some_Person_{i:02d}.jpg"
+        _write_png(src / "data" / "training" / name, s.image)
+        rows.append([name] + [f"{v:.1f}" for v in np.asarray(s.landmarks)[ib].reshape(-1)])
+    (src / "data" / "training_frames_keypoints.csv").write_text("\n".join(",".join(r) for r in rows) + "\n")
+    out = tmp_path / "fmt"
+    script = repo / "scripts" / "convert_real.py"
+    r = subprocess.run([sys.executable, str(script), "keypoints", str(src), str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    data = read_real(out)
+    assert data.tasks() == ["landmarks"] and len(data.faces) == 4
+    assert set(data.faces.identities) == {"Some_Person"}
+    r = subprocess.run([sys.executable, str(script), "keypoints", str(src), str(repo / "out" / "x-real")],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "inside the repository" in r.stderr
