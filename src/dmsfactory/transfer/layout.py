@@ -22,6 +22,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dmsfactory.errors import UserError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 CLASS_TASKS: dict[str, tuple[str, str]] = {  # task folder -> (negative class, positive class)
     "eye_state": ("open", "closed"),
@@ -36,14 +38,16 @@ GAZE_COLUMNS = ("gaze_yaw", "gaze_pitch")
 N_POINTS = 68
 
 
-class LayoutError(ValueError):
+class LayoutError(UserError, ValueError):
     """The real folder does not follow the layout; ``problems`` has one line per problem."""
-
-    user_error = True
 
     def __init__(self, problems: list[str]):
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
+
+    @property
+    def lines(self) -> list[str]:
+        return self.problems
 
 
 @dataclass

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from dmsfactory.errors import UserError
 from dmsfactory.transfer import crops as C
 from dmsfactory.transfer.layout import LayoutError, RealData, read_real
 
@@ -21,14 +22,16 @@ SYNTHETIC_VAL_LIMIT = 2000
 REPORT_VERSION = 1
 
 
-class TransferInputError(ValueError):
+class TransferInputError(UserError, ValueError):
     """Bad input to ``transfer`` (one line per problem); the CLI prints them and exits 2."""
-
-    user_error = True
 
     def __init__(self, problems: list[str]):
         self.problems = list(problems)
         super().__init__("\n".join(problems))
+
+    @property
+    def lines(self) -> list[str]:
+        return self.problems
 
 
 def _real_sets(real: RealData, tasks: tuple[str, ...]) -> list[tuple[str, str]]:
