@@ -51,14 +51,14 @@ def stop_temporary_servers() -> None:
                 proc.kill()
 
 
-def quiet_temporary_server() -> None:
-    """Start Prefect's temporary API server (the one a flow starts when no server is configured) with
-    its output to /dev/null. A terminal's Ctrl-C goes to the whole foreground process group, the
-    server included, and the server could print a shutdown traceback over the run's one line. It
-    stays in the run's process group, so a killed run's group signal still ends it (a server in its
-    own session outlived killed runs: tried and reverted). Prefect starts it with ``subprocess.Popen``
-    inside ``SubprocessASGIServer._run_uvicorn_command`` (prefect 3.x, DESIGN.md's pin) and reads
-    nothing from its output; this wraps that one call. Idempotent."""
+def detach_temporary_server() -> None:
+    """Start Prefect's temporary API server (the one a flow starts when no server is configured) in its
+    own session, so that a terminal's Ctrl-C, which goes to the whole foreground process group, reaches
+    only this process: the server would otherwise get SIGINT too and may print a shutdown traceback
+    over the run's one line. :func:`stop_temporary_servers` ends it on Ctrl-C, Prefect's atexit hook
+    otherwise. Prefect starts it with ``subprocess.Popen`` inside
+    ``SubprocessASGIServer._run_uvicorn_command`` (prefect 3.x, DESIGN.md's pin); this wraps that one
+    call and leaves everything else as Prefect does it. Idempotent."""
     import subprocess
     import types
 
@@ -66,15 +66,14 @@ def quiet_temporary_server() -> None:
 
     cls = mod.SubprocessASGIServer
     orig = cls._run_uvicorn_command
-    if getattr(orig, "_dmsfactory_quiet", False):
+    if getattr(orig, "_dmsfactory_detached", False):
         return
 
     def popen(*args, **kwargs):
-        kwargs.setdefault("stdout", subprocess.DEVNULL)
-        kwargs.setdefault("stderr", subprocess.DEVNULL)
+        kwargs.setdefault("start_new_session", True)
         return subprocess.Popen(*args, **kwargs)
 
-    def run_quiet(self):
+    def run_detached(self):
         real = mod.subprocess
         mod.subprocess = types.SimpleNamespace(Popen=popen)  # only this call's Popen; restored at once
         try:
@@ -82,5 +81,5 @@ def quiet_temporary_server() -> None:
         finally:
             mod.subprocess = real
 
-    run_quiet._dmsfactory_quiet = True  # type: ignore[attr-defined]
-    cls._run_uvicorn_command = run_quiet
+    run_detached._dmsfactory_detached = True  # type: ignore[attr-defined]
+    cls._run_uvicorn_command = run_detached
