@@ -69,7 +69,7 @@ def test_audit_sample_is_stratified_sized_and_reproducible(tiny_spec_dict):
     assert dict(picked) == {h: al[h] for h in sizes}
     assert len(sizes) > 10  # lighting x accessory x class strata, not one pool
     # reproducible: a fresh build (another process would do the same) selects the same images
-    A._CACHE.clear()
+    A._SELECTION.clear()
     again = audit_selection(spec)
     assert again.strata == sel.strata
     # the draw is a pure function of (seed, key): no batch, worker or --limit enters it

@@ -136,9 +136,8 @@ def cmd_run(a: argparse.Namespace) -> int:
     else:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         from dmsfactory.flows.factory import run_factory
-        from dmsfactory.flows.interrupt import abandon_flow_run, detach_temporary_server
+        from dmsfactory.flows.interrupt import abandon_flow_run
 
-        detach_temporary_server()
         try:
             with exit_on_interrupt(lambda: interrupted_line(done(), total), cleanup=[abandon_flow_run]):
                 res = run_factory(

@@ -11,7 +11,6 @@ process does not hold or build the whole plan (50,000 entries take ~10 s and ~90
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from dmsfactory.plan import (
@@ -24,7 +23,7 @@ from dmsfactory.plan import (
     plan_indices,
     renders_per_shard,
 )
-from dmsfactory.spec import DatasetSpec
+from dmsfactory.spec import DatasetSpec, PerSpecCache
 
 
 class PlanIndex:
@@ -65,20 +64,12 @@ class PlanIndex:
         return self.idents[index // self.depth].split
 
 
-_CACHE: dict[str, PlanIndex] = {}
-_LOCK = threading.Lock()
+_INDEX = PerSpecCache(PlanIndex)
 
 
 def plan_index(spec: DatasetSpec) -> PlanIndex:
     """The process-wide index of ``spec``'s full plan (built once per process and spec)."""
-    h = spec.content_hash()
-    with _LOCK:
-        idx = _CACHE.get(h)
-        if idx is None:
-            if len(_CACHE) >= 4:
-                _CACHE.pop(next(iter(_CACHE)))
-            idx = _CACHE[h] = PlanIndex(spec)
-        return idx
+    return _INDEX(spec)
 
 
 class LazyEntries:

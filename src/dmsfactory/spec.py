@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Callable, Generic, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -218,6 +219,33 @@ class DatasetSpec(_Strict):
         data = self.model_dump(mode="json", exclude={"output", "run", "train"})
         blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
+
+
+T = TypeVar("T")
+
+
+class PerSpecCache(Generic[T]):
+    """``build(spec)``, once per process and spec content (the last ``size`` specs kept), thread-safe:
+    for derived objects that are pure functions of a spec (the plan index, the audit sample)."""
+
+    def __init__(self, build: Callable[[DatasetSpec], T], size: int = 4):
+        self.build, self.size = build, size
+        self._items: dict[str, T] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, spec: DatasetSpec) -> T:
+        h = spec.content_hash()
+        with self._lock:
+            item = self._items.get(h)
+            if item is None:
+                if len(self._items) >= self.size:
+                    self._items.pop(next(iter(self._items)))
+                item = self._items[h] = self.build(spec)
+            return item
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
 
 
 class SpecError(UserError):

@@ -346,7 +346,11 @@ class Anonymizer:
         src_d = self.describe(frame, m.landmarks)
         avoid = getattr(self, "_avoid", [])
         G = np.stack([src_d] + list(avoid))
-        best = None
+
+        def min_distance(out: np.ndarray) -> float:  # to the original and every face to avoid; -1: no face found
+            lm = self.last_output_landmarks.get(tr.id)
+            return -1.0 if lm is None else float(np.linalg.norm(G - self.describe(out, lm)[None], axis=1).min())
+
         tried: list[dict] = []
         screened: list[tuple] = []
         for k in range(cfg.identity_candidates):
@@ -366,8 +370,7 @@ class Anonymizer:
                 continue
             # screening: one render per candidate; the chosen one is refined below
             res, out = self._face(frame, base, m, tr, 1, max_iters=1)
-            lm = self.last_output_landmarks.get(tr.id)
-            score = -1.0 if lm is None else float(np.linalg.norm(G - self.describe(out, lm)[None], axis=1).min())
+            score = min_distance(out)
             agree = bool(res.recheck.get("all_agree"))
             ch = res.recheck
             eyes_ok = (bool(ch.get("face")) and all(ch["eyes"][s]["agree"] for s in ("left", "right"))
@@ -376,26 +379,24 @@ class Anonymizer:
             # eye and yawn states first (an identity's lids and jaw cannot be corrected much), then beyond the same-person
             # threshold, then all labels kept after one render (the chosen one is refined below), then distance
             rank = (eyes_ok, score > SAME_PERSON, agree, score)
-            if best is None or rank > best[0]:
-                best = (rank, tr.identity, tr.calib)
             screened.append((rank, tr.identity, tr.calib))
             if agree and score >= cfg.identity_margin:
                 break
-        chosen = [best[1:]] + [c[1:] for c in sorted(screened, key=lambda c: c[0], reverse=True) if c[1] is not best[1]]
-        score = best[0][3]
+        # best first; the sort is stable, so of equal ranks the first screened leads
+        screened.sort(key=lambda c: c[0], reverse=True)
+        score = screened[0][0][3]
         finals = []
-        for ident, calib in chosen[: 1 + cfg.identity_retries]:
+        for _, ident, calib in screened[: 1 + cfg.identity_retries]:
             # the chosen identity with the full closed loop; if dlib still matches it to the original (the
             # refined render can come closer than the screening render), the next-ranked screened one
             tr.identity, tr.calib = ident, calib
             tr.corr = Track.__dataclass_fields__["corr"].default_factory()
             res, out = self._face(frame, base, m, tr, 1)
-            lm = self.last_output_landmarks.get(tr.id)
-            final = -1.0 if lm is None else float(np.linalg.norm(G - self.describe(out, lm)[None], axis=1).min())
+            final = min_distance(out)
             finals.append({"identity": ident.id, "final_min_distance": round(final, 4)})
-            if lm is None or final > SAME_PERSON:
+            if final < 0 or final > SAME_PERSON:
                 break
-        removed = None if lm is None else final > SAME_PERSON  # None: no face found on the output to describe
+        removed = None if final < 0 else final > SAME_PERSON  # None: no face found on the output to describe
         guidance = {"recogniser": "dlib_resnet_v1", "margin": cfg.identity_margin, "tried": tried, "refined": finals,
                     "chosen_min_distance": round(score, 4), "avoid_gallery": len(avoid)}
         if removed is False and cfg.recognisable == "pixelate":

@@ -49,37 +49,3 @@ def stop_temporary_servers() -> None:
                 proc.wait(timeout=2)
             except Exception:  # noqa: BLE001
                 proc.kill()
-
-
-def detach_temporary_server() -> None:
-    """Start Prefect's temporary API server (the one a flow starts when no server is configured) in its
-    own session, so that a terminal's Ctrl-C, which goes to the whole foreground process group, reaches
-    only this process: the server would otherwise get SIGINT too and may print a shutdown traceback
-    over the run's one line. :func:`stop_temporary_servers` ends it on Ctrl-C, Prefect's atexit hook
-    otherwise. Prefect starts it with ``subprocess.Popen`` inside
-    ``SubprocessASGIServer._run_uvicorn_command`` (prefect 3.x, DESIGN.md's pin); this wraps that one
-    call and leaves everything else as Prefect does it. Idempotent."""
-    import subprocess
-    import types
-
-    from prefect.server.api import server as mod
-
-    cls = mod.SubprocessASGIServer
-    orig = cls._run_uvicorn_command
-    if getattr(orig, "_dmsfactory_detached", False):
-        return
-
-    def popen(*args, **kwargs):
-        kwargs.setdefault("start_new_session", True)
-        return subprocess.Popen(*args, **kwargs)
-
-    def run_detached(self):
-        real = mod.subprocess
-        mod.subprocess = types.SimpleNamespace(Popen=popen)  # only this call's Popen; restored at once
-        try:
-            return orig(self)
-        finally:
-            mod.subprocess = real
-
-    run_detached._dmsfactory_detached = True  # type: ignore[attr-defined]
-    cls._run_uvicorn_command = run_detached

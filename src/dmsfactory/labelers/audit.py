@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-import threading
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
 
 import numpy as np
+
+from dmsfactory.spec import PerSpecCache
 
 Stratum = tuple[str, str, str]  # lighting, accessory, class
 
@@ -173,17 +174,9 @@ def _build(spec: Any) -> AuditSelection:
     return AuditSelection(seed, n, population, strata, design)
 
 
-_CACHE: dict[str, AuditSelection] = {}
-_LOCK = threading.Lock()
+_SELECTION = PerSpecCache(_build)
 
 
 def audit_selection(spec: Any) -> AuditSelection:
     """The spec's audit sample (built once per process and spec; a pure function of the spec)."""
-    h = spec.content_hash()
-    with _LOCK:
-        sel = _CACHE.get(h)
-        if sel is None:
-            if len(_CACHE) >= 4:
-                _CACHE.pop(next(iter(_CACHE)))
-            sel = _CACHE[h] = _build(spec)
-        return sel
+    return _SELECTION(spec)

@@ -117,16 +117,23 @@ def _is_image(p: Path) -> bool:
     return p.suffix.lower() in IMAGE_EXTENSIONS
 
 
+def _read_csv(path: Path, problems: list[str]) -> list[list[str]] | None:
+    """All rows of a CSV file, or None with the file named in ``problems`` when it cannot be read."""
+    try:
+        with path.open(newline="") as fh:
+            return list(csv.reader(fh))
+    except (OSError, UnicodeDecodeError) as e:
+        problems.append(f"{path}: cannot read ({e})")
+        return None
+
+
 def _read_identities(task_dir: Path, files: list[Path], problems: list[str]) -> list[str] | None:
     f = task_dir / "identities.csv"
     if not f.exists():
         return None
     ids: dict[str, str] = {}
-    try:
-        with f.open(newline="") as fh:
-            rows = list(csv.reader(fh))
-    except (OSError, UnicodeDecodeError) as e:
-        problems.append(f"{f}: cannot read ({e})")
+    rows = _read_csv(f, problems)
+    if rows is None:
         return None
     if not rows or [c.strip() for c in rows[0][:2]] != ["file", "identity"]:
         problems.append(f"{f}: the first line must be the header 'file,identity'")
@@ -251,11 +258,8 @@ def _read_faces(task_dir: Path, problems: list[str]) -> FaceSet | None:
             problems.append(f"{f}: not an image file (expected {', '.join(IMAGE_EXTENSIONS)} or .pts)")
             continue
         on_disk[f.relative_to(img_dir).as_posix()] = f
-    try:
-        with csv_path.open(newline="") as fh:
-            rows = list(csv.reader(fh))
-    except (OSError, UnicodeDecodeError) as e:
-        problems.append(f"{csv_path}: cannot read ({e})")
+    rows = _read_csv(csv_path, problems)
+    if rows is None:
         return None
     if not rows:
         problems.append(f"{csv_path}: empty (needs a header line starting with 'file')")
