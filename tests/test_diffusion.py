@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from dmsfactory.generators.diffusion import DiffusionConfig, DiffusionGenerator, ModelNotAvailable, reproduce
 from dmsfactory.generators.diffusion.condmap import draw_condition_map
-from dmsfactory.generators.diffusion.generator import slerp
+from dmsfactory.generators.diffusion.identity import slerp
 from dmsfactory.generators.diffusion.prompts import PromptBuilder
 from tests.tiny_sd import save_tiny
 
@@ -317,7 +317,7 @@ def test_controlnet_on_the_render_depth(tiny, plan):
     assert np.abs(a0 - b0).max() <= 1
     # the map is the render's own depth buffer, as inverse depth at the generation size
     geo = ProceduralGenerator().generate([e], keep_depth=True)[0]
-    m = g._control_map(geo)
+    m = g.mode.control_map(geo, g.resolution, g.image_size)
     want = depth_to_map(render(e).depth, g.resolution)
     assert m.shape == (g.resolution, g.resolution, 3) and np.array_equal(m[..., 0], want) and np.array_equal(m[..., 2], want)
     assert want.max() > 200 and (want == 0).any()  # near face bright, empty background black

@@ -35,6 +35,7 @@ from dmsfactory.datasets.reader import iter_raw
 from dmsfactory.datasets.shards import ShardRecord, clean_partials, finished_record, write_batch, write_json_atomic
 from dmsfactory.errors import UserError
 from dmsfactory.generators import Generator, get_generator
+from dmsfactory.generators.diffusion.card import card_section as diffusion_card_section
 from dmsfactory.labelers.params import LabelStage
 from dmsfactory.plan import ShardJob
 from dmsfactory.sample import CardSection, FaceSample, Stage, run_stages
@@ -438,9 +439,7 @@ class _DiffusionPart:
             self.recs.append({"params": {"diffusion": d}})
 
     def section(self) -> CardSection | None:
-        from dmsfactory.generators.diffusion.generator import card_section
-
-        return card_section(self.recs)
+        return diffusion_card_section(self.recs)
 
 
 def finalize(

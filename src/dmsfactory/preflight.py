@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dmsfactory.generators.diffusion.loading import how_to_supply, looks_local
+
 
 @dataclass(frozen=True)
 class Need:
@@ -83,12 +85,6 @@ def lines(needs: list["Need"]) -> list[str]:
     return out
 
 
-def _looks_local(name: str) -> bool:
-    from dmsfactory.generators.diffusion.generator import _looks_local as looks_local
-
-    return looks_local(name)
-
-
 def _tiny_root(path: Path, leaf: str) -> Path | None:
     """``DIR`` when ``path`` is ``DIR/sd`` or ``DIR/controlnet`` of the tiny test model's layout."""
     return path.parent if path.name == leaf and "tiny" in path.parent.name.lower() else None
@@ -108,10 +104,8 @@ def _hub_cached(repo: str, filename: str, revision: str | None) -> bool:
 
 def _model_need(field: str, name: str, revision: str | None, local_only: bool, kind: str) -> Need | None:
     """``kind``: "pipeline" (a StableDiffusionPipeline directory) or "controlnet" (a ControlNetModel)."""
-    from dmsfactory.generators.diffusion.generator import _how_to_supply
-
     leaf, marker = ("sd", "model_index.json") if kind == "pipeline" else ("controlnet", "config.json")
-    if _looks_local(name):
+    if looks_local(name):
         path = Path(os.path.expanduser(name))
         if path.is_dir() and (path / marker).is_file():
             return None
@@ -119,13 +113,13 @@ def _model_need(field: str, name: str, revision: str | None, local_only: bool, k
         tiny = _tiny_root(path, leaf)
         if tiny is not None:
             return Need(field, what, f"{python_cmd()} -m dmsfactory.generators.diffusion.tiny {shlex.quote(_shown(tiny))}")
-        return Need(field, what, _how_to_supply("<hub-id>", kind), runnable=False)
+        return Need(field, what, how_to_supply("<hub-id>", kind), runnable=False)
     if not (local_only or os.environ.get("HF_HUB_OFFLINE") == "1"):
         return None  # the loader may download it
     if _hub_cached(name, marker, revision):
         return None
     return Need(field, f"hub model {name!r} is not in the local cache and the hub is offline (HF_HUB_OFFLINE=1)",
-                _how_to_supply(name, kind), runnable=False)
+                how_to_supply(name, kind), runnable=False)
 
 
 def run_needs(spec: Any) -> list[Need]:

@@ -66,7 +66,7 @@ class DiffusionAnonymizer:
             return
         from dmsfactory.generators.diffusion import DiffusionGenerator
         from dmsfactory.generators.diffusion.config import DiffusionConfig
-        from dmsfactory.generators.diffusion.generator import ModelNotAvailable
+        from dmsfactory.generators.diffusion.loading import ModelNotAvailable
 
         if not self.cfg.model:
             raise ModelNotAvailable("--backend diffusion: no model given; set diffusion.model (--diffusion-model) to a "
@@ -82,7 +82,7 @@ class DiffusionAnonymizer:
 
     # ------------------------------------------------------------------ pieces
     def _embed(self, prompt: str):
-        return self.gen._embed(prompt)[0]
+        return self.gen.conditioner.embed(prompt)[0]
 
     def _encode(self, crop: np.ndarray):
         import torch

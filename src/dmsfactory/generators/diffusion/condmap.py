@@ -1,4 +1,4 @@
-"""Face-mesh-style ControlNet conditioning maps drawn from renderer landmarks.
+"""Face-mesh-style ControlNet conditioning maps drawn from renderer landmarks; square resizing to and from the generation resolution.
 
 ``mediapipe_face`` style: black background, coloured contours (face oval, brows, eyes, lips) and
 iris rings plus iris centre dots, the drawing convention of public MediaPipe-face ControlNets
@@ -87,3 +87,14 @@ def draw_condition_map(
             if vis[c]:
                 cv2.circle(img, tuple(map(int, pts[c])), (lw + 1) << shift, COLOURS[region], -1, cv2.LINE_AA, shift)
     return img
+
+
+def resize_square(img: np.ndarray, size: int) -> np.ndarray:
+    """``img`` (square) to ``size`` x ``size``: area when shrinking, cubic when enlarging; the same array when equal.
+
+    Used between the renderer's image size and the generation resolution (img2img inputs, outputs).
+    """
+    if img.shape[0] == size and img.shape[1] == size:
+        return img
+    interp = cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_CUBIC
+    return cv2.resize(img, (size, size), interpolation=interp)
