@@ -45,8 +45,6 @@ from dmsfactory.taxonomy import (  # noqa: F401  the tables live in dmsfactory.t
 SPLIT_ORDER = ("train", "val", "test")
 
 
-_seed = seed  # dmsfactory.seeds; the old private names stay for the clip planner
-_rng = rng
 
 
 def allocate(weights: dict, n: int) -> list:
@@ -74,7 +72,8 @@ def stratified(weights: dict, n: int, rng: np.random.Generator) -> list:
     return [vals[i] for i in perm]
 
 
-def _r(x: float, nd: int = 4) -> float:
+def round_to(x: float, nd: int = 4) -> float:
+    """A float rounded to ``nd`` decimals, as recorded in plan entries (stable JSON, short labels)."""
     return float(round(float(x), nd))
 
 
@@ -88,18 +87,18 @@ class Identity:
 
 def make_identities(spec: DatasetSpec) -> list[Identity]:
     n = spec.identities.count
-    rng = _rng(spec.seed, "identities")
+    r_ids = rng(spec.seed, "identities")
     n_mix = int(round(spec.identities.mixup_fraction * n))
     n_base = n - n_mix
     split_w = spec.splits.model_dump()
-    splits = stratified(split_w, n, rng)
-    sexes = stratified(dict(spec.conditions.sex), n, rng)
-    ages = stratified(dict(spec.conditions.age_group), n, rng)
-    tones = stratified(dict(spec.conditions.skin_tone), n, rng)
+    splits = stratified(split_w, n, r_ids)
+    sexes = stratified(dict(spec.conditions.sex), n, r_ids)
+    ages = stratified(dict(spec.conditions.age_group), n, r_ids)
+    tones = stratified(dict(spec.conditions.skin_tone), n, r_ids)
 
     def demo(i: int) -> dict[str, Any]:
         lo, hi = AGE_RANGES[ages[i]]
-        r = _rng(spec.seed, "age", i)
+        r = rng(spec.seed, "age", i)
         return {
             "sex": sexes[i],
             "age_group": ages[i],
@@ -108,7 +107,7 @@ def make_identities(spec: DatasetSpec) -> list[Identity]:
             "mixup": None,
         }
 
-    base = [Identity(f"id{i:06d}", _seed(spec.seed, "identity", i), splits[i], demo(i)) for i in range(n_base)]
+    base = [Identity(f"id{i:06d}", seed(spec.seed, "identity", i), splits[i], demo(i)) for i in range(n_base)]
     out = list(base)
     for j in range(n_base, n):
         split = splits[j]
@@ -118,10 +117,10 @@ def make_identities(spec: DatasetSpec) -> list[Identity]:
                 f"identities.mixup_fraction: split '{split}' has {len(pool)} base identities, a mixed identity "
                 "needs 2 from its own split (raise identities.count or lower mixup_fraction)"
             )
-        r = _rng(spec.seed, "mixup", j)
+        r = rng(spec.seed, "mixup", j)
         a, b = r.choice(len(pool), size=2, replace=False)
         pa, pb = pool[int(a)], pool[int(b)]
-        lam = _r(r.uniform(0.3, 0.7))
+        lam = round_to(r.uniform(0.3, 0.7))
         params = dict(pa.params)  # demographics for the planner follow the dominant parent
         if lam > 0.5:
             params = dict(pb.params)
@@ -134,7 +133,7 @@ def make_identities(spec: DatasetSpec) -> list[Identity]:
             "b_params": {k: v for k, v in pb.params.items() if k != "mixup"},
             "lam": lam,
         }
-        out.append(Identity(f"mx{j:06d}", _seed(spec.seed, "identity", j), split, params))
+        out.append(Identity(f"mx{j:06d}", seed(spec.seed, "identity", j), split, params))
     return out
 
 
@@ -158,7 +157,7 @@ def entry_key(spec_hash: str, index: int) -> str:
 
 
 def make_entry(spec: DatasetSpec, spec_hash: str, index: int, ident: Identity, cond: dict[str, Any]) -> dict[str, Any]:
-    r = _rng(spec.seed, "sample", index)
+    r = rng(spec.seed, "sample", index)
     cls = cond["class"]
     st = CLASS_STATES[cls]
     c = spec.conditions
@@ -208,36 +207,36 @@ def make_entry(spec: DatasetSpec, spec_hash: str, index: int, ident: Identity, c
     lux = math.exp(r.uniform(math.log(lo), math.log(hi)))
     fix = FIXATION_DISTANCE_M[zone]
     if fix is not None:  # own stream: adding vergence left every other draw of the sample unchanged
-        fix = _r(fix * _rng(spec.seed, "fixation", index).uniform(0.85, 1.15), 3)
+        fix = round_to(fix * rng(spec.seed, "fixation", index).uniform(0.85, 1.15), 3)
     return {
         "key": entry_key(spec_hash, index),
         "index": index,
         "split": ident.split,
         "identity": ident.id,
         "identity_seed": ident.seed,
-        "sample_seed": _seed(spec.seed, "pixels", index),
+        "sample_seed": seed(spec.seed, "pixels", index),
         "identity_params": ident.params,
         "class": cls,
         "kss": kss,
         "lighting": cond["lighting"],
-        "illuminance_lux": _r(lux, 3),
+        "illuminance_lux": round_to(lux, 3),
         "accessory": cond["accessory"],
         "camera": {
             "mount": cond["mount"],
             "fov_deg": float(c.camera.fov_deg),
-            "distance_m": _r(r.uniform(c.camera.distance_m.min, c.camera.distance_m.max)),
+            "distance_m": round_to(r.uniform(c.camera.distance_m.min, c.camera.distance_m.max)),
             "image_size": spec.image.size,
         },
         "state": {
-            "eye_openness_left": _r(eo_l),
-            "eye_openness_right": _r(eo_r),
-            "mouth_open": _r(mouth),
+            "eye_openness_left": round_to(eo_l),
+            "eye_openness_right": round_to(eo_r),
+            "mouth_open": round_to(mouth),
             "yawn": yawn,
-            "brow_raise": _r(r.uniform(0, 0.3) if cls in ("alert", "distracted", "phone") else r.uniform(0, 0.1)),
-            "smile": _r(r.uniform(0, 0.4) if cls == "alert" and yawn == "none" else 0.0),
+            "brow_raise": round_to(r.uniform(0, 0.3) if cls in ("alert", "distracted", "phone") else r.uniform(0, 0.1)),
+            "smile": round_to(r.uniform(0, 0.4) if cls == "alert" and yawn == "none" else 0.0),
         },
-        "head_pose_car": {k: _r(v, 3) for k, v in head.items()},
-        "gaze_in_head": {**{k: _r(v, 3) for k, v in gaze.items()}, "distance_m": fix},
+        "head_pose_car": {k: round_to(v, 3) for k, v in head.items()},
+        "gaze_in_head": {**{k: round_to(v, 3) for k, v in gaze.items()}, "distance_m": fix},
         "gaze_zone": zone,
         "action": action,
         "phone": phone,
@@ -247,31 +246,36 @@ def make_entry(spec: DatasetSpec, spec_hash: str, index: int, ident: Identity, c
 COND_AXES = ("class", "lighting", "accessory", "mount")
 
 
+def stratified_by_split(idents: list[Identity], per: int, axes: dict[str, dict], *seed_parts: Any) -> dict[str, list]:
+    """Per-item categorical axes, stratified within each split: the one draw both planners use.
+
+    Items are ``per`` consecutive indices per identity (item ``i * per + j`` belongs to ``idents[i]``);
+    within each split, each axis in ``axes`` (axis -> weights, in the given order) is a seeded
+    largest-remainder draw over that split's items (:func:`stratified`, one generator per split from
+    ``seed_parts + (split,)``). Returns columns: axis -> value per item index."""
+    n = len(idents) * per
+    cols: dict[str, list] = {k: [None] * n for k in axes}
+    for split in ("train", "val", "test"):
+        idx = [i * per + j for i, ident in enumerate(idents) if ident.split == split for j in range(per)]
+        if not idx:
+            continue
+        r = rng(*seed_parts, split)
+        for axis, weights in axes.items():
+            vals, col = stratified(dict(weights), len(idx), r), cols[axis]
+            for k, i in enumerate(idx):
+                col[i] = vals[k]
+    return cols
+
+
 def plan_conditions(spec: DatasetSpec, idents: list[Identity]) -> dict[str, list]:
     """The per-image categorical axes (class, lighting, accessory, mount) of every plan index,
     stratified within each split, as columns (axis -> value per index; :func:`condition` reads one
     index). Cheap next to :func:`make_entry`, so readers that need only these (the verification
     audit's strata, :mod:`dmsfactory.planindex`) never build the whole plan."""
-    depth = spec.identities.images_per_identity
     c = spec.conditions
-    n = len(idents) * depth
-    cols: dict[str, list] = {k: [None] * n for k in COND_AXES}
-    for split in ("train", "val", "test"):
-        idx = [i * depth + j for i, ident in enumerate(idents) if ident.split == split for j in range(depth)]
-        if not idx:
-            continue
-        r = _rng(spec.seed, "conditions", split)
-        drawn = {
-            "class": stratified(dict(spec.classes), len(idx), r),
-            "lighting": stratified(dict(c.lighting), len(idx), r),
-            "accessory": stratified(dict(c.accessory), len(idx), r),
-            "mount": stratified(dict(c.camera.mount), len(idx), r),
-        }
-        for axis, vals in drawn.items():
-            col = cols[axis]
-            for k, i in enumerate(idx):
-                col[i] = vals[k]
-    return cols
+    axes = {"class": spec.classes, "lighting": c.lighting, "accessory": c.accessory, "mount": c.camera.mount}
+    assert tuple(axes) == COND_AXES
+    return stratified_by_split(idents, spec.identities.images_per_identity, axes, spec.seed, "conditions")
 
 
 def condition(cols: dict[str, list], index: int) -> dict[str, Any]:

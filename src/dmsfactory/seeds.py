@@ -2,8 +2,8 @@
 
 ``seed("identity", spec_seed, i)`` is the first 63 bits of sha256 of the parts joined by ``/``, so a
 draw depends on what it is for and never on the order in which other draws happen. Moved here from
-``plan.py`` (issue 22; ``plan._seed`` / ``plan._rng`` remain as aliases) so that the clip driver
-models need not import the planner.
+``plan.py`` (issue 22) so that the clip planner and driver models need not import the planner's
+private helpers.
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ from dmsfactory.clips.behaviour import kss_class, scenario_segments, simulate
 from dmsfactory.clips.drivers import driver_traits
 from dmsfactory.clips.config import ClipsConfig
 from dmsfactory.conditions import LUX
-from dmsfactory.plan import _r, _rng, _seed, make_identities, preview_indices, stratified
+from dmsfactory.plan import make_identities, preview_indices, round_to, stratified_by_split
+from dmsfactory.seeds import rng, seed
 
 SCENARIO_BASE_LIGHTING = {"tunnel_entry": "daylight"}  # a tunnel is entered from daylight
 
@@ -57,18 +58,9 @@ def make_clip_plan(spec: Any, clips: ClipsConfig | None = None, limit: int | Non
     idents = make_identities(spec)
     per = cfg.clips_per_identity
     c = spec.conditions
-    conds: dict[int, dict[str, Any]] = {}
-    for split in ("train", "val", "test"):
-        idx = [i * per + j for i, ident in enumerate(idents) if ident.split == split for j in range(per)]
-        if not idx:
-            continue
-        r = _rng(spec.seed, "clips", "conditions", split)
-        scen = stratified(dict(cfg.scenarios), len(idx), r)
-        light = stratified(dict(c.lighting), len(idx), r)
-        acc = stratified(dict(c.accessory), len(idx), r)
-        mount = stratified(dict(c.camera.mount), len(idx), r)
-        for k, i in enumerate(idx):
-            conds[i] = {"scenario": scen[k], "lighting": light[k], "accessory": acc[k], "mount": mount[k]}
+    axes = {"scenario": cfg.scenarios, "lighting": c.lighting, "accessory": c.accessory, "mount": c.camera.mount}
+    cols = stratified_by_split(idents, per, axes, spec.seed, "clips", "conditions")
+    conds = {i: {axis: cols[axis][i] for axis in axes} for i in range(len(idents) * per)}
     total = len(idents) * per
     if limit is None or limit >= total:
         indices = list(range(total))
@@ -82,7 +74,7 @@ def make_clip_plan(spec: Any, clips: ClipsConfig | None = None, limit: int | Non
         ident = idents[ci // per]
         cond = conds[ci]
         scen = cond["scenario"]
-        r = _rng(spec.seed, "clip", ci)
+        r = rng(spec.seed, "clip", ci)
         driver = driver_traits(ident.seed)  # one driver per identity: same traits in all its clips
         kss, segs = scenario_segments(scen, cfg, r, driver)
         lighting = SCENARIO_BASE_LIGHTING.get(scen, cond["lighting"])
@@ -94,7 +86,7 @@ def make_clip_plan(spec: Any, clips: ClipsConfig | None = None, limit: int | Non
         camera = {
             "mount": cond["mount"],
             "fov_deg": float(c.camera.fov_deg),
-            "distance_m": _r(r.uniform(c.camera.distance_m.min, c.camera.distance_m.max)),
+            "distance_m": round_to(r.uniform(c.camera.distance_m.min, c.camera.distance_m.max)),
             "image_size": cfg.image_size,
         }
         frames = []
@@ -105,7 +97,7 @@ def make_clip_plan(spec: Any, clips: ClipsConfig | None = None, limit: int | Non
                 "split": ident.split,
                 "identity": ident.id,
                 "identity_seed": ident.seed,
-                "sample_seed": _seed(spec.seed, "clip-pixels", ci),  # fixed per clip: same fine detail every frame
+                "sample_seed": seed(spec.seed, "clip-pixels", ci),  # fixed per clip: same fine detail every frame
                 "identity_params": ident.params,
                 "class": frame_class(kss, pf["gaze_zone"], pf["phone"], on_road),
                 "kss": kss,
@@ -114,7 +106,7 @@ def make_clip_plan(spec: Any, clips: ClipsConfig | None = None, limit: int | Non
                 **pf,
                 "clip_id": key,
                 "frame_index": fi,
-                "time_s": _r(fi / cfg.fps, 5),
+                "time_s": round_to(fi / cfg.fps, 5),
                 "scenario": scen,
             })
         out.append({
