@@ -30,14 +30,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from dmsfactory.clips.behaviour_report import card_parts  # behaviour vs published figures, with a plot
+from dmsfactory.clips.generate import ClipGenerator
+from dmsfactory.clips.plan import clip_shard_jobs, make_clip_plan
+from dmsfactory.clips.shards import CLIPS_DIR, open_clip_shards, write_clip_shard
 from dmsfactory.datasets.card import CardCounts, build_manifest, pick_grid_samples, write_card
+from dmsfactory.datasets.coverage import CoverageCounter, coverage_gaps, coverage_markdown
 from dmsfactory.datasets.reader import iter_raw
+from dmsfactory.datasets.reader_files import write_reader_files  # wids indexes, croissant.json
 from dmsfactory.datasets.shards import ShardRecord, clean_partials, finished_record, write_batch, write_json_atomic
 from dmsfactory.errors import UserError
 from dmsfactory.generators import Generator, get_generator
 from dmsfactory.generators.diffusion.card import card_section as diffusion_card_section
+from dmsfactory.interrupt import ignore_sigint
+from dmsfactory.labelers.audit import audit_mode, audit_selection
 from dmsfactory.labelers.params import LabelStage
+from dmsfactory.labelers.verify import AgreementReport, VerifyStage
 from dmsfactory.plan import ShardJob
+from dmsfactory.planindex import lazy_shard_jobs, plan_index
+from dmsfactory.privacy.identity import leakage_mode, view_order
+from dmsfactory.privacy.leakage import gallery_summaries
+from dmsfactory.privacy.report import PrivacyReport
+from dmsfactory.privacy.stage import PrivacyStage
 from dmsfactory.sample import CardSection, FaceSample, Stage, run_stages
 from dmsfactory.spec import DatasetSpec
 
@@ -54,18 +68,12 @@ def build_stages(spec: DatasetSpec, generator: Generator | None = None) -> list[
     # as a disagreement; privacy last, on exactly the bytes that will be written
     stages: list[Stage] = [LabelStage(on_error=spec.run.on_error)]
     if spec.augment.enabled:
-        from dmsfactory.augment import AugmentStage
+        from dmsfactory.augment import AugmentStage  # heavy: albumentations, torch
 
         stages.append(AugmentStage(spec.augment, seed=spec.seed, on_error=spec.run.on_error))
     if spec.verify.enabled:
-        from dmsfactory.labelers.audit import audit_mode, audit_selection
-        from dmsfactory.labelers.verify import VerifyStage
-
         stages.append(VerifyStage(spec.verify, audit=audit_selection(spec) if audit_mode(spec) == "audit" else None))
     if spec.privacy.enabled:
-        from dmsfactory.privacy.identity import leakage_mode
-        from dmsfactory.privacy.stage import PrivacyStage
-
         views = PlanViews(spec, generator) if leakage_mode(spec) == "identity" else None
         stages.append(PrivacyStage(spec.privacy, encoding=(spec.image.format, spec.image.jpeg_quality), views=views))
     return stages
@@ -83,9 +91,7 @@ class PlanViews:
         self._pixel_stages: list[Stage] | None = None
 
     def candidates(self, identity: str) -> list[str]:
-        from dmsfactory.augment.stage import image_keys
-        from dmsfactory.planindex import plan_index
-        from dmsfactory.privacy.identity import view_order
+        from dmsfactory.augment.stage import image_keys  # heavy: albumentations, torch
 
         aug = self.spec.augment if self.spec.augment.enabled else None
         keys = []
@@ -105,7 +111,7 @@ class PlanViews:
         if self._pixel_stages is None:
             self._pixel_stages = [LabelStage()]
             if self.spec.augment.enabled:
-                from dmsfactory.augment import AugmentStage
+                from dmsfactory.augment import AugmentStage  # heavy: albumentations, torch
 
                 self._pixel_stages.append(AugmentStage(self.spec.augment, seed=self.spec.seed))
         for s in run_stages(self._pixel_stages, self.generator.generate([dict(e)])):
@@ -212,8 +218,6 @@ def resolve_workers(spec: DatasetSpec, workers: int | None = None) -> int:
 
 
 def _pool_init(parent: int) -> None:
-    from dmsfactory.interrupt import ignore_sigint
-
     ignore_sigint()  # Ctrl-C is the parent's: it prints the one line and ends the workers itself
     default_threads()
 
@@ -323,15 +327,12 @@ def clip_jobs(spec: DatasetSpec, limit: int | None = None) -> list[tuple[str, li
     """(shard name, clip plans) batches when the spec has a ``clips:`` section, else []."""
     if spec.clips is None:
         return []
-    from dmsfactory.clips import clip_shard_jobs, make_clip_plan
 
     return clip_shard_jobs(make_clip_plan(spec, limit=limit), spec.clips.clips_per_shard)
 
 
 def process_clip_shard(spec: DatasetSpec, name: str, clips: list[dict[str, Any]], out_dir: str | Path) -> ShardRecord:
     """Render one batch of clips into ``DIR/clips/<name>.tar`` unless an intact one exists (resume)."""
-    from dmsfactory.clips.shards import CLIPS_DIR, write_clip_shard
-
     out_dir = Path(out_dir)
     spec_hash = spec.content_hash()
     keys = [c["key"] for c in clips]
@@ -341,8 +342,6 @@ def process_clip_shard(spec: DatasetSpec, name: str, clips: list[dict[str, Any]]
         return done
     gen = getattr(_CLIP_LOCAL, "gen", None)
     if gen is None or getattr(_CLIP_LOCAL, "hash", None) != spec_hash:
-        from dmsfactory.clips import ClipGenerator
-
         gen = _CLIP_LOCAL.gen = ClipGenerator(spec.procedural, spec.clips)
         _CLIP_LOCAL.hash = spec_hash
     samples = gen.generate(list(clips))
@@ -383,8 +382,6 @@ def prepare_output(spec: DatasetSpec, out_dir: str | Path, overwrite: bool = Fal
 
 def plan_jobs(spec: DatasetSpec, limit: int | None = None) -> list[ShardJob]:
     """The run's batches; their entries are made on demand, in the worker that renders them."""
-    from dmsfactory.planindex import lazy_shard_jobs
-
     return lazy_shard_jobs(spec, limit)
 
 
@@ -413,15 +410,9 @@ def report_parts(spec: DatasetSpec, out_dir: str | Path, records: list[dict[str,
     if spec.backend == "diffusion":
         parts.append(_DiffusionPart())
     if spec.verify.enabled:
-        from dmsfactory.labelers.audit import audit_mode, audit_selection
-        from dmsfactory.labelers.verify import AgreementReport
-
         audit = audit_selection(spec).summary() if audit_mode(spec) == "audit" else None
         parts.append(AgreementReport(spec.verify, audit))
     if spec.privacy.enabled:
-        from dmsfactory.privacy.leakage import gallery_summaries
-        from dmsfactory.privacy.report import PrivacyReport
-
         parts.append(PrivacyReport(spec.privacy, gallery_summaries(spec.privacy), dataset_dir=out_dir,
                                    locate=shard_locator(out_dir, records) if records is not None else None))
     return parts
@@ -479,12 +470,9 @@ def finalize(
                 "quarantined": sum(r["counts"]["quarantined"] for r in clip_records),
             },
         }
-    from dmsfactory.datasets.reader_files import write_reader_files  # wids indexes, croissant.json
 
     manifest["readers"] = write_reader_files(out, manifest)
     write_json_atomic(out / "manifest.json", manifest, indent=2)
-
-    from dmsfactory.datasets.coverage import CoverageCounter
 
     parts = report_parts(spec, out, records)
     counts = CardCounts()
@@ -501,8 +489,6 @@ def finalize(
         if sec is not None:
             sections.append(sec)
     if clip_records:
-        from dmsfactory.clips.shards import open_clip_shards
-
         clip_docs = []
         for split in ("train", "val", "test"):
             if any(r["split"] == split and r.get("shard") for r in clip_records):
@@ -518,8 +504,6 @@ def finalize(
 def coverage_section(spec: DatasetSpec, docs: "list[dict[str, Any]] | Any") -> CardSection:
     """Euro NCAP robustness axes x driver states, with empty cells flagged (docs/clips.md).
     ``docs``: the records, or a :class:`~dmsfactory.datasets.coverage.CoverageCounter` fed with them."""
-    from dmsfactory.datasets.coverage import CoverageCounter, coverage_gaps, coverage_markdown
-
     if isinstance(docs, CoverageCounter):
         m = docs.matrix()
     else:
@@ -553,7 +537,6 @@ def clip_section(info: dict[str, Any], clip_docs: list[dict[str, Any]]) -> CardS
     if events:
         md += ["", "| temporal event (Euro NCAP) | count |", "|---|---|"]
         md += [f"| {k} | {v} |" for k, v in sorted(events.items())]
-    from dmsfactory.clips.behaviour_report import card_parts  # behaviour vs published figures, with a plot
 
     b_md, b_files, _ = card_parts(clip_docs)
     return CardSection("Driver-state clips", "\n".join(md) + b_md, data=info, files=b_files, json_name=None)

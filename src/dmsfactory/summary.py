@@ -20,6 +20,7 @@ from typing import Any, Iterable
 
 from dmsfactory.datasets.card import quarantine_by_reason
 from dmsfactory.datasets.shards import PROGRESS_DIR, iter_tar_docs
+from dmsfactory.plan import images_per_render, renders_per_shard
 
 
 def _n(x: int) -> str:
@@ -42,8 +43,6 @@ def _duration(seconds: float) -> str:
 # ---------------------------------------------------------------- before a run
 def spec_lines(spec: Any, per_split: dict[str, int]) -> list[str]:
     """What a spec makes, in renders / images / clips / frames (``validate``)."""
-    from dmsfactory.plan import images_per_render, renders_per_shard
-
     ids = spec.identities
     per = images_per_render(spec)
     renders = spec.total_samples

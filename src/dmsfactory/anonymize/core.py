@@ -25,8 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from dmsfactory.anonymize.compose import Composite, compose, fit_shading, lighting_summary
+from dmsfactory.anonymize.compose import (Composite, _sample, apply_affine, compose, compose_crop, fit_shading,
+                                         lighting_summary)
 from dmsfactory.anonymize.config import AnonymizeConfig
+from dmsfactory.anonymize.diffusion import DiffusionAnonymizer, crop_transform
 from dmsfactory.anonymize.head import Calibration, HeadModel, RenderError, SyntheticIdentity, rel_matrix
 from dmsfactory.anonymize.mesh import FaceMesh, FaceMeasure, index_sets, intrinsics, ray_rotation
 from dmsfactory.errors import DmsFactoryError
@@ -123,8 +125,6 @@ class Anonymizer:
         for m in (self.fit_mesh, self.check_mesh, self.calib_mesh):
             m.setup()
         if self.cfg.backend == "diffusion" and self._diffusion is None:
-            from dmsfactory.anonymize.diffusion import DiffusionAnonymizer
-
             self._diffusion = DiffusionAnonymizer(self.cfg.diffusion)
             self._diffusion.setup()
 
@@ -319,7 +319,7 @@ class Anonymizer:
     def describe(self, img: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """dlib 128-d descriptor of the face with these mesh landmarks (box from the eye positions, as
         the privacy gate places MediaPipe faces). In memory only; never written."""
-        from dmsfactory.privacy.descriptors import FaceDescriber, mediapipe_box_to_hog
+        from dmsfactory.privacy.descriptors import FaceDescriber, mediapipe_box_to_hog  # heavy: torch, dlib
 
         if getattr(self, "_describer", None) is None:
             self._describer = FaceDescriber(detectors=("mediapipe",))
@@ -478,9 +478,6 @@ class Anonymizer:
         from its dlib descriptor; the crop is blended back over the original's outline."""
         import cv2
 
-        from dmsfactory.anonymize.compose import apply_affine, compose_crop
-        from dmsfactory.anonymize.diffusion import crop_transform
-
         R = self.cfg.diffusion.resolution
         M = crop_transform(m.landmarks, R)
         crop = cv2.warpAffine(frame, M, (R, R), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
@@ -613,8 +610,6 @@ def _is_grey(img: np.ndarray) -> bool:
 def _skin_colour(img: np.ndarray, m: FaceMeasure) -> np.ndarray:
     """Mean skin colour predicted by a shading fit at the skin mesh points (generic normals)."""
     import cv2
-
-    from dmsfactory.anonymize.compose import _sample
 
     skin = index_sets()["skin"]
     sig = max(0.6, 0.012 * m.face_size)

@@ -30,7 +30,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from dmsfactory.anonymize.compose import similarity
 from dmsfactory.anonymize.config import DiffusionAnonConfig
+from dmsfactory.generators.diffusion.config import DiffusionConfig
+from dmsfactory.generators.diffusion.loading import ModelNotAvailable
 
 # crop template (fractions of the crop side): image-left eye, image-right eye, nose tip, mouth corners
 TEMPLATE = np.array([[0.34, 0.40], [0.66, 0.40], [0.50, 0.58], [0.38, 0.74], [0.62, 0.74]])
@@ -44,8 +47,6 @@ def five_points(lm: np.ndarray) -> np.ndarray:
 
 def crop_transform(lm: np.ndarray, size: int) -> np.ndarray:
     """2x3 similarity taking frame pixels to the aligned crop."""
-    from dmsfactory.anonymize.compose import similarity
-
     return similarity(five_points(lm), TEMPLATE * size)
 
 
@@ -64,9 +65,7 @@ class DiffusionAnonymizer:
     def setup(self) -> None:
         if self.gen is not None:
             return
-        from dmsfactory.generators.diffusion import DiffusionGenerator
-        from dmsfactory.generators.diffusion.config import DiffusionConfig
-        from dmsfactory.generators.diffusion.loading import ModelNotAvailable
+        from dmsfactory.generators.diffusion import DiffusionGenerator  # heavy: torch, diffusers
 
         if not self.cfg.model:
             raise ModelNotAvailable("--backend diffusion: no model given; set diffusion.model (--diffusion-model) to a "

@@ -33,7 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from dmsfactory.anonymize.compose import fit_shading
+from dmsfactory.anonymize.mesh import index_sets, measure_landmarks, vertex_normals
 from dmsfactory.errors import DmsFactoryError
+from dmsfactory.generators.procedural import ProceduralGenerator
 from dmsfactory.geometry import F, euler_from_matrix, matrix_from_euler
 
 POSE_LIMITS = {"yaw": 85.0, "pitch": 55.0, "roll": 55.0}  # inside the plan entry's valid ranges
@@ -156,8 +159,6 @@ class HeadModel:
 
     def __init__(self, generator=None, mount: str = "steering_column", fov_deg: float = 30.0, distance_m: float = 0.65):
         if generator is None:
-            from dmsfactory.generators.procedural import ProceduralGenerator
-
             generator = ProceduralGenerator()
             generator.setup()
         self.gen = generator
@@ -246,8 +247,6 @@ class HeadModel:
 
     # ------------------------------------------------------------------ calibration
     def _measure(self, mesh, s, size: int):
-        from dmsfactory.anonymize.mesh import measure_landmarks
-
         found = mesh.landmarks(s.image)
         if not found:
             return None
@@ -335,9 +334,6 @@ class HeadModel:
         key = (lighting, size, sample_seed)
         t = getattr(self, "_tones", {}).get(key)
         if t is None:
-            from dmsfactory.anonymize.compose import fit_shading
-            from dmsfactory.anonymize.mesh import index_sets, vertex_normals
-
             import cv2
 
             t = {}

@@ -82,7 +82,7 @@ class IdentityMeter:
     """dlib descriptors of original and anonymised faces; distances, gallery search, KID."""
 
     def __init__(self, threshold: float = 0.6):
-        from dmsfactory.privacy.descriptors import FaceDescriber
+        from dmsfactory.privacy.descriptors import FaceDescriber  # heavy: torch, dlib
 
         self.threshold = float(threshold)
         self.describer = FaceDescriber(detectors=("mediapipe",))
@@ -92,7 +92,7 @@ class IdentityMeter:
         self.keys: list[str] = []
 
     def describe(self, img: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-        from dmsfactory.privacy.descriptors import mediapipe_box_to_hog
+        from dmsfactory.privacy.descriptors import mediapipe_box_to_hog  # heavy: torch, dlib
 
         p = np.asarray(landmarks, float)
         re_, le = p[[33, 133]].mean(0), p[[362, 263]].mean(0)

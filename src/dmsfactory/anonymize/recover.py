@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from dmsfactory.anonymize.keys import (Record, RecoveryError, RecoveryMismatchError, TamperedRecordError, load_key,
-                                       open_record, read_records, restore)
-from dmsfactory.anonymize.media import VideoWriter, iter_video
+from dmsfactory.anonymize.keys import (Record, RecoveryError, RecoveryMismatchError, TamperedRecordError, frame_hash,
+                                       load_key, open_record, read_records, restore)
+from dmsfactory.anonymize.media import VideoWriter, encode_png, iter_video
 from dmsfactory.datasets.shards import decode_image
 
 
@@ -138,8 +138,6 @@ def recover_path(d: str | Path, key_path: str | Path, out: str | Path) -> dict[s
 
 
 def _full(rec: Record, where: str) -> np.ndarray:
-    from dmsfactory.anonymize.keys import frame_hash
-
     img = rec.regions[0]
     if list(img.shape) != list(rec.header["shape"]) or frame_hash(img) != rec.header["sha256_original"]:
         raise RecoveryMismatchError(f"{where}: full-frame record does not hash to the original's sha256")
@@ -147,6 +145,4 @@ def _full(rec: Record, where: str) -> np.ndarray:
 
 
 def _write_png(p: Path, rgb: np.ndarray) -> None:
-    from dmsfactory.anonymize.media import encode_png
-
     p.write_bytes(encode_png(rgb))

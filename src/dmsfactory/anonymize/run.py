@@ -37,6 +37,7 @@ from dmsfactory.anonymize.core import Anonymizer, FrameResult
 from dmsfactory.anonymize.keys import RecordWriter, load_key, seal
 from dmsfactory.anonymize.media import (Source, VideoWriter, encode_png, iter_video, list_sources,
                                         output_video_path, read_image, safe_name, video_info, InputError)
+from dmsfactory.anonymize.mesh import FaceMesh
 from dmsfactory.anonymize.metrics import IdentityMeter, fmt_db, frame_metrics
 from dmsfactory.datasets.shards import sha256_file, write_json_atomic, write_tar
 from dmsfactory.errors import UserError
@@ -243,8 +244,6 @@ class Run:
         """Pass 1: dlib descriptors of the real faces in the input (images: every face; videos: one
         frame per second), so that identity guidance keeps every synthetic face away from all the
         people in the input, not only from the face it replaces. Held in memory only."""
-        from dmsfactory.anonymize.mesh import FaceMesh
-
         out: list[np.ndarray] = []
         with FaceMesh(False, self.cfg.max_faces, self.cfg.min_confidence) as fm:
             for src in self.sources:

@@ -11,9 +11,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from dmsfactory.datasets.shards import write_json_atomic
+from dmsfactory.datasets.hf import card_header  # YAML front matter: load_dataset(DIR) configs + features
+from dmsfactory.datasets.preview import candidates, contact_sheet, pick
+from dmsfactory.datasets.reader import shard_paths
+from dmsfactory.datasets.shards import decode_image, write_json_atomic
 from dmsfactory.labelers.params import SCHEMA_VERSION, ibug68_index_map
 from dmsfactory.sample import CardSection, is_quarantined
+from dmsfactory.transfer.link import card_lines  # links to sim-to-real reports survive a re-written card
 
 PACKAGES = (
     "dmsfactory", "numpy", "opencv-python-headless", "torch", "webdataset", "prefect", "pydantic",
@@ -155,10 +159,6 @@ def draw_landmarks(img: np.ndarray, doc: dict[str, Any]) -> np.ndarray:
 def pick_grid_samples(out_dir: Path, n: int = 18) -> list[tuple[dict[str, Any], np.ndarray]]:
     """A small, deterministic sample grid: the first accepted image of each identity, then the second
     of each, ... until ``n`` (a small run with few identities still fills the grid)."""
-    from dmsfactory.datasets.preview import candidates, pick
-    from dmsfactory.datasets.reader import shard_paths
-    from dmsfactory.datasets.shards import decode_image
-
     return [(doc, decode_image(raw)) for doc, raw in pick(candidates(shard_paths(out_dir), n), n)]
 
 
@@ -240,8 +240,6 @@ def quarantine_by_reason(docs) -> list[dict[str, Any]]:
 
 def contact_sheets(out_dir: Path, counts: dict[str, int], n: int = 32) -> list[str]:
     """Write ``card/preview-<split>.png`` for every split with images; returns the card's links."""
-    from dmsfactory.datasets.preview import contact_sheet
-
     links = []
     for split, key in (("train", "train"), ("val", "val"), ("test", "test"), ("quarantine", "quarantined")):
         if counts.get(key):
@@ -330,11 +328,9 @@ def write_card(
             p.write_bytes(data)
         if sec.json_name:
             write_json_atomic(out_dir / sec.json_name, sec.data, indent=2)
-    from dmsfactory.transfer.link import card_lines  # links to sim-to-real reports survive a re-written card
 
     md += card_lines(out_dir)
     path = out_dir / "README.md"
-    from dmsfactory.datasets.hf import card_header  # YAML front matter: load_dataset(DIR) configs + features
 
     path.write_text(card_header(manifest) + "\n".join(md))
     return path

@@ -42,6 +42,7 @@ from prefect.artifacts import (
     create_table_artifact,
 )
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -308,8 +309,6 @@ def in_flight_limit(workers: int | None, spec: DatasetSpec) -> int | None:
     """How many batches to keep submitted at once: ``workers`` (default ``run.workers``, else every
     core) on a thread pool, each slot feeding one worker process; unbounded on Dask, whose workers
     pull work themselves."""
-    from prefect.context import FlowRunContext
-
     ctx = FlowRunContext.get()
     if ctx is not None and not isinstance(ctx.task_runner, ThreadPoolTaskRunner):
         return None
@@ -412,8 +411,6 @@ def factory_flow(
 
 
 def on_dask() -> bool:
-    from prefect.context import FlowRunContext
-
     ctx = FlowRunContext.get()
     return ctx is not None and type(ctx.task_runner).__name__ == "DaskTaskRunner"
 

@@ -15,7 +15,7 @@ from dmsfactory.spec import load_spec
 
 @task(name="train-classifier", cache_policy=NO_CACHE)
 def train_task(spec_path: str, out: str) -> dict[str, Any]:
-    from dmsfactory.training import train_from_spec
+    from dmsfactory.training import train_from_spec  # heavy: torch
 
     spec = load_spec(spec_path)
     return train_from_spec(spec, Path(out), progress=lambda e: print(e) if e.get("phase") != "load" else None)

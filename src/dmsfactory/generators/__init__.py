@@ -37,11 +37,13 @@ class Generator(Protocol):
 
 def get_generator(spec) -> Generator:
     if spec.backend == "procedural":
-        from dmsfactory.generators.procedural import ProceduralGenerator
+        # not at the top: this __init__ runs before every ``dmsfactory.generators.*`` module (the spec's
+        # config models among them), and the renderer (scipy, cv2) should load only when it is chosen
+        from dmsfactory.generators.procedural import ProceduralGenerator  # see the comment above
 
         return ProceduralGenerator(spec.procedural, on_error=spec.run.on_error)
     if spec.backend == "diffusion":
-        from dmsfactory.generators.diffusion import DiffusionGenerator
+        from dmsfactory.generators.diffusion import DiffusionGenerator  # heavy: torch, diffusers
 
         return DiffusionGenerator(spec.diffusion, image_size=spec.image.size, procedural_config=spec.procedural,
                                   on_error=spec.run.on_error)

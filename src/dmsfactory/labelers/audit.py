@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from dmsfactory.generators import backend_traits
+from dmsfactory.planindex import plan_index
 from dmsfactory.spec import PerSpecCache
 
 Stratum = tuple[str, str, str]  # lighting, accessory, class
@@ -125,8 +127,6 @@ class AuditSelection:
 def audit_mode(spec: Any) -> str:
     """``"audit"`` or ``"all"`` for a spec: ``verify.rate`` 1.0 checks all; None (default) audits the
     backends whose labels are exact by construction (:data:`dmsfactory.generators.TRAITS`)."""
-    from dmsfactory.generators import backend_traits
-
     rate = spec.verify.rate
     if rate is None:
         return "audit" if backend_traits(spec.backend)["exact_labels"] else "all"
@@ -134,8 +134,7 @@ def audit_mode(spec: Any) -> str:
 
 
 def _build(spec: Any) -> AuditSelection:
-    from dmsfactory.augment.stage import image_keys
-    from dmsfactory.planindex import plan_index
+    from dmsfactory.augment.stage import image_keys  # heavy: albumentations, torch
 
     cfg = spec.verify
     idx = plan_index(spec)

@@ -432,7 +432,9 @@ class AgreementReport:
                 self.actions[(check, verdict)] += 1
 
     def section(self) -> CardSection:
-        from dmsfactory.labelers.audit import wilson_fpc
+        # not at the top: audit imports the spec and planner, which load the procedural renderer (numba,
+        # scipy: ~0.5 s); the anonymiser and the transfer report use this module without a spec
+        from dmsfactory.labelers.audit import wilson_fpc  # see the comment above
 
         conf = self.config.audit_confidence
         scale = self.n_images / self.n_verified if self.n_verified else 1.0

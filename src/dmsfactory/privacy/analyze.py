@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from dmsfactory.privacy.config import PrivacyConfig
-from dmsfactory.privacy.descriptors import Face, FaceDescriber, as_rgb_uint8, limit_side
+from dmsfactory.privacy.descriptors import Face, FaceDescriber, as_rgb_uint8, iou, limit_side
 from dmsfactory.privacy.duplicates import phash
 from dmsfactory.privacy.presence import PresenceDetectors, PresenceResult
 
@@ -30,8 +30,6 @@ class Analysis:
         if not self.faces:
             return None
         if bbox is not None:
-            from dmsfactory.privacy.descriptors import iou
-
             best = max(self.faces, key=lambda f: iou(f.box, tuple(bbox)))
             if iou(best.box, tuple(bbox)) > 0.1:
                 return best

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from dmsfactory.generators import backend_traits
 from dmsfactory.sample import FaceSample
 
 # accessories that hide much of the face: a view with one says little about who the face is
@@ -34,8 +35,6 @@ OCCLUDING = ("sunglasses", "mask")
 def leakage_mode(spec: Any) -> str:
     """``"identity"`` or ``"image"``: the leakage mode the gate runs for a spec (``privacy.leakage_mode``;
     ``auto`` picks identity for backends whose identity is a parameter)."""
-    from dmsfactory.generators import backend_traits
-
     m = spec.privacy.leakage_mode
     if m == "auto":
         return "identity" if backend_traits(spec.backend)["identity_is_parameter"] else "image"

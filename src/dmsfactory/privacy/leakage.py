@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from dmsfactory.errors import UserError
+from dmsfactory.privacy.analyze import FaceAnalyzer
 from dmsfactory.privacy.descriptors import DESCRIPTOR_DIM, IMAGE_EXTENSIONS, ImageError, load_image, model_versions
 
 CACHE_FORMAT = 1
@@ -466,8 +467,6 @@ class _LazyAnalyzer:
 
     def analyze(self, *args: Any, **kw: Any):
         if self._a is None:
-            from dmsfactory.privacy.analyze import FaceAnalyzer
-
             self._a = FaceAnalyzer(self.cfg)
             self._a.setup()
         return self._a.analyze(*args, **kw)

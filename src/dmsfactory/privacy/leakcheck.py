@@ -39,7 +39,11 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from dmsfactory.errors import UserError
+from dmsfactory.privacy.config import PrivacyConfig
 from dmsfactory.privacy.descriptors import IMAGE_EXTENSIONS, ImageError, load_image
+from dmsfactory.privacy.leakage import GalleryError
+from dmsfactory.privacy.report import PrivacyReport, _pv, fetch_images, sample_verdict
+from dmsfactory.privacy.stage import PrivacyStage
 from dmsfactory.sample import FaceSample, is_quarantined
 
 EXIT_CLEAN, EXIT_LEAK, EXIT_BAD_INPUT, EXIT_DISAGREE = 0, 1, 2, 3
@@ -267,11 +271,6 @@ def leakcheck(
 ) -> int:
     """Check every image in ``input_path`` against ``galleries``; write the report; return the exit code."""
     from pydantic import ValidationError
-
-    from dmsfactory.privacy.config import PrivacyConfig
-    from dmsfactory.privacy.leakage import GalleryError
-    from dmsfactory.privacy.report import PrivacyReport, fetch_images, sample_verdict
-    from dmsfactory.privacy.stage import PrivacyStage
 
     say = log or (lambda m: print(m, file=sys.stderr))
     input_path = Path(input_path)
@@ -528,8 +527,6 @@ def leakcheck(
 
 
 def _row(key: str, rec: dict[str, Any], doc: dict[str, Any], gate: str, ours: str) -> dict[str, Any]:
-    from dmsfactory.privacy.report import _pv
-
     def dist(r: dict[str, Any]) -> Any:
         lv = _pv(r, "leakage")
         return (lv or {}).get("scores", {}).get("distance")

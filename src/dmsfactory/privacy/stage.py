@@ -40,6 +40,9 @@ from typing import Any, Callable
 import numpy as np
 
 from dmsfactory.privacy.config import PrivacyConfig
+from dmsfactory.privacy.duplicates import phash
+from dmsfactory.privacy.identity import IdentityVerdict, ViewResult
+from dmsfactory.privacy.report import PrivacyReport
 from dmsfactory.sample import CardSection, FaceSample
 
 STAGE = "privacy"
@@ -103,8 +106,8 @@ class PrivacyStage:
     def setup(self) -> None:
         if self.analyzer is not None:
             return
-        from dmsfactory.privacy.analyze import FaceAnalyzer
-        from dmsfactory.privacy.leakage import GalleryError, GallerySearch, load_gallery
+        from dmsfactory.privacy.analyze import FaceAnalyzer  # heavy: torch, dlib, mediapipe
+        from dmsfactory.privacy.leakage import GalleryError, GallerySearch, load_gallery  # heavy: torch
 
         analyzer = FaceAnalyzer(self.cfg)
         analyzer.setup()
@@ -134,7 +137,7 @@ class PrivacyStage:
         if self.encoding is None:  # judging pixels as given (leakcheck: decoded from the bytes on disk)
             c = s.encoded
             return s.image, (hashlib.sha256(c[3]).hexdigest() if c is not None and c[2] is s.image else None)
-        from dmsfactory.datasets.shards import decode_image, encode_sample
+        from dmsfactory.datasets.shards import decode_image, encode_sample  # heavy: webdataset, torch
 
         data = encode_sample(s, *self.encoding)
         return decode_image(data), hashlib.sha256(data).hexdigest()
@@ -146,21 +149,18 @@ class PrivacyStage:
         judges = getattr(self.views, "judges", None)  # a view source may cover only some identities (leakcheck)
         if judges is not None and not judges(str(s.identity)):
             return True
-        from dmsfactory.augment.ops import IDENTITY_CHANGING_OPS
+        from dmsfactory.augment.ops import IDENTITY_CHANGING_OPS  # heavy: albumentations, torch
 
         return any(a.get("op") in IDENTITY_CHANGING_OPS for a in s.aug)
 
     def _redact(self, s: FaceSample) -> None:
-        from dmsfactory.privacy.duplicates import phash
-
         s.image = mosaic(s.image)
         s.arrays.pop("face_descriptor", None)
         s.arrays["phash"] = phash(face_crop(s.image, s.bbox)).astype(np.float32)
 
     # ------------------------------------------------------------ per batch
     def process(self, batch: list[FaceSample]) -> list[FaceSample]:
-        from dmsfactory.privacy.duplicates import phash
-        from dmsfactory.privacy.presence import face_expected
+        from dmsfactory.privacy.presence import face_expected  # heavy: torch (via descriptors)
 
         self.setup()
         cfg = self.cfg
@@ -243,8 +243,6 @@ class PrivacyStage:
     def identity_verdict(self, identity: str, by_key: dict[str, FaceSample] | None = None,
                          analysed: dict[str, tuple[Any, str | None]] | None = None):
         """The identity's verdict from its views (cached per process: every batch gets the same one)."""
-        from dmsfactory.privacy.identity import IdentityVerdict, ViewResult
-
         hit = self._identities.get(identity)
         if hit is not None:
             self._identities.move_to_end(identity)
@@ -325,8 +323,6 @@ class PrivacyStage:
         records: list[dict[str, Any]],
         image_lookup: Callable[[str], np.ndarray | None] | None = None,
     ) -> CardSection:
-        from dmsfactory.privacy.report import PrivacyReport
-
         rep = PrivacyReport(self.cfg, [g.summary_with_low_res(self.cfg.low_res_face_px) for g in self.galleries],
                             dataset_dir=dataset_dir, image_lookup=image_lookup)
         for r in records:

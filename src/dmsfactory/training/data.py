@@ -127,7 +127,7 @@ def iter_samples(dataset_dir: str | Path, split: str) -> Iterator[dict]:
     if not d.is_dir():
         raise FileNotFoundError(f"dataset directory not found: {d}")
     try:
-        from dmsfactory.datasets import open_shards  # the lead's reader, when present
+        from dmsfactory.datasets import open_shards  # heavy: webdataset, torch
     except ImportError:
         open_shards = None
     if open_shards is not None:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from dmsfactory.privacy.dp import PrivacyLedger, check_delta, default_delta, dp_sgd_fit
+from dmsfactory.privacy.pate import PATEAccountant, aggregate, calibrate_sigma, vote_histogram
 from dmsfactory.training.config import TrainConfig
 from dmsfactory.training.data import HEAD_VALUES, IGNORE, TensorSet, load_split
 from dmsfactory.training.model import DMSNet, per_sample_loss, to_input
@@ -324,8 +325,6 @@ def run_training(
 
 
 def _run_pate(cfg, pretrained, syn_train, real_train, sx, delta, ledger, device, seed, progress) -> dict[str, Any]:
-    from dmsfactory.privacy.pate import PATEAccountant, aggregate, calibrate_sigma, vote_histogram
-
     pc = cfg.pate
     heads = tuple(cfg.heads)
     rng = np.random.default_rng(seed + 17)

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from dmsfactory.cli import UsageError
+
 MAX_LINES = 30  # problems printed; the rest are counted
 
 
@@ -35,8 +37,7 @@ def add_parser(sub) -> None:
 
 
 def cmd_transfer(a: argparse.Namespace) -> int:
-    from dmsfactory.cli import UsageError
-    from dmsfactory.transfer.run import TransferInputError, run_transfer
+    from dmsfactory.transfer.run import TransferInputError, run_transfer  # per command: --help stays light
 
     problems = []
     if a.threads is not None and a.threads < 1:

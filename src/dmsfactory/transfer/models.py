@@ -30,6 +30,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from dmsfactory.augment.mirror import mirror_index
+from dmsfactory.labelers.params import ibug68_index_map
+
 MEAN, STD = 0.5, 0.25
 
 
@@ -109,9 +112,6 @@ def make_model(task: str, seed: int) -> RefNet:
 
 def _ibug_flip() -> np.ndarray:
     """iBUG-68 mirror permutation, derived from the 478-point mirror map and our iBUG index map."""
-    from dmsfactory.augment.mirror import mirror_index
-    from dmsfactory.labelers.params import ibug68_index_map
-
     ib = list(ibug68_index_map())
     mi = mirror_index()
     pos = {m: j for j, m in enumerate(ib)}

@@ -28,9 +28,10 @@ from typing import Callable
 import numpy as np
 import torch
 
+from dmsfactory.privacy.dp import PrivacyLedger, default_delta, dp_sgd_fit
 from dmsfactory.transfer import metrics as M
 from dmsfactory.transfer.crops import Box
-from dmsfactory.transfer.models import TASKS, balanced_weights, fit, make_model, predict
+from dmsfactory.transfer.models import TASKS, augment, balanced_weights, fit, loss_fn, make_model, predict, to_input
 from dmsfactory.transfer.real import RealTask
 
 K_FOLDS = 5
@@ -118,9 +119,6 @@ def _class_weight(task: str, y: np.ndarray):
 
 def dp_finetune(model, x: np.ndarray, y: np.ndarray, task: str, eps: float, seed: int, ledger_path=None) -> tuple[object, dict]:
     """DP-SGD fine-tune of ``model`` on the private rows (x, y) with privacy.dp.dp_sgd_fit."""
-    from dmsfactory.privacy.dp import PrivacyLedger, default_delta, dp_sgd_fit
-    from dmsfactory.transfer.models import augment, loss_fn, to_input
-
     cfg = TASKS[task]
     n = len(x)
     delta = default_delta(n)

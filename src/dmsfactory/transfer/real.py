@@ -23,6 +23,9 @@ from typing import Callable
 
 import numpy as np
 
+from dmsfactory.labelers.config import VerifyConfig
+from dmsfactory.labelers.params import ibug68_index_map
+from dmsfactory.labelers.verify import EAR_LEFT, EAR_RIGHT, VerifyStage, ear, head_pose_pnp, iris_offset, mar
 from dmsfactory.transfer import crops as C
 from dmsfactory.transfer.layout import ClassSet, FaceSet
 from dmsfactory.transfer.synth import eye_crop, face_crops
@@ -55,9 +58,6 @@ class Detector:
     """MediaPipe face mesh (+ dlib's 68-point predictor on demand); set up once."""
 
     def __init__(self):
-        from dmsfactory.labelers.config import VerifyConfig
-        from dmsfactory.labelers.verify import VerifyStage
-
         self.mesh = VerifyStage(VerifyConfig(enabled=True))
         self._dlib = None
 
@@ -67,7 +67,7 @@ class Detector:
     def dlib68(self, image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, str]:
         import dlib
 
-        from dmsfactory.privacy.descriptors import iou, mediapipe_box_to_hog
+        from dmsfactory.privacy.descriptors import iou, mediapipe_box_to_hog  # heavy: torch, dlib
 
         if self._dlib is None:
             import face_recognition_models as frm
@@ -93,16 +93,14 @@ class Detector:
 
 
 def _load(path) -> np.ndarray:
-    from dmsfactory.privacy.descriptors import load_image
+    from dmsfactory.privacy.descriptors import load_image  # heavy: torch, dlib
 
     return load_image(path)
 
 
 def prepare_class_set(cs: ClassSet, det: Detector | None, progress: Callable[[int, int], None] | None = None) -> RealTask:
     """eye_state / eye_crops / yawn folders -> crops, labels and baseline scores."""
-    from dmsfactory.labelers.params import ibug68_index_map
-    from dmsfactory.labelers.verify import EAR_LEFT, EAR_RIGHT, ear, mar
-    from dmsfactory.transfer.analysis import mouth_box
+    from dmsfactory.transfer.analysis import mouth_box  # heavy: torch
 
     ib = np.asarray(ibug68_index_map(), np.int64)
     xs, ys, ids, files, boxes, regions = [], [], [], [], [], []
@@ -174,10 +172,6 @@ def prepare_class_set(cs: ClassSet, det: Detector | None, progress: Callable[[in
 
 def prepare_faces(fs: FaceSet, det: Detector, want: tuple[str, ...], progress=None) -> dict[str, RealTask]:
     """faces/ -> landmarks / head_pose / gaze tasks (each on the images that carry that label)."""
-    from dmsfactory.labelers.config import VerifyConfig
-    from dmsfactory.labelers.params import ibug68_index_map
-    from dmsfactory.labelers.verify import head_pose_pnp, iris_offset
-
     ib = np.asarray(ibug68_index_map(), np.int64)
     gain = VerifyConfig().gaze_gain_deg
     acc: dict[str, dict[str, list]] = {t: {"x": [], "y": [], "ids": [], "files": [], "boxes": [], "true": [], "src": []}

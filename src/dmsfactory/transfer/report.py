@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from dmsfactory.transfer import metrics as M
+
 LABELS = {
     "synthetic_only": "synthetic only",
     "control_shuffled_labels": "control: synthetic, labels shuffled",
@@ -231,8 +233,6 @@ def _plt():
 
 
 def plots(name: str, task: str, rt, res: dict, out: Path) -> list[str]:
-    from dmsfactory.transfer import metrics as M
-
     plt = _plt()
     kind = _kind(task)
     preds = res["predictions"]
@@ -272,7 +272,7 @@ def plots(name: str, task: str, rt, res: dict, out: Path) -> list[str]:
     elif kind == "points":
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
         px = {k: preds[k] if np.asarray(preds[k]).ndim == 3 else None for k in preds}
-        from dmsfactory.transfer.protocol import _to_pixels
+        from dmsfactory.transfer.protocol import _to_pixels  # heavy: torch
 
         for k in ("synthetic_only", "finetune_k200", "real_kfold", "dlib_68", "mediapipe_mesh"):
             if k not in preds:

@@ -13,8 +13,11 @@ from typing import Any, Callable
 import numpy as np
 
 from dmsfactory.errors import UserError
-from dmsfactory.transfer import crops as C
+from dmsfactory.transfer import crops as C, report as R
 from dmsfactory.transfer.layout import LayoutError, RealData, read_real
+from dmsfactory.transfer.link import refresh_card
+from dmsfactory.transfer.real import Detector, prepare_class_set, prepare_faces
+from dmsfactory.transfer.synth import read_synthetic
 
 MODEL_TASKS = ("eye", "yawn", "landmarks", "head_pose", "gaze")
 TASK_SEED = {"eye": 1000, "yawn": 2000, "landmarks": 3000, "head_pose": 4000, "gaze": 5000}
@@ -51,7 +54,7 @@ def _real_sets(real: RealData, tasks: tuple[str, ...]) -> list[tuple[str, str]]:
 
 def check_inputs(shards_dir, real_dir, tasks: tuple[str, ...] | None, max_synthetic: int | None) -> tuple[RealData, tuple[str, ...], dict]:
     """Everything ``transfer`` can check before the long work; raises TransferInputError."""
-    from dmsfactory.datasets.reader import load_manifest, shard_paths
+    from dmsfactory.datasets.reader import load_manifest, shard_paths  # heavy: webdataset, torch
 
     problems: list[str] = []
     manifest: dict = {}
@@ -144,11 +147,8 @@ def run_transfer(
     """
     import torch
 
-    from dmsfactory.transfer import protocol as P
-    from dmsfactory.transfer import report as R
-    from dmsfactory.transfer.models import TASKS, balanced_weights, fit, make_model
-    from dmsfactory.transfer.real import Detector, prepare_class_set, prepare_faces
-    from dmsfactory.transfer.synth import read_synthetic
+    from dmsfactory.transfer import protocol as P  # heavy: torch (check_inputs runs first, without it)
+    from dmsfactory.transfer.models import TASKS, balanced_weights, fit, make_model  # heavy: torch
 
     t_start = time.perf_counter()
     say = log or (lambda s: None)
@@ -306,8 +306,6 @@ def run_transfer(
     (out / "report.md").write_text(R.markdown(report))
     R.write_predictions(out / "predictions.csv", rows_out)
     if link_card:
-        from dmsfactory.transfer.link import refresh_card
-
         report["card_linked"] = refresh_card(shards_dir, out / "report.md")
     report["out"] = str(out)
     say(f"report: {out / 'report.md'} ({report['seconds']} s)")
@@ -318,7 +316,7 @@ def _save_model(model, path: Path, task: str, seed: int, shards_dir) -> None:
     """The synthetic-only reference model's weights (``RefNet(size, n_out)``; metadata says which)."""
     from safetensors.torch import save_file
 
-    from dmsfactory.transfer.models import HIDDEN, TASKS, WIDTHS
+    from dmsfactory.transfer.models import HIDDEN, TASKS, WIDTHS  # heavy: torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
     cfg = TASKS[task]
@@ -346,7 +344,7 @@ def _framing_sensitivity(task: str, rt, model, P) -> dict[str, Any]:
     says the maker's framing differs from the crop rule (2 eye widths); the headline row stays at 1.0."""
     import cv2
 
-    from dmsfactory.transfer.models import predict
+    from dmsfactory.transfer.models import predict  # heavy: torch
 
     out: dict[str, Any] = {}
     s = rt.x.shape[1]
@@ -360,8 +358,8 @@ def _framing_sensitivity(task: str, rt, model, P) -> dict[str, Any]:
 
 def _analysis(task: str, rt, model, res: dict, vset, P) -> dict[str, Any]:
     """Task-specific error analysis (see analysis.py)."""
-    from dmsfactory.transfer import analysis as A
-    from dmsfactory.transfer.models import TASKS
+    from dmsfactory.transfer import analysis as A  # heavy: torch
+    from dmsfactory.transfer.models import TASKS  # heavy: torch
 
     out: dict[str, Any] = {}
     preds = res["predictions"]

@@ -18,7 +18,10 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from dmsfactory.labelers.params import ibug68_index_map
+from dmsfactory.labelers.verify import EAR_LEFT, EAR_RIGHT, ear, mar
 from dmsfactory.sample import is_quarantined
+from dmsfactory.training.data import iter_samples
 from dmsfactory.transfer import crops as C
 
 
@@ -72,14 +75,10 @@ def _meta(doc: dict) -> dict:
 
 
 def _ear(p, side: str) -> float:
-    from dmsfactory.labelers.verify import EAR_LEFT, EAR_RIGHT, ear
-
     return ear(p, EAR_RIGHT if side == "right" else EAR_LEFT)
 
 
 def _mar(p) -> float:
-    from dmsfactory.labelers.verify import mar
-
     return mar(p)
 
 
@@ -102,9 +101,6 @@ def read_synthetic(dataset_dir: str | Path, split: str, tasks: tuple[str, ...], 
     """``measure(image) -> MediaPipe landmarks or None``: when given, the eye and yawn rows' metadata get
     MediaPipe's eye aspect ratio / mouth ratio on the synthetic pixels (``mp_ear``, ``mp_mar``; None when
     MediaPipe finds no face), for every positive row and as many negatives: does the label show?"""
-    from dmsfactory.labelers.params import ibug68_index_map
-    from dmsfactory.training.data import iter_samples
-
     ib = np.asarray(ibug68_index_map(), np.int64)
     buf: dict[str, tuple[list, list, list, list]] = {t: ([], [], [], []) for t in tasks}
     counts = Counter()
@@ -163,7 +159,7 @@ def read_synthetic(dataset_dir: str | Path, split: str, tasks: tuple[str, ...], 
             elif not isinstance(mo.get("yawning"), bool):
                 excluded["yawn"]["no mouth.yawning label"] += 1
             else:
-                from dmsfactory.transfer.analysis import mouth_box
+                from dmsfactory.transfer.analysis import mouth_box  # heavy: torch
 
                 add("yawn", small, [1.0 if mo["yawning"] else 0.0],
                     {**meta, "mouth_box": mouth_box(box.to_crop(xy[ib], C.FACE_SIZE)),
