@@ -4,8 +4,9 @@ Layers, low to high: domain (0) <- record (1) <- stages (2) <- pipeline (3) <- f
 A module may import modules of its own layer or lower ones, never higher ones; only ``flows`` imports
 Prefect or Dask; a function-level import of a dmsfactory module is either a lazy loader
 (``__getattr__`` of a package, for optional heavy dependencies) or listed in ``KNOWN_FUNCTION_IMPORTS``
-below (a heavy dependency or the CLI's per-command import, each with a comment at the import); every
-module has its line in docs/architecture.md, and the document lists no module that does not exist.
+below (a heavy dependency or the CLI's per-command import, each with a comment at the import); a
+function-level import of a heavy third-party package (``HEAVY_PACKAGES``) has a comment on its line;
+every module has its line in docs/architecture.md, and the document lists no module that does not exist.
 """
 
 from __future__ import annotations
@@ -72,6 +73,13 @@ KNOWN_FUNCTION_IMPORTS: dict[str, set[str]] = {
                        "dmsfactory.training"},
     "dmsfactory.transfer.cli": {"dmsfactory.transfer.run"},
 }
+
+# Third-party packages whose function-level imports must say why on their line (``# heavy: torch``,
+# ``# optional: faiss-cpu``). Restricted to these because src/dmsfactory holds over a hundred
+# function-level third-party imports in all, most of them cheap (cv2, yaml, tqdm) and late by habit.
+HEAVY_PACKAGES = ("torch", "diffusers", "transformers", "dlib", "mediapipe", "albumentations", "faiss", "matplotlib",
+                  "opacus", "prefect", "prefect_dask", "dask", "distributed", "webdataset", "sklearn", "scipy")
+
 
 def module_name(p: Path) -> str:
     parts = list(p.relative_to(SRC.parent).with_suffix("").parts)
@@ -181,6 +189,21 @@ def test_function_level_imports_are_lazy_loaders_or_known_exceptions():
                      "KNOWN_FUNCTION_IMPORTS):\n" + "\n".join(new))
     stale = sorted(f"{m} -> {t}" for m, ts in KNOWN_FUNCTION_IMPORTS.items() for t in ts if t not in found.get(m, set()))
     assert not stale, "KNOWN_FUNCTION_IMPORTS lists imports that are gone (remove them):\n" + "\n".join(stale)
+
+
+def test_function_level_imports_of_heavy_packages_say_why():
+    """A function-level import of a heavy third-party package carries a comment on its line."""
+    bare = []
+    for mod, path in modules().items():
+        lines = path.read_text().splitlines()
+        for target, line, func in imports(path):
+            top = target.split(".")[0]
+            if func is None or top in sys.stdlib_module_names or top == "dmsfactory":
+                continue
+            if top in HEAVY_PACKAGES and "#" not in lines[line - 1]:
+                bare.append(f"{path.relative_to(ROOT)}:{line}: {lines[line - 1].strip()}")
+    assert not bare, ("function-level imports of heavy packages without a comment saying why (e.g. "
+                      "'# heavy: torch', '# optional: faiss-cpu'):\n" + "\n".join(bare))
 
 
 def test_domain_modules_import_nothing_above_domain_and_no_heavy_library():

@@ -140,7 +140,7 @@ def get_worker(spec: DatasetSpec) -> Worker:
     if w is None:
         if spec.backend == "diffusion" or "torch" in __import__("sys").modules:
             try:
-                import torch
+                import torch  # heavy: torch (only when already loaded or for diffusion)
 
                 torch.set_num_threads(spec.run.torch_threads)
             except ImportError:  # pragma: no cover

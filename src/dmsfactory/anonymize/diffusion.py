@@ -84,7 +84,7 @@ class DiffusionAnonymizer:
         return self.gen.conditioner.embed(prompt)[0]
 
     def _encode(self, crop: np.ndarray):
-        import torch
+        import torch  # heavy: torch
 
         x = torch.from_numpy(crop.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None].to(self.device, self.dtype)
         with torch.no_grad():
@@ -92,7 +92,7 @@ class DiffusionAnonymizer:
         return z * self.pipe.vae.config.scaling_factor
 
     def _decode(self, z) -> np.ndarray:
-        import torch
+        import torch  # heavy: torch
 
         with torch.no_grad():
             x = self.pipe.vae.decode(z / self.pipe.vae.config.scaling_factor).sample
@@ -107,7 +107,7 @@ class DiffusionAnonymizer:
         return ts[-n:]  # the n lowest noise levels, descending
 
     def _eps(self, z, t: int, emb):
-        import torch
+        import torch  # heavy: torch
 
         with torch.no_grad():
             return self.pipe.unet(z, t, encoder_hidden_states=emb).sample
@@ -152,7 +152,7 @@ class DiffusionAnonymizer:
         return z, log
 
     def directions(self, emb, seed: int) -> list:
-        import torch
+        import torch  # heavy: torch
 
         std = float(emb[:, 1:].float().std())
         out = []
@@ -196,7 +196,7 @@ class DiffusionAnonymizer:
 
     def reconstruct(self, keys: bytes) -> np.ndarray:
         """The crop regenerated from the keys alone: ``z_T`` denoised with the original embedding."""
-        import torch
+        import torch  # heavy: torch
 
         self.setup()
         k = np.load(io.BytesIO(keys))

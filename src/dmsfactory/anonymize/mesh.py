@@ -44,7 +44,7 @@ def _edges_to_ring(edges) -> list[int]:
 @functools.lru_cache(maxsize=1)
 def index_sets() -> dict[str, Any]:
     """Index sets from MediaPipe's published connection lists (no renderer internals)."""
-    from mediapipe.python.solutions import face_mesh_connections as C
+    from mediapipe.python.solutions import face_mesh_connections as C  # heavy: mediapipe
 
     def pts(edges) -> list[int]:
         return sorted({i for e in edges for i in e})
@@ -177,7 +177,7 @@ class FaceMesh:
 
     def setup(self) -> None:
         if self._mesh is None:
-            import mediapipe as mp
+            import mediapipe as mp  # heavy: mediapipe
 
             self._mesh = mp.solutions.face_mesh.FaceMesh(
                 static_image_mode=not self.video, refine_landmarks=True, max_num_faces=self.max_faces,

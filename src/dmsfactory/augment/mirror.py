@@ -37,7 +37,7 @@ _IRIS = {468: 473, 469: 476, 470: 475, 471: 474, 472: 477}
 @lru_cache(maxsize=1)
 def mirror_index() -> np.ndarray:
     """(478,) int array: the index of each landmark's mirror partner (an involution)."""
-    import mediapipe as mp
+    import mediapipe as mp  # heavy: mediapipe
 
     tess = mp.solutions.face_mesh_connections.FACEMESH_TESSELATION
     edges = {tuple(sorted(e)) for e in tess}

@@ -157,10 +157,10 @@ def checks(stats: dict[str, Any]) -> dict[str, Any]:
 
 def figure_png(stats: dict[str, Any], title: str = "") -> bytes:
     """One figure (4 panels): blink duration by KSS, phases, PERCLOS by KSS, yawn and glance durations."""
-    import matplotlib
+    import matplotlib  # heavy: matplotlib (plots only)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib (plots only)
 
     by = stats["by_kss"]
     ks = [k for k in sorted(by) if by[k].get("duration_s")]

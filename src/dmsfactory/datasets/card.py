@@ -80,10 +80,10 @@ def _table(rows: list[str], cols: list[str], cell: dict[tuple[str, str], int]) -
 
 def _balance_plot(balance: Counter, path: Path) -> None:
     """``balance``: (split, class) -> accepted samples."""
-    import matplotlib
+    import matplotlib  # heavy: matplotlib (plots only)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib (plots only)
 
     splits = ("train", "val", "test")
     classes = sorted({c for _, c in balance})

@@ -116,7 +116,7 @@ class LocalServer:
 
     def settings(self) -> dict:
         """Settings for ``prefect.settings.temporary_settings`` to talk to this server in-process."""
-        from prefect.settings import PREFECT_API_URL
+        from prefect.settings import PREFECT_API_URL  # heavy: prefect (the rest of this module runs without it)
 
         return {PREFECT_API_URL: self.api_url}
 

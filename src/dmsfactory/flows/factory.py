@@ -98,7 +98,7 @@ def _cache_key(context: Any, parameters: dict[str, Any]) -> str:
 def _where() -> str:
     """Which worker ran a batch: the Dask worker address, else host:pid."""
     try:
-        from distributed import get_worker
+        from distributed import get_worker  # heavy: distributed (the Dask worker's address)
 
         return get_worker().address
     except (ImportError, ValueError):
@@ -337,7 +337,7 @@ def run_batches(
         intact = finished_record(Path(target.local), job.name, spec_hash, job.keys)
         t = base if intact is not None else refresh  # never let a cached record stand in for lost files
         if use_gpu:
-            import dask
+            import dask  # heavy: dask (GPU resource annotations only)
 
             with dask.annotate(resources=GPU_RESOURCES):
                 return t.submit(spec, job, target)
@@ -427,7 +427,7 @@ def task_runner(cluster: str | None, workers: int = 1):
     """ThreadPool (default) or a DaskTaskRunner on an existing scheduler / a temporary local cluster."""
     if not cluster:
         return ThreadPoolTaskRunner(max_workers=max(1, workers))
-    from prefect_dask import DaskTaskRunner
+    from prefect_dask import DaskTaskRunner  # heavy: prefect_dask, dask, distributed (only with a cluster)
 
     m = re.fullmatch(r"local(?::(\d+))?", cluster)
     if m:

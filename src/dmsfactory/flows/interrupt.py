@@ -12,14 +12,14 @@ import threading
 
 
 def abandon_flow_run(timeout: float = 3.0) -> None:
-    from prefect.context import FlowRunContext
+    from prefect.context import FlowRunContext  # heavy: prefect
 
     ctx = FlowRunContext.get()
     run_id = ctx.flow_run.id if ctx is not None and ctx.flow_run is not None else None
 
     def report() -> None:
-        from prefect.client.orchestration import get_client
-        from prefect.states import Crashed
+        from prefect.client.orchestration import get_client  # heavy: prefect
+        from prefect.states import Crashed  # heavy: prefect
 
         try:
             with get_client(sync_client=True) as client:

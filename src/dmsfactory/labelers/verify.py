@@ -120,7 +120,7 @@ class VerifyStage:
     # --- models -----------------------------------------------------------------------------------
     def setup(self) -> None:
         if self._mesh is None:
-            import mediapipe as mp
+            import mediapipe as mp  # heavy: mediapipe
 
             self._mesh = mp.solutions.face_mesh.FaceMesh(
                 static_image_mode=True, refine_landmarks=True, max_num_faces=1,

@@ -147,7 +147,7 @@ def model_versions() -> dict[str, Any]:
 def _compute_model_versions() -> dict[str, Any]:
     """Versions and file hashes of every model the gate uses (for the report and cache keys)."""
     import cv2
-    import dlib
+    import dlib  # heavy: dlib
     import face_recognition_models as frm
 
     out: dict[str, Any] = {
@@ -158,7 +158,7 @@ def _compute_model_versions() -> dict[str, Any]:
         "haar_cascade": "haarcascade_frontalface_default.xml",
     }
     try:
-        import mediapipe as mp
+        import mediapipe as mp  # heavy: mediapipe
 
         out["mediapipe"] = mp.__version__
     except Exception:  # pragma: no cover - mediapipe missing
@@ -180,7 +180,7 @@ class FaceDescriber:
     def setup(self) -> None:
         if self._rec is not None:
             return
-        import dlib
+        import dlib  # heavy: dlib
         import face_recognition_models as frm
 
         self._det = dlib.get_frontal_face_detector()
@@ -216,7 +216,7 @@ class FaceDescriber:
         return [f for f in faces if len(f.extra["detectors"]) > 1 or f.source != "hog" or f.score >= self.hog_min_score]
 
     def describe_box(self, img: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
-        import dlib
+        import dlib  # heavy: dlib
 
         self.setup()
         x0, y0, x1, y1 = (int(round(v)) for v in box)

@@ -125,7 +125,7 @@ def dp_sgd_fit(
     """
     import warnings
 
-    from opacus import PrivacyEngine
+    from opacus import PrivacyEngine  # heavy: opacus
 
     with warnings.catch_warnings():
         # secure_mode is off (no torchcsprng here; see docs/training.md); inputs never need grads;

@@ -106,7 +106,7 @@ class FaissIndex:
 
     def __init__(self, vectors: np.ndarray, chunk: int = 0):
         try:
-            import faiss  # type: ignore
+            import faiss  # type: ignore  # optional: faiss-cpu, not a dependency
         except ImportError:
             raise RuntimeError("privacy.index: 'faiss' needs the faiss-cpu package (pip install faiss-cpu)") from None
         self.x = np.ascontiguousarray(np.asarray(vectors, np.float32).reshape(-1, DESCRIPTOR_DIM))

@@ -57,7 +57,7 @@ class PresenceDetectors:
 
     def setup(self) -> None:
         if "mediapipe" in self.detectors and self._mp is None:
-            import mediapipe as mp
+            import mediapipe as mp  # heavy: mediapipe
 
             fd = mp.solutions.face_detection
             self._mp = [

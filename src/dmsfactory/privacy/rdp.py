@@ -52,7 +52,7 @@ def gnmax_log_q(votes: Sequence[float], sigma: float) -> float:
     q̃ = Σ_{i ≠ i*} ½ erfc((n_{i*} − n_i) / (2σ)) (a union bound over the Gaussian differences),
     clipped to at most 1. Computed in log space so that very clear votes do not underflow to 0.
     """
-    from scipy.special import log_ndtr, logsumexp
+    from scipy.special import log_ndtr, logsumexp  # heavy: scipy
 
     v = np.asarray(votes, dtype=np.float64)
     if v.ndim != 1 or len(v) < 2:

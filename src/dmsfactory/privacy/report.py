@@ -213,10 +213,10 @@ class _Keys:
 def _hist_png(
     series: dict[str, list[float]], threshold: float | None, title: str, xlabel: str, extra_line: tuple[float, str] | None = None
 ) -> bytes:
-    import matplotlib
+    import matplotlib  # heavy: matplotlib (plots only)
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib (plots only)
 
     fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
     allv = [v for vs in series.values() for v in vs if np.isfinite(v)]
@@ -264,10 +264,10 @@ def _pairs_png(
     pair's text in a column of its own, so that neither the text nor the title is cut."""
     import textwrap
 
-    import matplotlib
+    import matplotlib  # heavy: matplotlib (plots only)
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib (plots only)
 
     n = len(rows)
     fig, axes = plt.subplots(n, 3, figsize=(6.4, 1.35 * n + 0.7), dpi=100, squeeze=False,

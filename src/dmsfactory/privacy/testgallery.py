@@ -16,7 +16,7 @@ from pathlib import Path
 def write_reference_gallery(out_dir: str | Path, lfw_faces: int = 100) -> Path:
     """Write the reference photos to ``out_dir`` (idempotent: identical bytes each time); returns it."""
     import cv2
-    import matplotlib.cbook as cb
+    import matplotlib.cbook as cb  # heavy: matplotlib (its bundled sample photos)
     import numpy as np
     from skimage import data
 

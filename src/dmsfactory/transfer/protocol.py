@@ -294,7 +294,7 @@ def by_condition(task: str, model, val, keys=("lighting", "accessory", "yawn_typ
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy.stats import spearmanr
+    from scipy.stats import spearmanr  # heavy: scipy
 
     if len(a) < 3:
         return float("nan")

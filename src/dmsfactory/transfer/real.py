@@ -65,7 +65,7 @@ class Detector:
         return self.mesh.detect(np.ascontiguousarray(image))
 
     def dlib68(self, image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, str]:
-        import dlib
+        import dlib  # heavy: dlib
 
         from dmsfactory.privacy.descriptors import iou, mediapipe_box_to_hog  # heavy: torch, dlib
 

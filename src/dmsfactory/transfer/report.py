@@ -224,10 +224,10 @@ def _fmt_obj(v) -> str:
 # --- plots ------------------------------------------------------------------------------------------
 
 def _plt():
-    import matplotlib
+    import matplotlib  # heavy: matplotlib (plots only)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib (plots only)
 
     return plt
 

@@ -145,7 +145,7 @@ def run_transfer(
     control: it must score at chance). ``quick`` leaves out the learning curve and the DP-SGD rows
     (most of the report's time; the report records it). Returns the report as a dict.
     """
-    import torch
+    import torch  # heavy: torch
 
     from dmsfactory.transfer import protocol as P  # heavy: torch (check_inputs runs first, without it)
     from dmsfactory.transfer.models import TASKS, balanced_weights, fit, make_model  # heavy: torch

@@ -30,7 +30,7 @@ COLOURS = {
 
 @lru_cache(maxsize=1)
 def _connections() -> dict[str, np.ndarray]:
-    from mediapipe.python.solutions import face_mesh_connections as fc
+    from mediapipe.python.solutions import face_mesh_connections as fc  # heavy: mediapipe
 
     def arr(s):
         return np.array(sorted(s), dtype=np.int64).reshape(-1, 2)

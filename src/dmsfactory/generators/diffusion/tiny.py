@@ -52,7 +52,7 @@ def _template_words() -> list[str]:
 
 def build_tokenizer():
     """Byte-level CLIP BPE: all 256 byte symbols, plus merges that make each template word one token."""
-    from transformers import CLIPTokenizer
+    from transformers import CLIPTokenizer  # heavy: transformers
 
     chars = _byte_unicode()
     vocab: dict[str, int] = {"<|startoftext|>": 0, "<|endoftext|>": 1}
@@ -75,8 +75,8 @@ def build_tokenizer():
 
 def build_components(seed: int = 0) -> dict:
     """Random-weight tiny UNet / VAE / CLIP text encoder / tokenizer / DDIM scheduler."""
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel  # heavy: diffusers
+    from transformers import CLIPTextConfig, CLIPTextModel  # heavy: transformers
 
     tok = build_tokenizer()
     torch.manual_seed(seed)
@@ -138,7 +138,7 @@ def build_controlnet(unet, seed: int = 0, reinit_zero_convs: bool = True):
     A fresh ControlNet's output convolutions are zero, so its conditioning map has no effect at all;
     a test that claims the map changes the image must re-initialise them (``reinit_zero_convs``).
     """
-    from diffusers import ControlNetModel
+    from diffusers import ControlNetModel  # heavy: diffusers
 
     torch.manual_seed(seed + 3)
     # the conditioning embedding must downsample by the VAE factor (2 for the tiny VAE): 2 stages
@@ -157,7 +157,7 @@ def build_controlnet(unet, seed: int = 0, reinit_zero_convs: bool = True):
 
 def save_tiny(outdir: str | Path, seed: int = 0) -> dict[str, str]:
     """Write a tiny StableDiffusionPipeline to ``outdir/sd`` and a ControlNet to ``outdir/controlnet``."""
-    from diffusers import StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline  # heavy: diffusers
 
     out = Path(outdir)
     comps = build_components(seed)

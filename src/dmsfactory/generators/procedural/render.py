@@ -252,7 +252,7 @@ class IdentityModel:
 def _mask_model(v0: np.ndarray, lm0: np.ndarray) -> dict:
     """The surgical mask's vertex selection (face skin from the nose bridge to under the chin, cheek to
     cheek), its holes closed by fans (mouth, nostrils) and a neighbour-averaging matrix (identity cache)."""
-    import scipy.sparse as sp
+    import scipy.sparse as sp  # heavy: scipy (sparse matrices, the mask model only)
 
     m = FM.load()
     g = model_geometry()

@@ -46,7 +46,7 @@ def mean_landmarks() -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def edges() -> np.ndarray:
-    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_TESSELATION
+    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_TESSELATION  # heavy: mediapipe
 
     return np.array(sorted({tuple(sorted(e)) for e in FACEMESH_TESSELATION}), np.int64)
 

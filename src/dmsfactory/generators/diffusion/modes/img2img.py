@@ -17,7 +17,7 @@ from dmsfactory.generators.diffusion.config import DiffusionConfig
 def _img2img_class():
     """Img2img pipeline whose added noise can be given per image (the identity's initial latent)."""
     from diffusers import StableDiffusionImg2ImgPipeline  # heavy (seconds to import): only when a model is loaded
-    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import retrieve_latents
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import retrieve_latents  # heavy
 
     class IdentityNoiseImg2ImgPipeline(StableDiffusionImg2ImgPipeline):
         _noise = None  # (B, C, h, w) set by the generator for the duration of one call
