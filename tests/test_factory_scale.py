@@ -94,6 +94,18 @@ def test_every_image_of_an_identity_carries_one_verdict_and_mixup_identities_are
 
 
 @pytest.mark.slow
+def test_a_pool_that_never_gets_a_batch_ends_its_workers():
+    """A resumed run with every shard done opens the pool and submits nothing: its started workers must
+    still end with the pool (they once waited for work forever, and the process's exit waited for them)."""
+    from dmsfactory.pipeline import shard_pool
+
+    with shard_pool(2) as pool:
+        procs = list(pool._ex._processes.values())
+        assert len(procs) == 2 and all(p.is_alive() for p in procs)
+    assert not any(p.is_alive() for p in procs)
+    assert all(p.exitcode == 0 for p in procs)  # told to stop, not terminated
+
+
 def test_kill_during_a_multi_worker_run_resumes_without_duplicates(tmp_path, tiny_spec_dict, write_spec):
     import psutil
 

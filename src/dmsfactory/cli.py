@@ -136,8 +136,9 @@ def cmd_run(a: argparse.Namespace) -> int:
     else:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         from dmsfactory.flows.factory import run_factory
-        from dmsfactory.flows.interrupt import abandon_flow_run
+        from dmsfactory.flows.interrupt import abandon_flow_run, quiet_temporary_server
 
+        quiet_temporary_server()
         try:
             with exit_on_interrupt(lambda: interrupted_line(done(), total), cleanup=[abandon_flow_run]):
                 res = run_factory(

@@ -272,6 +272,12 @@ class ShardPool:
             launch()  # returns once every child has exec'd, i.e. inherited the ignored SIGINT
         finally:
             signal.signal(signal.SIGINT, prev)
+        # The executor's manager thread (which alone tells workers to stop at shutdown) starts with the
+        # first submit; a pool that never gets a batch (a resumed run with every shard done) would
+        # leave its started workers waiting for work, and the interpreter's exit waiting for them.
+        start_manager = getattr(self._ex, "_start_executor_manager_thread", None)
+        if start_manager is not None:
+            start_manager()
 
     def submit(self, spec: DatasetSpec, job: ShardJob, out_dir: str | Path):
         with self._lock:
@@ -290,7 +296,14 @@ class ShardPool:
             raise RuntimeError(f"batch {job.name}: a worker process died ({e}); retry the batch") from e
 
     def close(self) -> None:
-        self._ex.shutdown(wait=True, cancel_futures=True)
+        ex = self._ex
+        procs = list((getattr(ex, "_processes", None) or {}).values())
+        ex.shutdown(wait=True, cancel_futures=True)
+        for p in procs:  # every worker is gone when the block ends (none left for exit to wait on)
+            p.join(timeout=10)
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=5)
 
 
 _POOL: ShardPool | None = None
