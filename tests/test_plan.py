@@ -92,6 +92,23 @@ def test_class_drives_state(tiny_spec_dict):
         assert -75 <= e["head_pose_car"]["yaw"] <= 75
 
 
+def test_talking_mouths_are_non_yawning_negatives_that_move_no_other_draw(tiny_spec_dict):
+    tiny_spec_dict["identities"] = {"count": 20, "images_per_identity": 12}
+    base = make_plan(parse_spec(tiny_spec_dict))
+    tiny_spec_dict.setdefault("conditions", {})["talking"] = 0.5
+    talk = make_plan(parse_spec(tiny_spec_dict))
+    assert all(e["state"]["mouth_open"] <= 0.12 for e in base if e["state"]["yawn"] == "none")
+    open_ = [e for e in talk if e["state"]["yawn"] == "none" and e["state"]["mouth_open"] > 0.12]
+    non_yawn = [e for e in talk if e["state"]["yawn"] == "none"]
+    assert 0.35 < len(open_) / len(non_yawn) < 0.65  # the share asked for (240 images)
+    assert all(0.12 <= e["state"]["mouth_open"] <= 0.55 for e in open_)  # below the yawn range
+    for a, b in zip(base, talk):  # a named draw of its own: every other parameter is unchanged
+        assert a["state"]["yawn"] == b["state"]["yawn"] and a["head_pose_car"] == b["head_pose_car"]
+        assert a["class"] == b["class"] and a["state"]["eye_openness_left"] == b["state"]["eye_openness_left"]
+        if a["state"]["yawn"] != "none":
+            assert a["state"]["mouth_open"] == b["state"]["mouth_open"]
+
+
 def test_shard_jobs_cover_plan_once(tiny_spec_dict):
     spec = parse_spec(tiny_spec_dict)
     plan = make_plan(spec)

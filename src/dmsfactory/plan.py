@@ -156,6 +156,9 @@ def entry_key(spec_hash: str, index: int) -> str:
     return f"{spec_hash[:10]}-{index:07d}"
 
 
+TALKING_MOUTH_OPEN = (0.12, 0.55)  # conditions.talking: speech-like openings, below the yawn range (0.65-1)
+
+
 def make_entry(spec: DatasetSpec, spec_hash: str, index: int, ident: Identity, cond: dict[str, Any]) -> dict[str, Any]:
     r = rng(spec.seed, "sample", index)
     cls = cond["class"]
@@ -173,6 +176,10 @@ def make_entry(spec: DatasetSpec, spec_hash: str, index: int, ident: Identity, c
         yawn = "yawning_with_hand" if r.random() < 0.4 else "yawning_without_hand"
         mouth = r.uniform(0.65, 1.0)
         eo_l, eo_r = eo_l * 0.7, eo_r * 0.7  # eyes narrow during a yawn
+    elif c.talking > 0:  # its own named draw: specs without talking keep every other draw unchanged
+        rt = rng(spec.seed, "talking", index)
+        if rt.random() < c.talking:
+            mouth = rt.uniform(*TALKING_MOUTH_OPEN)
 
     head = {
         "yaw": r.uniform(c.head_pose.yaw.min, c.head_pose.yaw.max),

@@ -111,6 +111,11 @@ class Conditions(_Strict):
     head_pose: HeadPose = HeadPose()
     gaze: Gaze = Gaze()
     camera: Camera = Camera()
+    talking: float = Field(
+        0.0, ge=0, le=1,
+        description="share of the non-yawning images whose mouth is open as in speech (mouth_open "
+        "0.12-0.55, a smaller jaw drop than a yawn): hard negatives for yawn detectors",
+    )
 
     @field_validator("skin_tone", mode="before")
     @classmethod
