@@ -95,8 +95,11 @@ def test_class_drives_state(tiny_spec_dict):
 def test_talking_mouths_are_non_yawning_negatives_that_move_no_other_draw(tiny_spec_dict):
     tiny_spec_dict["identities"] = {"count": 20, "images_per_identity": 12}
     base = make_plan(parse_spec(tiny_spec_dict))
-    tiny_spec_dict.setdefault("conditions", {})["talking"] = 0.5
+    tiny_spec_dict.setdefault("conditions", {})["talking"] = 0.0
+    assert make_plan(parse_spec(tiny_spec_dict))[0]["key"] == base[0]["key"]  # datasets made before keep their keys
+    tiny_spec_dict["conditions"]["talking"] = 0.5
     talk = make_plan(parse_spec(tiny_spec_dict))
+    assert talk[0]["key"] != base[0]["key"]  # the knob shapes samples: part of the spec's hash
     assert all(e["state"]["mouth_open"] <= 0.12 for e in base if e["state"]["yawn"] == "none")
     open_ = [e for e in talk if e["state"]["yawn"] == "none" and e["state"]["mouth_open"] > 0.12]
     non_yawn = [e for e in talk if e["state"]["yawn"] == "none"]

@@ -185,6 +185,10 @@ class RunCfg(_Strict):
     )
 
 
+# (section, field) -> the value that leaves samples as they were before the field existed
+HASH_NEUTRAL_DEFAULTS: dict[tuple[str, str], Any] = {("conditions", "talking"): 0.0}
+
+
 class DatasetSpec(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = Field(ge=0, lt=2**32)
@@ -220,8 +224,14 @@ class DatasetSpec(_Strict):
         return self.identities.count * self.identities.images_per_identity
 
     def content_hash(self) -> str:
-        """sha256 of everything that shapes samples (output location and run options excluded)."""
+        """sha256 of everything that shapes samples (output location and run options excluded).
+
+        Fields added after datasets were made with this hash (:data:`HASH_NEUTRAL_DEFAULTS`) are left
+        out while they hold their neutral default, so those datasets keep their keys and resume."""
         data = self.model_dump(mode="json", exclude={"output", "run", "train"})
+        for (section, name), neutral in HASH_NEUTRAL_DEFAULTS.items():
+            if data.get(section, {}).get(name, neutral) == neutral:
+                data.get(section, {}).pop(name, None)
         blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 
