@@ -70,7 +70,7 @@ def quiet_temporary_server() -> None:
     import subprocess
     import types
 
-    from prefect.server.api import server as mod
+    from prefect.server.api import server as mod  # heavy: prefect server (only when a run starts one)
 
     cls = mod.SubprocessASGIServer
     orig = cls._run_uvicorn_command
