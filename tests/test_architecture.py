@@ -25,7 +25,7 @@ DOC = ROOT / "docs" / "architecture.md"
 
 LAYERS = ("domain", "record", "stages", "pipeline", "flows", "cli")
 DOMAIN = {"dmsfactory.errors", "dmsfactory.conditions", "dmsfactory.taxonomy", "dmsfactory.geometry",
-          "dmsfactory.landmarks", "dmsfactory.seeds", "dmsfactory.env", "dmsfactory.quiet", "dmsfactory.interrupt"}
+          "dmsfactory.landmarks", "dmsfactory.seeds", "dmsfactory.fileio", "dmsfactory.env", "dmsfactory.quiet", "dmsfactory.interrupt"}
 RECORD = {"dmsfactory", "dmsfactory.sample", "dmsfactory.plan_entry", "dmsfactory.spec",
           "dmsfactory.generators.diffusion.templates"}  # + every ``<package>.config`` module (see layer_of)
 PIPELINE = {"dmsfactory.pipeline", "dmsfactory.preflight", "dmsfactory.summary"}
@@ -37,11 +37,8 @@ HEAVY_ORCHESTRATION = ("prefect", "prefect_dask", "dask", "distributed")
 # need, or the import is the CLI's per-command one. Every other cheap import is at the top (issue 22
 # moved 59). Remove entries as the imports move; never add one without such a comment at the import.
 KNOWN_FUNCTION_IMPORTS: dict[str, set[str]] = {
-    # heavy: torch + webdataset. privacy.descriptors imports datasets.shards, which imports webdataset,
-    # which imports torch; the modules below are cheap without it (descriptors also loads dlib on use)
-    "dmsfactory.anonymize.core": {"dmsfactory.privacy.descriptors"},
-    "dmsfactory.anonymize.metrics": {"dmsfactory.privacy.descriptors"},
-    "dmsfactory.privacy.report": {"dmsfactory.privacy.descriptors"},
+    # heavy: torch + webdataset (datasets.shards imports webdataset, which imports torch); the modules
+    # below are cheap without it
     "dmsfactory.privacy.stage": {"dmsfactory.augment.ops", "dmsfactory.datasets.shards", "dmsfactory.privacy.analyze",
                                  "dmsfactory.privacy.leakage", "dmsfactory.privacy.presence"},
     "dmsfactory.training.data": {"dmsfactory.datasets"},
@@ -56,7 +53,7 @@ KNOWN_FUNCTION_IMPORTS: dict[str, set[str]] = {
     # heavy: torch (the training stage; the transfer report's models, protocol and analysis), so that
     # ``dmsfactory transfer`` checks its inputs, and the real/synthetic crop readers run, without torch
     "dmsfactory.flows.train": {"dmsfactory.training"},
-    "dmsfactory.transfer.real": {"dmsfactory.privacy.descriptors", "dmsfactory.transfer.analysis"},
+    "dmsfactory.transfer.real": {"dmsfactory.transfer.analysis"},
     "dmsfactory.transfer.report": {"dmsfactory.transfer.protocol"},
     "dmsfactory.transfer.run": {"dmsfactory.datasets.reader", "dmsfactory.transfer.analysis",
                                 "dmsfactory.transfer.models", "dmsfactory.transfer.protocol"},

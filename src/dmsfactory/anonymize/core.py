@@ -33,6 +33,7 @@ from dmsfactory.anonymize.head import Calibration, HeadModel, RenderError, Synth
 from dmsfactory.anonymize.mesh import FaceMesh, FaceMeasure, index_sets, intrinsics, ray_rotation
 from dmsfactory.errors import DmsFactoryError
 from dmsfactory.geometry import F
+from dmsfactory.privacy.descriptors import FaceDescriber, mediapipe_box_to_hog
 
 RECOGNISABLE_BLOCKS, RECOGNISABLE_MARGIN = 8, 0.3  # pixelation of a face that stays recognisable (see _guided)
 SAME_PERSON = 0.6  # dlib's same-person threshold (its documented operating point)
@@ -319,8 +320,6 @@ class Anonymizer:
     def describe(self, img: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """dlib 128-d descriptor of the face with these mesh landmarks (box from the eye positions, as
         the privacy gate places MediaPipe faces). In memory only; never written."""
-        from dmsfactory.privacy.descriptors import FaceDescriber, mediapipe_box_to_hog  # heavy: torch, dlib
-
         if getattr(self, "_describer", None) is None:
             self._describer = FaceDescriber(detectors=("mediapipe",))
         p = np.asarray(landmarks, float)

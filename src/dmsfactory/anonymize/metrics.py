@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from dmsfactory.privacy.descriptors import FaceDescriber, mediapipe_box_to_hog
+
 
 def _y(img: np.ndarray) -> np.ndarray:
     f = img.astype(np.float64)
@@ -82,8 +84,6 @@ class IdentityMeter:
     """dlib descriptors of original and anonymised faces; distances, gallery search, KID."""
 
     def __init__(self, threshold: float = 0.6):
-        from dmsfactory.privacy.descriptors import FaceDescriber  # heavy: torch, dlib
-
         self.threshold = float(threshold)
         self.describer = FaceDescriber(detectors=("mediapipe",))
         self.orig: list[np.ndarray] = []
@@ -92,8 +92,6 @@ class IdentityMeter:
         self.keys: list[str] = []
 
     def describe(self, img: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-        from dmsfactory.privacy.descriptors import mediapipe_box_to_hog  # heavy: torch, dlib
-
         p = np.asarray(landmarks, float)
         re_, le = p[[33, 133]].mean(0), p[[362, 263]].mean(0)
         box = (float(p[:468, 0].min()), float(p[:468, 1].min()), float(p[:468, 0].max()), float(p[:468, 1].max()))

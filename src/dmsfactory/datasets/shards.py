@@ -20,7 +20,6 @@ Every planned key therefore ends up exactly once in the dataset, in a shard or i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 import webdataset as wds
 
 from dmsfactory.datasets.record_schema import PARAMS_MEMBER, params_member
+from dmsfactory.fileio import sha256_file  # noqa: F401  (re-exported: readers and the remote store use it)
 from dmsfactory.sample import FaceSample
 
 PROGRESS_DIR = ".progress"
@@ -68,14 +68,6 @@ class ShardRecord(TypedDict):
     quarantine_reasons: dict[str, list[str]]
     resumed: NotRequired[bool]  # set by the runner: kept from an earlier run, not written now
     cached: NotRequired[bool]  # set by the Prefect flow: a task-cache hit
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def encode_image(image: np.ndarray, fmt: str, quality: int) -> bytes:

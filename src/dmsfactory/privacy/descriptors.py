@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from dmsfactory.datasets.shards import sha256_file
 from dmsfactory.errors import DmsFactoryError
+from dmsfactory.fileio import sha256_file
 
 DESCRIPTOR_DIM = 128
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")

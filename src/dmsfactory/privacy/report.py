@@ -25,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from dmsfactory.privacy.config import PrivacyConfig
+from dmsfactory.privacy.descriptors import ImageError, load_image, model_versions
 from dmsfactory.privacy.duplicates import (
     cross_identity_nearest,
     hamming_pairs,
@@ -156,8 +157,6 @@ def _presence_rates(recs: list[dict[str, Any]]) -> dict[str, Any]:
 def fetch_images(dataset_dir: Path, keys: set[str], locate: Callable[[str], list[Path]] | None = None) -> dict[str, np.ndarray]:
     """The images of ``keys`` from the ``*.tar`` shards under ``dataset_dir`` (or only the shards
     ``locate(key)`` names): one pass over their tar headers, reading only the wanted members."""
-    from dmsfactory.privacy.descriptors import ImageError, load_image  # heavy: torch, dlib
-
     out: dict[str, np.ndarray] = {}
     want = set(keys)
     if locate is not None:
@@ -296,8 +295,6 @@ def _pairs_png(
 
 
 def _gallery_image(galleries: list[Any], gallery: str, ref: str) -> np.ndarray | None:
-    from dmsfactory.privacy.descriptors import ImageError, load_image  # heavy: torch, dlib
-
     for g in galleries:
         if g.path == gallery and ":" not in ref:
             try:
@@ -407,8 +404,6 @@ class PrivacyReport:
         return {}
 
     def section(self) -> CardSection:
-        from dmsfactory.privacy.descriptors import model_versions  # heavy: torch, dlib
-
         cfg = self.cfg
         nearest = sorted((item for _, _, item in self._nearest), key=lambda m: m["distance"])
         desc = np.stack(self.desc).astype(np.float32) if self.desc else np.zeros((0, 128), np.float32)

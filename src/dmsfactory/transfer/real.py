@@ -26,6 +26,7 @@ import numpy as np
 from dmsfactory.labelers.config import VerifyConfig
 from dmsfactory.labelers.params import ibug68_index_map
 from dmsfactory.labelers.verify import EAR_LEFT, EAR_RIGHT, VerifyStage, ear, head_pose_pnp, iris_offset, mar
+from dmsfactory.privacy.descriptors import iou, load_image, mediapipe_box_to_hog
 from dmsfactory.transfer import crops as C
 from dmsfactory.transfer.layout import ClassSet, FaceSet
 from dmsfactory.transfer.synth import eye_crop, face_crops
@@ -66,9 +67,6 @@ class Detector:
 
     def dlib68(self, image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, str]:
         import dlib  # heavy: dlib
-
-        from dmsfactory.privacy.descriptors import iou, mediapipe_box_to_hog  # heavy: torch, dlib
-
         if self._dlib is None:
             import face_recognition_models as frm
 
@@ -93,8 +91,6 @@ class Detector:
 
 
 def _load(path) -> np.ndarray:
-    from dmsfactory.privacy.descriptors import load_image  # heavy: torch, dlib
-
     return load_image(path)
 
 
