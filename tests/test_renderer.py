@@ -108,6 +108,31 @@ def test_deterministic_and_distinct():
     assert not np.array_equal(a.image, c.image)
 
 
+def test_same_bytes_at_any_blas_thread_count(tiny_spec_dict):
+    """The head model's matrix products run on one BLAS thread whatever OMP_NUM_THREADS says: a
+    multi-threaded BLAS sums in another order and once gave other landmarks and pixels at 2 threads."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from dmsfactory.plan import make_plan
+    from dmsfactory.spec import parse_spec
+
+    entries = json.dumps(make_plan(parse_spec(tiny_spec_dict), limit=3))
+    code = ("import hashlib, json, sys; from dmsfactory.generators.procedural import render; "
+            "rs = [render(e) for e in json.load(sys.stdin)]; "
+            "print(hashlib.sha256(b''.join(r.image.tobytes() + r.landmarks.tobytes() for r in rs)).hexdigest())")
+    out = set()
+    for threads in ("1", "3"):
+        env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads)
+        r = subprocess.run([sys.executable, "-c", code], input=entries, env=env, capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+        out.add(r.stdout.strip().splitlines()[-1])
+    assert len(out) == 1, out
+
+
 def test_mixup_endpoints_equal_pure_identities():
     pa = {"sex": "female", "age": 30, "skin_tone": 2}
     pb = {"sex": "male", "age": 60, "skin_tone": 5}

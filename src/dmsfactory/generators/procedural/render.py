@@ -26,6 +26,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from dmsfactory.geometry import F as F_FLIP  # the pose conventions live in dmsfactory.geometry
 from dmsfactory.geometry import camera_euler
@@ -796,11 +797,26 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
     (blur, resample, noise, 8 bits), landmarks (projection and visibility), then the recorded info."""
     config = config or ProceduralConfig()
     validate(entry)
-    sc = _build_scene(entry, config)
-    mesh = _assemble_mesh(sc)
-    img, glow, ras = _shade(sc, mesh)
-    out = _finish(sc, img, glow)
-    return _landmarks_and_info(sc, mesh, ras, out)
+    with _one_blas_thread():
+        sc = _build_scene(entry, config)
+        mesh = _assemble_mesh(sc)
+        img, glow, ras = _shade(sc, mesh)
+        out = _finish(sc, img, glow)
+        return _landmarks_and_info(sc, mesh, ras, out)
+
+
+_BLAS: ThreadpoolController | None = None
+
+
+def _one_blas_thread():
+    """BLAS on one thread for the block. A multi-threaded BLAS splits a matrix product differently and
+    sums in another order, so the head model's products (and from them landmarks and pixels) depended
+    on OMP_NUM_THREADS / the core count: other bytes at 2 threads than at 1 (measured). Made once, at
+    the first render, when numpy's and scipy's BLAS are loaded; entering the limit costs ~5 us."""
+    global _BLAS
+    if _BLAS is None:
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
 
 
 def _build_scene(entry: dict, config: ProceduralConfig) -> _Scene:
