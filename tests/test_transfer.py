@@ -386,8 +386,17 @@ def test_transfer_end_to_end_is_deterministic_and_linked_from_the_card(shards, r
     assert any("r1/report.md" in ln for ln in card_lines(shards))  # what the card writer re-emits
     # a different seed changes the numbers (the figures are not constants)
     c = run_transfer(shards, real_dir, tmp_path / "r2", seed=6, settings=TINY, n_boot=50, folds=2, tasks=("eye",),
-                     link_card=False, quick=True)
+                     link_card=False, quick=True, seeds=2)
     assert c["sets"]["eye_state"]["methods"]["synthetic_only"] != a["sets"]["eye_state"]["methods"]["synthetic_only"]
+    # seeds=2: the first training seed is the table's model, the second is what --seed 7 would train
+    spread = c["sets"]["eye_state"]["synthetic_only_seeds"]
+    assert spread["seeds"] == [6, 7] and spread["auc"]["values"][0] == c["sets"]["eye_state"]["methods"]["synthetic_only"]["auc"]
+    d = run_transfer(shards, real_dir, tmp_path / "r3", seed=7, settings=TINY, n_boot=50, folds=2, tasks=("eye",),
+                     link_card=False, quick=True)
+    assert spread["auc"]["values"][1] == d["sets"]["eye_state"]["methods"]["synthetic_only"]["auc"]
+    assert spread["auc"]["min"] <= spread["auc"]["mean"] <= spread["auc"]["max"]
+    assert "training seeds (6, 7" in (Path(c["out"]) / "report.md").read_text()
+    assert "synthetic_only_seeds" not in a["sets"]["eye_state"]  # one seed: no spread reported
     # --quick: no learning curve and no DP-SGD rows; the rest is there
     quick = set(c["sets"]["eye_state"]["methods"])
     assert {"synthetic_only", "real_kfold", "finetune_all", "chance"} <= quick

@@ -32,6 +32,9 @@ def add_parser(sub) -> None:
                    help="add a negative control: the model trained on the synthetic set with shuffled labels")
     t.add_argument("--quick", action="store_true",
                    help="leave out the learning curve and the DP-SGD rows (most of the report's time)")
+    t.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="train the synthetic-only model with N training seeds and report the spread of its "
+                        "real-set figures (default 1)")
     t.add_argument("--no-card-link", action="store_true", help="do not add the report link to SHARDS_DIR/README.md")
     t.set_defaults(fn=cmd_transfer)
 
@@ -42,6 +45,8 @@ def cmd_transfer(a: argparse.Namespace) -> int:
     problems = []
     if a.threads is not None and a.threads < 1:
         problems.append(f"--threads: must be >= 1 (got {a.threads})")
+    if a.seeds < 1:
+        problems.append(f"--seeds: must be >= 1 (got {a.seeds})")
     if problems:
         raise UsageError(*problems)
     t0 = time.perf_counter()
@@ -52,7 +57,7 @@ def cmd_transfer(a: argparse.Namespace) -> int:
     try:
         rep = run_transfer(a.shards_dir, a.real, a.out, tasks=tuple(a.tasks) if a.tasks else None, seed=a.seed,
                            max_synthetic=a.max_synthetic, threads=a.threads, control=a.control,
-                           quick=a.quick, link_card=not a.no_card_link, log=log)
+                           quick=a.quick, seeds=a.seeds, link_card=not a.no_card_link, log=log)
     except TransferInputError as e:
         lines = e.problems[:MAX_LINES]
         if len(e.problems) > MAX_LINES:

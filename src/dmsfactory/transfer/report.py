@@ -111,6 +111,18 @@ def method_table(task: str, methods: dict) -> list[str]:
     return lines
 
 
+SEED_LABELS = {"auc": "AUC", "accuracy": "accuracy", "balanced_accuracy": "balanced accuracy",
+               "inner51": "inner-51 NME", "all68": "all-68 NME", "mean_mae": "mean MAE", "angular_error": "angular error"}
+
+
+def _seed_num(metric: str, v: float) -> str:
+    if metric in ("accuracy", "balanced_accuracy", "inner51", "all68"):
+        return f"{100 * v:.1f} %"
+    if metric in ("mean_mae", "angular_error"):
+        return f"{v:.1f}°"
+    return f"{v:.3f}"
+
+
 def _best_baseline(methods: dict) -> str | None:
     cands = [k for k in methods if k.startswith(("mediapipe", "dlib")) and not k.endswith("_oracle")]
     return cands[0] if cands else None
@@ -161,6 +173,13 @@ def markdown(rep: dict[str, Any]) -> str:
               + (f"; {s['identities']} identities" if s.get("identities") else "") + ".", ""]
         L += method_table(task, s["methods"])
         L.append("")
+        spread = s.get("synthetic_only_seeds")
+        if spread:
+            L += [f"Synthetic only, the same model trained with {len(spread['seeds'])} training seeds "
+                  f"({', '.join(str(x) for x in spread['seeds'])}; the table's row is the first): " + "; ".join(
+                      f"{SEED_LABELS.get(k, k)} {_seed_num(k, v['mean'])} ± {_seed_num(k, v['sd'])} "
+                      f"(min {_seed_num(k, v['min'])}, max {_seed_num(k, v['max'])})"
+                      for k, v in spread.items() if k != "seeds") + ".", ""]
         dp = [(k, s["methods"][k]) for k in s["methods"] if k.startswith("dp_eps") and "privacy" in s["methods"][k]]
         if dp:
             L += ["DP-SGD rows (privacy.dp.dp_sgd_fit): " + "; ".join(

@@ -134,6 +134,7 @@ def run_transfer(
     settings: dict[str, int] | None = None,
     control: bool = False,
     quick: bool = False,
+    seeds: int = 1,
     link_card: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -143,7 +144,10 @@ def run_transfer(
     ``finetune_steps``, ``dp_epochs``) for every task: for tests only, and the report says so.
     ``control`` adds a model trained on the synthetic set with its labels shuffled (a negative
     control: it must score at chance). ``quick`` leaves out the learning curve and the DP-SGD rows
-    (most of the report's time; the report records it). Returns the report as a dict.
+    (most of the report's time; the report records it). ``seeds`` > 1 trains the synthetic-only model
+    that many times (training seeds ``seed``, ``seed + 1``, ...; the first is the report's model) and
+    reports the spread of its real-set figures: on small sets one training run can be off by more
+    than its bootstrap interval shows. Returns the report as a dict.
     """
     import torch  # heavy: torch
 
@@ -229,7 +233,8 @@ def run_transfer(
                                "landmark_size": C.LANDMARK_SIZE, "eye_size": C.EYE_SIZE},
                      "models": {t: {**TASKS[t].__dict__, **{k: v for k, v in st.items() if k in TASKS[t].__dict__}}
                                 for t in want},
-                     "quick": quick, "learning_curve_k": list(curve), "dp_epsilons": list(eps)},
+                     "quick": quick, "learning_curve_k": list(curve), "dp_epsilons": list(eps),
+                     "synthetic_seeds": int(seeds)},
         "versions": _versions(),
         "sets": {},
         "synthetic": {},
@@ -254,6 +259,13 @@ def run_transfer(
             fit(ctrl, a.x, a.y[rng.permutation(len(a))], task, epochs=st.get("synthetic_epochs", cfg.synthetic_epochs),
                 lr=cfg.lr, seed=seed + TASK_SEED[task] + 4, class_weight=cw)
             extra_models["control_shuffled_labels"] = ctrl
+        seed_models = [model]
+        for k in range(1, int(seeds)):
+            say(f"{task}: synthetic-only model again, training seed {seed + k} ({k + 1}/{seeds})")
+            mk = make_model(task, seed + k + TASK_SEED[task])
+            fit(mk, a.x, a.y, task, epochs=st.get("synthetic_epochs", cfg.synthetic_epochs), lr=cfg.lr,
+                seed=seed + k + TASK_SEED[task] + 1, class_weight=cw)
+            seed_models.append(mk)
         lap(f"train_synthetic_{task}", t0)
         _save_model(model, out / "models" / f"{task}_synthetic.safetensors", task, seed, shards_dir)
         vset = val.tasks[task] if val is not None else None
@@ -282,6 +294,8 @@ def run_transfer(
                 "identities": len(set(rt.ids)) if rt.ids else None, "folds": res["folds"],
                 "methods": res["methods"], "notes": rt.notes,
             }
+            if len(seed_models) > 1:
+                sec["synthetic_only_seeds"] = _seed_spread(task, rt, seed_models, [seed + k for k in range(len(seed_models))], P)
             sec["analysis"] = _analysis(task, rt, model, res, vset, P)
             sec["plots"] = R.plots(name, task, rt, res, out / "plots")
             maps = sec["analysis"].pop("_maps", None)
@@ -310,6 +324,27 @@ def run_transfer(
     report["out"] = str(out)
     say(f"report: {out / 'report.md'} ({report['seconds']} s)")
     return report
+
+
+SEED_METRICS = {"binary": ("auc", "accuracy", "balanced_accuracy"), "points": ("inner51", "all68"),
+                "head_pose": ("mean_mae",), "gaze": ("angular_error",)}
+
+
+def _seed_spread(task: str, rt, models: list, seeds: list[int], P) -> dict[str, Any]:
+    """The synthetic-only figures of the same model trained with each seed (point estimates; no
+    bootstrap), with mean, sd, min and max: how much of a difference one training run explains."""
+    from dmsfactory.transfer.models import TASKS, predict  # heavy: torch
+
+    kind = TASKS[task].kind
+    names = SEED_METRICS.get(kind) or SEED_METRICS[task]
+    per = [P.score_rows(task, rt, predict(m, rt.x, task), s, n_boot=0) for m, s in zip(models, seeds)]
+    out: dict[str, Any] = {"seeds": list(seeds)}
+    for k in names:
+        v = np.array([float(r[k]) for r in per if r.get(k) is not None], np.float64)
+        if len(v):
+            out[k] = {"values": v.tolist(), "mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+                      "min": float(v.min()), "max": float(v.max())}
+    return out
 
 
 def _save_model(model, path: Path, task: str, seed: int, shards_dir) -> None:
