@@ -117,10 +117,10 @@ SEED_LABELS = {"auc": "AUC", "accuracy": "accuracy", "balanced_accuracy": "balan
 
 def _seed_num(metric: str, v: float) -> str:
     if metric in ("accuracy", "balanced_accuracy", "inner51", "all68"):
-        return f"{100 * v:.1f} %"
+        return _pct(v)
     if metric in ("mean_mae", "angular_error"):
-        return f"{v:.1f}°"
-    return f"{v:.3f}"
+        return _num(v, fmt="{:.1f}°")
+    return _num(v)
 
 
 def _best_baseline(methods: dict) -> str | None:

@@ -295,7 +295,7 @@ def run_transfer(
                 "methods": res["methods"], "notes": rt.notes,
             }
             if len(seed_models) > 1:
-                sec["synthetic_only_seeds"] = _seed_spread(task, rt, seed_models, [seed + k for k in range(len(seed_models))], P)
+                sec["synthetic_only_seeds"] = _seed_spread(task, rt, res["methods"]["synthetic_only"], seed_models[1:], seed, P)
             sec["analysis"] = _analysis(task, rt, model, res, vset, P)
             sec["plots"] = R.plots(name, task, rt, res, out / "plots")
             maps = sec["analysis"].pop("_maps", None)
@@ -330,15 +330,16 @@ SEED_METRICS = {"binary": ("auc", "accuracy", "balanced_accuracy"), "points": ("
                 "head_pose": ("mean_mae",), "gaze": ("angular_error",)}
 
 
-def _seed_spread(task: str, rt, models: list, seeds: list[int], P) -> dict[str, Any]:
-    """The synthetic-only figures of the same model trained with each seed (point estimates; no
-    bootstrap), with mean, sd, min and max: how much of a difference one training run explains."""
+def _seed_spread(task: str, rt, first: dict, more: list, seed: int, P) -> dict[str, Any]:
+    """The synthetic-only figures of the same model trained with each training seed (``first``: the
+    report's own row for seed ``seed``; ``more``: the models of seeds ``seed + 1``, ... scored here,
+    point estimates only), with mean, sd, min and max: how much one training run moves the figure."""
     from dmsfactory.transfer.models import TASKS, predict  # heavy: torch
 
     kind = TASKS[task].kind
     names = SEED_METRICS.get(kind) or SEED_METRICS[task]
-    per = [P.score_rows(task, rt, predict(m, rt.x, task), s, n_boot=0) for m, s in zip(models, seeds)]
-    out: dict[str, Any] = {"seeds": list(seeds)}
+    per = [first] + [P.score_rows(task, rt, predict(m, rt.x, task), seed + k, n_boot=0) for k, m in enumerate(more, 1)]
+    out: dict[str, Any] = {"seeds": [seed + k for k in range(len(per))]}
     for k in names:
         v = np.array([float(r[k]) for r in per if r.get(k) is not None], np.float64)
         if len(v):
