@@ -5,7 +5,9 @@ Runs ``specs/demo.yaml`` with ``limit=12`` (augment, verify, privacy on) and thr
 frames, ``<key>.json``, ``<key>.params.txt``) and every top-level field of each ``<key>.json`` with
 ``tests/golden/fingerprint.json``, recorded from main's code without issue 22's refactor (first at
 1c4a709, then again at e3ef298 after i17 and i19 were merged, whose spec and privacy changes changed
-the keys and verdicts; the refactor, merged with them, reproduces that fixture byte for byte). A deliberate change of what the factory writes (renderer, labels, augmentation,
+the keys and verdicts; the refactor, merged with them, reproduces that fixture byte for byte; and
+again after issue 19's privacy gate judged identity views on their labelled face only and ran the Haar
+presence fallback around the labelled face box, which changed verdict scores). A deliberate change of what the factory writes (renderer, labels, augmentation,
 privacy verdicts) regenerates the fixture with ``PYTHONPATH=src .venv/bin/python tests/golden_run.py
 --write``, committed together with that change; a refactor must never need to.
 """

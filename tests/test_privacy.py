@@ -596,3 +596,38 @@ def test_pairs_figure_keeps_its_title_text_and_right_column():
     assert (np.abs(mid.astype(int) - 225) <= 2).all(axis=2).mean() > 0.3  # the grey placeholder column is drawn
     right = fig[:, int(w * 0.55) :]
     assert (right < 128).any(axis=2).mean() > 0.002  # the text column carries the key, distance and file
+
+
+def test_a_labelled_face_box_limits_description_and_haar_to_that_face(renders):
+    """Identity views describe only the labelled face (a second face in the image is not the identity),
+    and the Haar presence fallback asks whether the labelled face is detectable, not whether any face is."""
+    from dmsfactory.privacy.descriptors import FaceDescriber
+    from dmsfactory.privacy.presence import PresenceDetectors
+
+    a, b = renders[0], renders[2]  # two identities
+    w = a.image.shape[1]
+    both = np.ascontiguousarray(np.concatenate([a.image, b.image], axis=1))
+    box_a = tuple(float(v) for v in a.bbox)
+    box_b = tuple(float(v) + (w if i % 2 == 0 else 0) for i, v in enumerate(b.bbox))  # b's box, on the right half
+    fd = FaceDescriber(("hog", "mediapipe"))
+    fd.setup()
+    every = fd.describe(both)  # without a box: every face
+    assert len(every) == 2
+    left = next(f for f in every if f.box[2] <= w)
+    right = next(f for f in every if f.box[0] >= w)
+    for roi, want in ((box_a, left), (box_b, right)):
+        only = fd.describe(both, roi=roi)  # the labelled face alone, as the whole-image pass found it
+        assert len(only) == 1 and only[0].box == want.box
+        assert np.array_equal(only[0].descriptor, want.descriptor)
+    blank = np.zeros_like(both)
+    assert fd.describe(blank, roi=box_a) == []
+
+    haar = PresenceDetectors(("haar",), haar_max_side=640)
+    everywhere = haar.haar(both)
+    assert any(f.box[2] <= w for f in everywhere) and any(f.box[0] >= w for f in everywhere)
+    near_a = haar.haar(both, roi=box_a)
+    assert near_a and all(f.box[2] <= w + 0.5 * (box_a[2] - box_a[0]) for f in near_a)
+    # the labelled place is empty (the faces are elsewhere): no face there, whatever the rest shows
+    empty = np.concatenate([np.full_like(a.image, 90), b.image], axis=1)
+    assert haar.haar(np.ascontiguousarray(empty), roi=box_a) == []
+    assert haar.haar(np.ascontiguousarray(empty))  # the whole-image scan finds b

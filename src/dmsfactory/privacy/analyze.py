@@ -55,11 +55,13 @@ class FaceAnalyzer:
         self.describer.setup()
 
     def analyze(
-        self, image: np.ndarray, name: str = "image", presence: bool = True, descriptors: bool = True, hash_: bool = True
+        self, image: np.ndarray, name: str = "image", presence: bool = True, descriptors: bool = True, hash_: bool = True,
+        roi: tuple[float, float, float, float] | None = None,
     ) -> Analysis:
         """Presence detectors (``presence``), face boxes + dlib descriptors (``descriptors``; with
         ``descriptors=False`` the result keeps what :meth:`describe` needs to add them later without
-        running MediaPipe again) and the perceptual hash."""
+        running MediaPipe again) and the perceptual hash. ``roi``: the labelled face box (original
+        pixels): the Haar presence fallback looks only around it (:meth:`PresenceDetectors.haar`)."""
         img = as_rgb_uint8(image, name)
         small, scale = limit_side(img, self.cfg.max_image_side)
         if max(img.shape[:2]) < self.cfg.min_image_side:  # thumbnails: dlib HOG needs faces >= ~40 px
@@ -69,7 +71,8 @@ class FaceAnalyzer:
             small = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)), interpolation=cv2.INTER_CUBIC)
         res = PresenceResult()
         if presence:
-            res = self.presence.detect(small, fallback=self.cfg.presence_fallback)
+            work_roi = None if roi is None else tuple(float(v) * scale for v in roi)
+            res = self.presence.detect(small, fallback=self.cfg.presence_fallback, roi=work_roi)
         mp = res.detections.get("mediapipe")
         if mp is None and "mediapipe" in self.cfg.descriptor_detectors:
             mp = self.presence.mediapipe(small)  # descriptor boxes need it (now or in a later describe())
@@ -82,11 +85,14 @@ class FaceAnalyzer:
             self.describe(a)
         return a
 
-    def describe(self, a: Analysis) -> Analysis:
-        """Add the faces with descriptors to a presence-only analysis (no second MediaPipe run)."""
+    def describe(self, a: Analysis, roi: tuple[float, float, float, float] | None = None) -> Analysis:
+        """Add the faces with descriptors to a presence-only analysis (no second MediaPipe run);
+        ``roi`` (the labelled face box, original-image pixels): only that face
+        (:meth:`FaceDescriber.describe`)."""
         if a.described:
             return a
-        faces = self.describer.describe(a.work, a.mp_work)
+        work_roi = None if roi is None else tuple(float(v) * a.scale for v in roi)
+        faces = self.describer.describe(a.work, a.mp_work, roi=work_roi)
         if a.scale != 1.0:
             for f in faces:
                 f.box = tuple(v / a.scale for v in f.box)

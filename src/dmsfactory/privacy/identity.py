@@ -6,7 +6,9 @@ photometric augmentation does not change who it is (:data:`dmsfactory.augment.op
 lists the ops that would; none today). So the gate describes ``identity_views`` (k, default 3) of an
 identity's planned renders, chosen to cover pose and lighting, and the **worst** view (the largest
 margin ``threshold - distance`` against any real gallery face) decides for every image of that
-identity, augmented copies included. Each image's verdict names the views that decided it, with the
+identity, augmented copies included. A view is described on its labelled face only (HOG around the
+face box, one descriptor: :meth:`~dmsfactory.privacy.descriptors.FaceDescriber.describe` with ``roi``).
+Each image's verdict names the views that decided it, with the
 sha256 of the exact bytes that were judged, so ``dmsfactory leakcheck`` can re-describe those views
 from the shards and reproduce the verdict (docs/privacy.md).
 

@@ -18,6 +18,12 @@ import numpy as np
 from dmsfactory.privacy.descriptors import Face, limit_side
 
 
+# Haar with a labelled face box: the window (times the box's side, centred on it) and the smallest face
+# (times the box's side) it looks for
+HAAR_ROI_WINDOW = 2.0
+HAAR_ROI_MIN = 0.3
+
+
 @dataclass
 class PresenceResult:
     detections: dict[str, list[Face]] = field(default_factory=dict)  # detector -> faces (analysed-image px)
@@ -92,29 +98,56 @@ class PresenceDetectors:
                 return faces
         return []
 
-    def haar(self, img: np.ndarray) -> list[Face]:
+    def haar(self, img: np.ndarray, roi: tuple[float, float, float, float] | None = None) -> list[Face]:
+        """Haar detections (``img`` pixels). ``roi``: the labelled face box: scan only a window of
+        ``HAAR_ROI_WINDOW`` x its side around it, for faces of at least ``HAAR_ROI_MIN`` x its side (the
+        question is whether *that* face is detectable; the scan costs ~6x less on a 256 px render)."""
         import cv2
 
         self.setup()
         small, f = limit_side(img, self.haar_max_side)
-        gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
+        gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))  # of the whole image, window or not
+        ox = oy = 0
+        m = 20
+        if roi is not None:
+            window = roi_window(tuple(v * f for v in roi), gray.shape, HAAR_ROI_WINDOW)
+            if window is None:
+                return []
+            ox, oy, x1, y1 = window
+            gray = gray[oy:y1, ox:x1]
+            m = max(m, int(round(HAAR_ROI_MIN * f * max(roi[2] - roi[0], roi[3] - roi[1]))))
         rects = self._haar.detectMultiScale(
-            gray, scaleFactor=1.1, minNeighbors=self.haar_min_neighbors, minSize=(20, 20)
+            gray, scaleFactor=1.1, minNeighbors=self.haar_min_neighbors, minSize=(m, m)
         )
         return [
-            Face((x / f, y / f, (x + w) / f, (y + h) / f), "haar", 1.0) for (x, y, w, h) in np.asarray(rects).reshape(-1, 4)
+            Face(((x + ox) / f, (y + oy) / f, (x + ox + w) / f, (y + oy + h) / f), "haar", 1.0)
+            for (x, y, w, h) in np.asarray(rects).reshape(-1, 4)
         ]
 
-    def detect(self, img: np.ndarray, fallback: bool = False) -> PresenceResult:
+    def detect(self, img: np.ndarray, fallback: bool = False, roi: tuple[float, float, float, float] | None = None) -> PresenceResult:
         """Run the detectors in order. ``fallback``: stop at the first that finds a face (a later one
         would not change "present"; Haar costs ~10x MediaPipe). Detectors not run are absent from
-        ``detections``."""
+        ``detections``. ``roi``: the labelled face box; Haar looks only around it (:meth:`haar`)."""
         res = PresenceResult()
         for d in self.detectors:
-            res.detections[d] = self.mediapipe(img) if d == "mediapipe" else self.haar(img)
+            res.detections[d] = self.mediapipe(img) if d == "mediapipe" else self.haar(img, roi)
             if fallback and res.detections[d]:
                 break
         return res
+
+
+def roi_window(roi: tuple[float, float, float, float], shape: tuple[int, ...], grow: float) -> tuple[int, int, int, int] | None:
+    """The box ``roi`` grown ``grow`` times about its centre (square on its longer side), clipped to an
+    image of ``shape``; None when nothing of it lies inside the image."""
+    x0, y0, x1, y1 = (float(v) for v in roi)
+    side = max(x1 - x0, y1 - y0) * grow / 2
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    h, w = shape[:2]
+    a, b = max(0, int(np.floor(cx - side))), max(0, int(np.floor(cy - side)))
+    c, d = min(w, int(np.ceil(cx + side))), min(h, int(np.ceil(cy + side)))
+    if c - a < 2 or d - b < 2:
+        return None
+    return a, b, c, d
 
 
 def face_expected(sample: Any, visible_fraction: float = 0.5) -> tuple[bool, str]:

@@ -176,7 +176,7 @@ class PrivacyStage:
                 analysed[s.key] = (self.analyzer.analyze(img, name=f"sample {s.key}", presence=False,
                                                          descriptors=self.per_image(s), hash_=False), sha)
                 continue
-            a = self.analyzer.analyze(img, name=f"sample {s.key}", descriptors=self.per_image(s), hash_=False)
+            a = self.analyzer.analyze(img, name=f"sample {s.key}", descriptors=self.per_image(s), hash_=False, roi=s.bbox)
             analysed[s.key] = (a, sha)
             prim = a.primary(s.bbox) if a.described else None
             mp = a.presence.detections.get("mediapipe") or []
@@ -263,7 +263,7 @@ class PrivacyStage:
                     continue
                 img, sha = self.judged(s)
                 a = self.analyzer.analyze(img, name=f"view {key}", presence=False, descriptors=False, hash_=False)
-            self.analyzer.describe(a)
+            self.analyzer.describe(a, roi=s.bbox)  # the identity's own face only
             if not a.faces:
                 continue
             match = self.search.closest([np.stack([f.descriptor for f in a.faces])])[0] if self.galleries else None
