@@ -47,3 +47,31 @@ def test_sunglasses_hide_eyes_in_rgb(tiny_spec_dict):
     assert make_labels(e)["eyes"]["left"]["visible"] is False
     e = dict(e, accessory="none")
     assert make_labels(e)["eyes"]["left"]["visible"] is True
+
+
+def test_mouth_is_not_visible_behind_a_rendered_hand_or_a_mask():
+    """A hand over a yawn and a mask hide the lips in the render; the labels say so (a mouth-crop model
+    must not learn the hand as the yawn), while an uncovered yawn and a closed mouth stay visible."""
+    from dmsfactory.generators.procedural import ProceduralGenerator, example_plan_entry
+    from dmsfactory.labelers.params import LabelStage
+    from dmsfactory.sample import run_stages
+
+    cases = {"hand": ({"yawn": "yawning_with_hand", "mouth_open": 0.9}, "none"),
+             "yawn": ({"yawn": "yawning_without_hand", "mouth_open": 0.9}, "none"),
+             "closed": ({"yawn": "none", "mouth_open": 0.05}, "none"),
+             "mask": ({"yawn": "none", "mouth_open": 0.05}, "mask")}
+    entries = [example_plan_entry(key=f"{name}-{yaw:+.0f}", index=i, identity_seed=7 + i, sample_seed=i, state=state,
+                                  accessory=acc, head_pose_car={"yaw": yaw})
+               for i, (name, (state, acc)) in enumerate((n, c) for n, c in cases.items() for _ in (0, 1))
+               for yaw in ((-20.0, 15.0)[i % 2],)]
+    out = run_stages([LabelStage()], ProceduralGenerator().generate(entries))
+    seen = {}
+    for s in out:
+        frac = s.params["render"]["mouth_visible_fraction"]
+        assert 0.0 <= frac <= 1.0
+        seen.setdefault(s.key.split("-")[0], []).append(s.labels["mouth"]["visible"])
+    assert seen == {"hand": [False, False], "yawn": [True, True], "closed": [True, True], "mask": [False, False]}
+    # without the renderer's record (another backend) the label says nothing rather than guessing
+    from dmsfactory.labelers.params import mouth_visibility
+
+    assert mouth_visibility({}) == {} and mouth_visibility({"mouth_visible_fraction": 0.49}) == {"visible": False}

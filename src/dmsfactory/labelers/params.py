@@ -15,7 +15,7 @@ from dmsfactory.landmarks import IBUG68_FROM_MEDIAPIPE
 from dmsfactory.sample import FaceSample
 from dmsfactory.taxonomy import CLOSED_OPENNESS, DRIVING_ZONES, FATIGUE_LEVEL  # noqa: F401  (re-exported)
 
-SCHEMA_VERSION = "1.2.0"  # 1.2.0: face-model head: aperture/mouth opening measured on its surface, expression weights
+SCHEMA_VERSION = "1.3.0"  # 1.3.0: mouth.visible from the renderer's lip-landmark visibility (a hand over a yawn, a mask); 1.2.0: face-model head: aperture/mouth opening measured on its surface, expression weights
 # 1.1.0: gaze.in_head.distance_m (fixation distance; per-eye gaze converges)
 
 
@@ -58,6 +58,19 @@ def camera_labels(params: dict[str, Any]) -> dict[str, Any]:
         "distance_m": cam["distance_m"],
         "image_size": cam["image_size"],
     }
+
+
+# labels.mouth.visible: at least this share of the lip landmarks visible (renderer 0.4.1 records it). On
+# renders the share is 0-0.25 behind a hand over a yawn, 0.05-0.33 under a mask and 0.78-1.0 otherwise
+# (yaw -30..+26 deg, 8 renders each), so the bar sits in the gap.
+MOUTH_VISIBLE_MIN = 0.5
+
+
+def mouth_visibility(render: dict[str, Any]) -> dict[str, Any]:
+    """``{"visible": bool}`` from the renderer's recorded lip-landmark visibility; nothing when the
+    backend recorded none (an augmented occluder still sets it False later)."""
+    f = render.get("mouth_visible_fraction")
+    return {"visible": bool(f >= MOUTH_VISIBLE_MIN)} if isinstance(f, (int, float)) else {}
 
 
 def make_labels(params: dict[str, Any]) -> dict[str, Any]:
@@ -109,6 +122,7 @@ def make_labels(params: dict[str, Any]) -> dict[str, Any]:
             "opening_mm": render.get("mouth_opening_mm"),
             "yawn": st["yawn"],
             "yawning": st["yawn"] != "none",
+            **mouth_visibility(render),
         },
         "gaze": {
             "left": gaze("left"),

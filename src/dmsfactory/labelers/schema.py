@@ -142,7 +142,7 @@ LABEL_SCHEMA: Schema = {
         "opening_mm": _f("inner-lip opening in mm (renderer geometry)"),
         "yawn": _s("DMD yawning", YAWN),
         "yawning": _b("yawn != none"),
-        "visible": _b("mouth visible (false behind an occluder)", "augment"),
+        "visible": _b("mouth visible: >= half the lip landmarks visible (false behind a hand, a mask or an augmented occluder)"),
     },
     "gaze": {
         "left": _gaze_eye(),
@@ -306,6 +306,7 @@ CLIP_LABELS_SCHEMA: Schema = {"temporal": CLIP_TEMPORAL_SCHEMA, "behaviour": CLI
 SCHEMA_FINGERPRINTS = {
     "1.1.0": "53333906b2bc7d0186ae4d0e6085e1aa06cb21fa6db78c75d9ef8e5ac0f4dac3",
     "1.2.0": "e0b9c4099f3d9bb6235b6814434e4ee905aa1b37c6954ee78950a921f10cd5b1",
+    "1.3.0": "e0b9c4099f3d9bb6235b6814434e4ee905aa1b37c6954ee78950a921f10cd5b1",  # same fields; mouth.visible now from the render
 }
 # the same for a clip's labels (CLIP_LABELS_SCHEMA), keyed by dmsfactory.clips.generate.CLIP_SCHEMA_VERSION
 # (1.0.0 fingerprinted labels.temporal alone)

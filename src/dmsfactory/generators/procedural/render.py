@@ -34,6 +34,7 @@ from dmsfactory.geometry import matrix_from_euler as euler_to_R
 from dmsfactory.geometry import rx as Rx
 from dmsfactory.geometry import ry as Ry
 from dmsfactory.geometry import rz as Rz
+from dmsfactory.landmarks import LIPS_INNER, LIPS_OUTER
 from dmsfactory.plan_entry import PlanEntryError  # noqa: F401  (re-exported)
 from dmsfactory.plan_entry import check_plan_entry as validate
 
@@ -44,7 +45,8 @@ from .identity import identity_code, identity_shape
 from .raster import Fragments, interpolate, rasterize, vertex_normals
 from .texture import build_atlas, part_uv
 
-RENDERER_VERSION = "procedural-0.4.0"  # 0.4.0: ICT-FaceKit head (identity modes, blendshapes, mouth interior), new hand
+RENDERER_VERSION = "procedural-0.4.1"  # 0.4.0: ICT-FaceKit head (identity modes, blendshapes, mouth interior), new hand;
+# 0.4.1: records mouth_visible_fraction (pixels unchanged)
 PIVOT_IN_HEAD = np.array([0.0, -0.065, -0.075])
 
 MOUNTS = {  # direction from the head towards the camera in the car frame (x left, y up, z forward)
@@ -1134,6 +1136,9 @@ def _landmarks_and_info(sc: _Scene, mesh: _Mesh, ras: _Raster, out: np.ndarray) 
         "gaze_camera": gaze,
         "eye_aperture_mm": ap,
         "mouth_opening_mm": mouth_mm,
+        # share of the 40 lip landmarks (outer + inner contour) visible: a hand over the mouth or a mask
+        # hides them (labels.mouth.visible)
+        "mouth_visible_fraction": round(float(vis[list(LIPS_OUTER + LIPS_INNER)].mean()), 4),
         "expression": {k: round(float(x), 4) for k, x in sorted(expr_w.items())},
         "face_model": {"source": "ICT-FaceKit", "commit": fm.provenance["source"]["commit"], "content_sha256": fm.provenance.get("content_sha256")},
         "identity": {**im.info, "code": dict(im.code_rounded)},
