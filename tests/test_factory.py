@@ -325,3 +325,34 @@ def test_finalize_opens_each_shard_once_and_draws_what_reading_the_shards_draws(
         assert (out / "card" / f"preview-{split}.png").read_bytes() == (tmp_path / f"{split}.png").read_bytes(), split
     sample_grid(pick_grid_samples(out), tmp_path / "grid.png")
     assert (out / "card" / "sample_grid.png").read_bytes() == (tmp_path / "grid.png").read_bytes()
+
+
+def test_draw_tile_sets_one_pixel_per_landmark_the_later_on_top(built):
+    """draw_tile's vectorised landmarks are the pixels a landmark-by-landmark loop draws (rounded half to
+    even, clipped to the tile, the later landmark over an earlier one), occluded ones red."""
+    import cv2
+
+    from dmsfactory.datasets.preview import draw_tile
+    from dmsfactory.datasets.reader import iter_raw
+    from dmsfactory.datasets.shards import decode_image
+
+    _, out, _ = built
+    n = 0
+    for doc, raw, _ in iter_raw(out):
+        img = decode_image(raw)
+        doc = {**doc, "landmarks": {**doc["landmarks"], "visible": [bool(i % 3) for i in range(478)]}}
+        for tile in (160, 24):  # 24: many landmarks share a pixel
+            ref = draw_tile(img, {"key": doc["key"]}, tile)  # the scaled image alone
+            xy = np.asarray(doc["landmarks"]["xy"], np.float64) * [tile / img.shape[1], tile / img.shape[0]]
+            for (x, y), v in zip(xy, doc["landmarks"]["visible"]):
+                ref[int(np.clip(round(y), 0, tile - 1)), int(np.clip(round(x), 0, tile - 1))] = (0, 255, 0) if v else (255, 0, 0)
+            for c in (468, 473):
+                cv2.circle(ref, (int(round(xy[c, 0])), int(round(xy[c, 1]))), max(2, tile // 64), (0, 255, 255), 1, cv2.LINE_AA)
+            x0, y0, x1, y1 = doc["bbox"]
+            sx, sy = tile / img.shape[1], tile / img.shape[0]
+            cv2.rectangle(ref, (int(round(x0 * sx)), int(round(y0 * sy))), (int(round(x1 * sx)), int(round(y1 * sy))), (255, 160, 0), 1)
+            assert np.array_equal(draw_tile(img, doc, tile), ref)
+            n += 1
+        if n >= 12:
+            break
+    assert n == 12

@@ -141,8 +141,14 @@ def draw_tile(img: np.ndarray, doc: dict[str, Any], tile: int) -> np.ndarray:
     if lm and lm.get("xy"):
         xy = np.asarray(lm["xy"], np.float64) * [sx, sy]
         vis = np.asarray(lm.get("visible", [True] * len(xy)), bool)
-        for (x, y), v in zip(xy, vis):
-            out[int(np.clip(round(y), 0, tile - 1)), int(np.clip(round(x), 0, tile - 1))] = (0, 255, 0) if v else (255, 0, 0)
+        k = min(len(xy), len(vis))
+        if not np.isfinite(xy[:k]).all():
+            raise ValueError(f"{doc.get('key')}: landmarks.xy holds a non-finite value")
+        px = np.clip(np.rint(xy[:k]), 0, tile - 1).astype(np.intp)  # rint: round half to even, as round()
+        # one pixel per landmark, a later landmark over an earlier one on the same pixel
+        _, last = np.unique((px[:, 1] * tile + px[:, 0])[::-1], return_index=True)
+        keep = k - 1 - last
+        out[px[keep, 1], px[keep, 0]] = np.where(vis[keep, None], np.uint8([0, 255, 0]), np.uint8([255, 0, 0]))
         for c in (468, 473):
             if c < len(xy):
                 cv2.circle(out, (int(round(xy[c, 0])), int(round(xy[c, 1]))), max(2, tile // 64), (0, 255, 255), 1, cv2.LINE_AA)
