@@ -213,3 +213,146 @@ def test_run_summary_reads_what_the_stages_wrote(built):
     assert "privacy" not in later and "verify" not in later  # reports of an earlier run are not this run's
     q = sum(g["images"] for g in d["quarantine"])
     assert q == m["counts"]["quarantined"]
+
+
+def _first_n_identities(stream, n, cap=None):
+    """The selection rule of the contact sheets and the sample grid, written out plainly: samples with an
+    image in reading order until ``n`` identities are in hand or ``cap`` (default 50 n) samples are read."""
+    cap = cap or 50 * n
+    out, ids = [], set()
+    for doc, raw in stream:
+        if raw is None:
+            continue
+        out.append((doc, raw))
+        ids.add(doc.get("identity"))
+        if len(ids) >= n or len(out) >= cap:
+            break
+    return out
+
+
+def test_candidates_fed_one_at_a_time_pick_what_reading_the_shards_picks(built):
+    import random
+
+    from dmsfactory.datasets.preview import Candidates, _docs, candidates, pick
+    from dmsfactory.datasets.reader import iter_raw_split, shard_paths
+
+    # random identity streams (runs of one identity, interleavings, images missing), small n and caps:
+    # the collector keeps fewer samples (it drops what pick can no longer choose) and picks the same
+    rng = random.Random(3)
+    dropped = 0
+    for trial in range(400):
+        n = rng.randint(1, 9)
+        cap = rng.choice([None, rng.randint(1, 40)])
+        ids = [f"id{rng.randint(0, rng.randint(1, 12))}" for _ in range(rng.randint(0, 80))]
+        if trial % 2:
+            ids.sort(key=lambda s: (rng.random() < 0.2, s))  # mostly grouped, like shards of whole identities
+        stream = [({"identity": i, "k": j}, None if rng.random() < 0.1 else b"%d" % j) for j, i in enumerate(ids)]
+        ref = _first_n_identities(stream, n, cap)
+        c = Candidates(n, cap)
+        for doc, raw in stream:
+            c.add(doc, raw)
+        assert c.read == len(ref) and c.pick() == pick(ref, n), (trial, n, cap, ids)
+        assert c.full == (len(ref) < len([s for s in stream if s[1] is not None]) or len({d["identity"] for d, _ in ref}) >= n or len(ref) >= (cap or 50 * n))
+        dropped += len(ref) - len(c.samples)
+    assert dropped > 0  # the pruning ran
+
+    # the fixture's shards: candidates() (the CLI's read) and a collector fed from finalize's reader agree
+    _, out, _ = built
+    for split in ("train", "val", "test"):
+        paths = shard_paths(out, split)
+        for n in (1, 2, 3, 5, 32):
+            ref = pick(_first_n_identities(_docs(paths), n), n)
+            assert pick(candidates(paths, n), n) == ref
+            c = Candidates(n)
+            for doc, raw, quarantined, s in iter_raw_split(out):
+                if s == split and not quarantined:
+                    c.add(doc, raw)
+            assert c.pick() == ref and len(ref) == min(n, sum(1 for _ in _docs(paths)))
+
+
+def test_finalize_opens_each_shard_once_and_draws_what_reading_the_shards_draws(built, tmp_path, monkeypatch):
+    """The sample grid and the contact sheets come from finalize's one pass over the shards (no second
+    read), and are the images `dmsfactory preview` / pick_grid_samples read from the shards. The privacy
+    report's pair figures fetch their few images afterwards (their keys are known only at the end)."""
+    import shutil
+    import tarfile
+
+    import dmsfactory.privacy.report as privacy_report
+    from dmsfactory.datasets.card import pick_grid_samples, sample_grid
+    from dmsfactory.datasets.preview import contact_sheet
+
+    spec, src, _ = built
+    out = tmp_path / "ds"
+    shutil.copytree(src, out)
+    records = [pipeline.process_shard(spec, job, out) for job in pipeline.plan_jobs(spec)]
+    assert all(r["resumed"] for r in records)
+    # a train batch becomes a quarantine shard: the quarantine sheet is collected apart from its split's
+    r = [r for r in records if r["split"] == "train" and r.get("shard")][-1]
+    (out / "quarantine").mkdir(exist_ok=True)
+    moved = {**r["shard"], "path": f"quarantine/{Path(r['shard']['path']).name}"}
+    (out / r["shard"]["path"]).rename(out / moved["path"])
+    r["quarantine"], r["shard"] = moved, None
+
+    opened: Counter = Counter()
+    fetched: Counter = Counter()
+    in_fetch = []
+    real_open, real_fetch = tarfile.open, privacy_report.fetch_images
+
+    def counting_open(name=None, *a, **k):
+        (fetched if in_fetch else opened)[Path(name).resolve()] += 1
+        return real_open(name, *a, **k)
+
+    def fetch(dataset_dir, keys, locate=None):
+        in_fetch.append(len(keys))
+        try:
+            return real_fetch(dataset_dir, keys, locate)
+        finally:
+            in_fetch.pop()
+
+    monkeypatch.setattr(tarfile, "open", counting_open)
+    monkeypatch.setattr(privacy_report, "fetch_images", fetch)
+    pipeline.finalize(spec, out, records, None)
+    monkeypatch.undo()
+    m = load_manifest(out)
+    tars = [(out / e["path"]).resolve() for e in m["shards"] + m["quarantine"]]
+    assert m["counts"]["quarantined"] > 0 and len(tars) > 4
+    assert opened == Counter(tars), "finalize read a shard more than once (or one it does not list)"
+    assert set(fetched) <= set(tars) and max(fetched.values(), default=1) == 1
+
+    for split in ("train", "val", "test", "quarantine"):
+        ref = contact_sheet(out, split, 32, out=tmp_path / f"{split}.png")
+        assert ref["images"] > 0
+        assert (out / "card" / f"preview-{split}.png").read_bytes() == (tmp_path / f"{split}.png").read_bytes(), split
+    sample_grid(pick_grid_samples(out), tmp_path / "grid.png")
+    assert (out / "card" / "sample_grid.png").read_bytes() == (tmp_path / "grid.png").read_bytes()
+
+
+def test_draw_tile_sets_one_pixel_per_landmark_the_later_on_top(built):
+    """draw_tile's vectorised landmarks are the pixels a landmark-by-landmark loop draws (rounded half to
+    even, clipped to the tile, the later landmark over an earlier one), occluded ones red."""
+    import cv2
+
+    from dmsfactory.datasets.preview import draw_tile
+    from dmsfactory.datasets.reader import iter_raw
+    from dmsfactory.datasets.shards import decode_image
+
+    _, out, _ = built
+    n = 0
+    for doc, raw, _ in iter_raw(out):
+        img = decode_image(raw)
+        doc = {**doc, "landmarks": {**doc["landmarks"], "visible": [bool(i % 3) for i in range(478)]}}
+        for tile in (160, 24):  # 24: many landmarks share a pixel
+            ref = draw_tile(img, {"key": doc["key"]}, tile)  # the scaled image alone
+            xy = np.asarray(doc["landmarks"]["xy"], np.float64) * [tile / img.shape[1], tile / img.shape[0]]
+            for (x, y), v in zip(xy, doc["landmarks"]["visible"]):
+                ref[int(np.clip(round(y), 0, tile - 1)), int(np.clip(round(x), 0, tile - 1))] = (0, 255, 0) if v else (255, 0, 0)
+            for c in (468, 473):
+                cv2.circle(ref, (int(round(xy[c, 0])), int(round(xy[c, 1]))), max(2, tile // 64), (0, 255, 255), 1, cv2.LINE_AA)
+            x0, y0, x1, y1 = doc["bbox"]
+            sx, sy = tile / img.shape[1], tile / img.shape[0]
+            cv2.rectangle(ref, (int(round(x0 * sx)), int(round(y0 * sy))), (int(round(x1 * sx)), int(round(y1 * sy))), (255, 160, 0), 1)
+            assert np.array_equal(draw_tile(img, doc, tile), ref)
+            n += 1
+        if n >= 12:
+            break
+    assert n == 12

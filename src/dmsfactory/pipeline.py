@@ -34,9 +34,9 @@ from dmsfactory.clips.behaviour_report import card_parts  # behaviour vs publish
 from dmsfactory.clips.generate import ClipGenerator
 from dmsfactory.clips.plan import clip_shard_jobs, make_clip_plan
 from dmsfactory.clips.shards import CLIPS_DIR, open_clip_shards, write_clip_shard
-from dmsfactory.datasets.card import CardCounts, build_manifest, pick_grid_samples, write_card
+from dmsfactory.datasets.card import CardCounts, CardSamples, build_manifest, write_card
 from dmsfactory.datasets.coverage import CoverageCounter, coverage_gaps, coverage_markdown
-from dmsfactory.datasets.reader import iter_raw
+from dmsfactory.datasets.reader import iter_raw_split
 from dmsfactory.datasets.reader_files import write_reader_files  # wids indexes, croissant.json
 from dmsfactory.datasets.shards import ShardRecord, clean_partials, finished_record, write_batch, write_json_atomic
 from dmsfactory.errors import UserError
@@ -456,7 +456,8 @@ def finalize(
     """Remove shards that are not in this plan, write manifest, stage reports and the card.
 
     One streaming pass over the written samples feeds every report (card counts, sample grid,
-    coverage, verification, privacy); no list of documents is held and no model is loaded."""
+    contact sheets, coverage, verification, privacy): each shard is opened once, no list of documents
+    is held and no model is loaded."""
     out = Path(out_dir)
     clip_records = clip_records or []
     clip_names = {r["name"] for r in clip_records}
@@ -490,12 +491,14 @@ def finalize(
     parts = report_parts(spec, out, records)
     counts = CardCounts()
     cover = CoverageCounter(spec.coverage.min_per_cell, spec.coverage.axes)
-    for doc, _raw, _quarantined in iter_raw(out, include_quarantine=True):
+    samples = CardSamples()  # the sample grid and contact sheets, from this pass (no shard is read again)
+    for doc, raw, quarantined, split in iter_raw_split(out, include_quarantine=True):
         counts.add(doc)
         cover.add(doc)
+        samples.add(doc, raw, quarantined, split)
         for part in parts:
             part.add(doc)
-    grid = pick_grid_samples(out, 18)  # a small, deterministic sample grid (a bounded read)
+    grid = samples.grid()
     sections: list[CardSection] = []
     for part in parts:
         sec = part.section()
@@ -510,7 +513,7 @@ def finalize(
                     cover.add(c["json"])
         sections.append(clip_section(manifest["clips"], clip_docs))
     sections.append(coverage_section(spec, cover))
-    card = write_card(out, manifest, counts, grid, sections)
+    card = write_card(out, manifest, counts, grid, sections, samples)
     return {"manifest": manifest, "card": str(card), "sections": sections, "out_dir": str(out)}
 
 

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from dmsfactory.datasets.hf import card_header  # YAML front matter: load_dataset(DIR) configs + features
-from dmsfactory.datasets.preview import candidates, contact_sheet, pick
+from dmsfactory.datasets.preview import SPLITS, Candidates, candidates, contact_sheet, pick, write_sheet
 from dmsfactory.datasets.reader import shard_paths
 from dmsfactory.datasets.shards import decode_image, write_json_atomic
 from dmsfactory.labelers.params import SCHEMA_VERSION, ibug68_index_map
@@ -107,7 +107,7 @@ class CardCounts:
     """What the card counts, accumulated one record at a time (``add``): class balance per split,
     class x lighting / accessory, identities per split and the quarantine reasons grouped by check
     (:func:`quarantine_by_reason`). Its size grows with classes, checks and identities, never with
-    images; the sample grid is picked separately (:func:`pick_grid_samples`, a bounded read)."""
+    images; the sample grid and contact sheets are collected beside it (:class:`CardSamples`, bounded)."""
 
     def __init__(self) -> None:
         self.balance: Counter = Counter()  # (split, class)
@@ -156,10 +156,40 @@ def draw_landmarks(img: np.ndarray, doc: dict[str, Any]) -> np.ndarray:
     return out
 
 
-def pick_grid_samples(out_dir: Path, n: int = 18) -> list[tuple[dict[str, Any], np.ndarray]]:
+GRID_N = 18  # images on the card's sample grid
+SHEET_N = 32  # images on each of the card's contact sheets
+
+
+def pick_grid_samples(out_dir: Path, n: int = GRID_N) -> list[tuple[dict[str, Any], np.ndarray]]:
     """A small, deterministic sample grid: the first accepted image of each identity, then the second
     of each, ... until ``n`` (a small run with few identities still fills the grid)."""
     return [(doc, decode_image(raw)) for doc, raw in pick(candidates(shard_paths(out_dir), n), n)]
+
+
+class CardSamples:
+    """The sample grid's and the contact sheets' images, collected during ``finalize``'s one pass over
+    the shards (``add`` per sample, in :func:`~dmsfactory.datasets.reader.iter_raw_split` order): the
+    same images :func:`pick_grid_samples` and :func:`~dmsfactory.datasets.preview.contact_sheet`
+    would read, without opening a shard again. Bounded like them (:class:`Candidates`), whatever the
+    dataset size."""
+
+    def __init__(self, grid_n: int = GRID_N, sheet_n: int = SHEET_N) -> None:
+        self._grid = Candidates(grid_n)
+        self._sheets = {s: Candidates(sheet_n) for s in SPLITS}
+
+    def add(self, doc: dict[str, Any], raw: bytes | None, quarantined: bool, split: str) -> None:
+        if quarantined:
+            self._sheets["quarantine"].add(doc, raw)
+            return
+        self._grid.add(doc, raw)  # the grid: accepted images of every split, in shard order
+        if split in self._sheets:
+            self._sheets[split].add(doc, raw)
+
+    def grid(self) -> list[tuple[dict[str, Any], np.ndarray]]:
+        return [(doc, decode_image(raw)) for doc, raw in self._grid.pick()]
+
+    def sheet(self, split: str) -> list[tuple[dict[str, Any], bytes]]:
+        return self._sheets[split].pick()
 
 
 def sample_grid(samples: list[tuple[dict[str, Any], np.ndarray]], path: Path, cols: int = 6, landmarks_on: int = 3) -> None:
@@ -238,12 +268,13 @@ def quarantine_by_reason(docs) -> list[dict[str, Any]]:
     return _sorted_reasons(groups)
 
 
-def contact_sheets(out_dir: Path, counts: dict[str, int], n: int = 32) -> list[str]:
-    """Write ``card/preview-<split>.png`` for every split with images; returns the card's links."""
+def contact_sheets(out_dir: Path, counts: dict[str, int], n: int = SHEET_N, samples: CardSamples | None = None) -> list[str]:
+    """Write ``card/preview-<split>.png`` for every split with images; returns the card's links.
+    ``samples``: the images collected in ``finalize``'s pass (else each sheet reads its shards)."""
     links = []
     for split, key in (("train", "train"), ("val", "val"), ("test", "test"), ("quarantine", "quarantined")):
         if counts.get(key):
-            res = contact_sheet(out_dir, split, n)
+            res = write_sheet(out_dir, split, samples.sheet(split)) if samples is not None else contact_sheet(out_dir, split, n)
             links.append(f"[{split}](card/{Path(res['path']).name})")
     return links
 
@@ -254,9 +285,11 @@ def write_card(
     counts: "CardCounts | list[dict[str, Any]]",
     grid_samples: list[tuple[dict[str, Any], np.ndarray]] | None,
     sections: list[CardSection],
+    samples: CardSamples | None = None,
 ) -> Path:
     """``counts``: a :class:`CardCounts` (or the records, counted here); ``grid_samples``: the sample
-    grid's (doc, image) pairs (:func:`pick_grid_samples`)."""
+    grid's (doc, image) pairs (:func:`pick_grid_samples` or :meth:`CardSamples.grid`); ``samples``:
+    the contact sheets' images collected with them (without it, each sheet reads its shards)."""
     out_dir = Path(out_dir)
     card_dir = out_dir / "card"
     card_dir.mkdir(exist_ok=True)
@@ -275,7 +308,7 @@ def write_card(
 
     split_ids = {s: len(counts.split_ids[s]) for s in ("train", "val", "test")}
     reasons = counts.reasons
-    sheets = contact_sheets(out_dir, c)
+    sheets = contact_sheets(out_dir, c, samples=samples)
     md = [
         f"# Dataset card: {manifest['name']}",
         "",

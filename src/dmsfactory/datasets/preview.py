@@ -15,7 +15,6 @@ pitch (car frame) and eye openness (left/right), and ``aug`` for an augmented vi
 from __future__ import annotations
 
 import json
-import tarfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -23,7 +22,7 @@ import cv2
 import numpy as np
 
 from dmsfactory.datasets.reader import shard_paths
-from dmsfactory.datasets.shards import decode_image
+from dmsfactory.datasets.shards import decode_image, iter_tar_groups
 
 SPLITS = ("train", "val", "test", "quarantine")
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -31,36 +30,60 @@ BG = (40, 40, 40)
 
 
 def _docs(paths: list[Path]) -> Iterator[tuple[dict[str, Any], bytes | None]]:
-    """(json doc, encoded image) per sample, shard after shard, without decoding images."""
+    """(json doc, encoded image) per sample, shard after shard in written order, without decoding
+    images: the order of :func:`~dmsfactory.datasets.reader.iter_raw_split`, which feeds
+    :class:`Candidates` in ``finalize``."""
     for p in paths:
-        pending: dict[str, dict[str, bytes]] = {}
-        with tarfile.open(p) as tf:
-            for m in tf:
-                if not m.isfile():
-                    continue
-                key, _, ext = m.name.partition(".")
-                f = tf.extractfile(m)
-                if f is not None:
-                    pending.setdefault(key, {})[ext] = f.read()
-        for parts in pending.values():
+        for _key, parts in iter_tar_groups(p):
             if "json" in parts:
                 yield json.loads(parts["json"]), parts.get("jpg") or parts.get("png")
 
 
+class Candidates:
+    """The rule of :func:`candidates`, fed one sample at a time in reading order (``add``): samples are
+    taken until ``n`` identities are in hand or ``cap`` samples (default ``50 x n``) are read, then
+    ``add`` ignores the rest. ``finalize`` fills one per contact sheet and one for the sample grid
+    during its single pass over the shards.
+
+    ``samples`` holds only what :func:`pick` could still choose: an identity's image at depth ``d``
+    (its ``d``-th, from 0) is dropped when the identities read so far already hold ``n`` images at
+    depths below ``d`` (``sum(min(count, d)) >= n``); counts only grow, so ``pick`` fills its ``n``
+    before reaching depth ``d`` and ``pick(samples, n)`` is ``pick`` of everything read."""
+
+    def __init__(self, n: int, cap: int | None = None) -> None:
+        self.n = n
+        self.cap = cap or 50 * n
+        self.samples: list[tuple[dict[str, Any], bytes]] = []
+        self.read = 0  # samples taken (with an image), kept or dropped
+        self.seen: dict[Any, int] = {}  # identity -> images taken, in first-seen order
+        self.full = False
+
+    def add(self, doc: dict[str, Any], raw: bytes | None) -> bool:
+        """Take one sample; True once the bound is reached (nothing more is taken)."""
+        if self.full or raw is None:
+            return self.full
+        ident = doc.get("identity")
+        depth = self.seen.get(ident, 0)
+        if depth == 0 or sum(min(c, depth) for c in self.seen.values()) < self.n:
+            self.samples.append((doc, raw))
+        self.seen[ident] = depth + 1
+        self.read += 1
+        self.full = len(self.seen) >= self.n or self.read >= self.cap
+        return self.full
+
+    def pick(self) -> list[tuple[dict[str, Any], bytes]]:
+        return pick(self.samples, self.n)
+
+
 def candidates(paths: list[Path], n: int, cap: int | None = None) -> list[tuple[dict[str, Any], bytes]]:
     """Samples in reading order until ``n`` identities are in hand (then the first image of each fills a
-    sheet of ``n``) or ``cap`` samples (default ``50 x n``) are read: a large split is never read whole."""
-    cap = cap or 50 * n
-    out: list[tuple[dict[str, Any], bytes]] = []
-    ids: set[Any] = set()
+    sheet of ``n``) or ``cap`` samples (default ``50 x n``) are read: a large split is never read whole.
+    Images :func:`pick` cannot choose are left out (:class:`Candidates`)."""
+    c = Candidates(n, cap)
     for doc, raw in _docs(paths):
-        if raw is None:
-            continue
-        out.append((doc, raw))
-        ids.add(doc.get("identity"))
-        if len(ids) >= n or len(out) >= cap:
+        if c.add(doc, raw):
             break
-    return out
+    return c.samples
 
 
 def pick(docs: list[tuple[dict[str, Any], Any]], n: int) -> list[tuple[dict[str, Any], Any]]:
@@ -118,8 +141,14 @@ def draw_tile(img: np.ndarray, doc: dict[str, Any], tile: int) -> np.ndarray:
     if lm and lm.get("xy"):
         xy = np.asarray(lm["xy"], np.float64) * [sx, sy]
         vis = np.asarray(lm.get("visible", [True] * len(xy)), bool)
-        for (x, y), v in zip(xy, vis):
-            out[int(np.clip(round(y), 0, tile - 1)), int(np.clip(round(x), 0, tile - 1))] = (0, 255, 0) if v else (255, 0, 0)
+        k = min(len(xy), len(vis))
+        if not np.isfinite(xy[:k]).all():
+            raise ValueError(f"{doc.get('key')}: landmarks.xy holds a non-finite value")
+        px = np.clip(np.rint(xy[:k]), 0, tile - 1).astype(np.intp)  # rint: round half to even, as round()
+        # one pixel per landmark, a later landmark over an earlier one on the same pixel
+        _, last = np.unique((px[:, 1] * tile + px[:, 0])[::-1], return_index=True)
+        keep = k - 1 - last
+        out[px[keep, 1], px[keep, 0]] = np.where(vis[keep, None], np.uint8([0, 255, 0]), np.uint8([255, 0, 0]))
         for c in (468, 473):
             if c < len(xy):
                 cv2.circle(out, (int(round(xy[c, 0])), int(round(xy[c, 1]))), max(2, tile // 64), (0, 255, 255), 1, cv2.LINE_AA)
@@ -162,7 +191,20 @@ def contact_sheet(
             raise FileNotFoundError(f"no '{split}' shards in {d} (is it a dmsfactory dataset? `dmsfactory run` makes one)") from None
         have = ", ".join(f"{k} {c.get(k, 0)}" for k in ("train", "val", "test", "quarantined"))
         raise FileNotFoundError(f"{d} has no '{split}' images (images per split: {have})")
-    chosen = pick(candidates(paths, n), n)
+    return write_sheet(d, split, pick(candidates(paths, n), n), out, tile, cols)
+
+
+def write_sheet(
+    dataset_dir: str | Path,
+    split: str,
+    chosen: list[tuple[dict[str, Any], bytes]],
+    out: str | Path | None = None,
+    tile: int = 160,
+    cols: int | None = None,
+) -> dict[str, Any]:
+    """Draw the contact sheet of the ``chosen`` (doc, encoded image) samples of ``split`` (picked by
+    :func:`pick`; :func:`contact_sheet` reads them, ``finalize`` collects them in its one pass)."""
+    d = Path(dataset_dir)
     if not chosen:
         raise FileNotFoundError(f"the '{split}' shards of {d} hold no images")
     texts = [tile_lines(doc) for doc, _ in chosen]

@@ -26,16 +26,21 @@ def load_manifest(dataset_dir: str | Path) -> dict[str, Any]:
     return json.loads(p.read_text())
 
 
-def shard_paths(dataset_dir: str | Path, split: str | None = None, quarantine: bool = False) -> list[Path]:
+def shard_entries(dataset_dir: str | Path, quarantine: bool = False) -> list[tuple[Path, str]]:
+    """(tar path, split) of every shard (``quarantine``: of every quarantine shard, with the split its
+    batch was planned for) in reading order: the manifest's; without a manifest, sorted file names,
+    the split being the name's head (``train-000003.tar``)."""
     d = Path(dataset_dir)
     try:
         m = load_manifest(d)
-        entries = m["quarantine" if quarantine else "shards"]
-        return [d / e["path"] for e in entries if split is None or e["split"] == split]
     except FileNotFoundError:
         base = d / QUARANTINE_DIR if quarantine else d
-        pat = f"{split}-*.tar" if split else "*.tar"
-        return sorted(base.glob(pat))
+        return [(p, p.name.partition("-")[0]) for p in sorted(base.glob("*.tar"))]
+    return [(d / e["path"], e["split"]) for e in m["quarantine" if quarantine else "shards"]]
+
+
+def shard_paths(dataset_dir: str | Path, split: str | None = None, quarantine: bool = False) -> list[Path]:
+    return [p for p, s in shard_entries(dataset_dir, quarantine) if split is None or s == split]
 
 
 def _decode(sample: dict[str, Any]) -> dict[str, Any]:
@@ -81,8 +86,16 @@ def iter_records(
 def iter_raw(dataset_dir: str | Path, *, include_quarantine: bool = True) -> Iterator[tuple[dict[str, Any], bytes | None, bool]]:
     """Every written sample as (json doc, encoded image bytes or None, quarantined?), streamed one
     sample at a time: decode only the images you need (``decode_image``)."""
+    for doc, raw, quarantined, _split in iter_raw_split(dataset_dir, include_quarantine=include_quarantine):
+        yield doc, raw, quarantined
+
+
+def iter_raw_split(dataset_dir: str | Path, *, include_quarantine: bool = True) -> Iterator[tuple[dict[str, Any], bytes | None, bool, str]]:
+    """:func:`iter_raw` with the split of each sample's shard (:func:`shard_entries`), in the same order:
+    the accepted shards of every split in manifest order, then the quarantine shards; within a shard,
+    the written order."""
     for quarantined in (False, True) if include_quarantine else (False,):
-        for p in shard_paths(dataset_dir, quarantine=quarantined):
+        for p, split in shard_entries(dataset_dir, quarantine=quarantined):
             for _key, parts in iter_tar_groups(p):
                 if "json" in parts:
-                    yield json.loads(parts["json"]), parts.get("jpg") or parts.get("png"), quarantined
+                    yield json.loads(parts["json"]), parts.get("jpg") or parts.get("png"), quarantined, split
