@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -150,6 +151,10 @@ def get_worker(spec: DatasetSpec) -> Worker:
         stages = build_stages(spec, gen)
         for s in stages:
             s.setup()
+        if "torch" in sys.modules:  # a stage's setup may have loaded it (privacy: the descriptor network)
+            import torch  # heavy: torch (already loaded)
+
+            torch.set_num_threads(spec.run.torch_threads)
         w = workers[h] = Worker(gen, stages)
     return w
 

@@ -185,8 +185,10 @@ class RunCfg(_Strict):
     )
 
 
-# (section, field) -> the value that leaves samples as they were before the field existed
-HASH_NEUTRAL_DEFAULTS: dict[tuple[str, str], Any] = {("conditions", "talking"): 0.0}
+# (section, field) -> the value that leaves samples as they were before the field existed.
+# privacy.descriptor_backend "auto" runs dlib's network in torch: descriptors move by float noise
+# (< 2e-6 L2, docs/privacy.md), so datasets made before it keep their keys and resume.
+HASH_NEUTRAL_DEFAULTS: dict[tuple[str, str], Any] = {("conditions", "talking"): 0.0, ("privacy", "descriptor_backend"): "auto"}
 
 
 class DatasetSpec(_Strict):

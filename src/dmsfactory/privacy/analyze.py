@@ -48,7 +48,10 @@ class FaceAnalyzer:
             haar_min_neighbors=cfg.haar_min_neighbors,
             haar_max_side=cfg.haar_max_side,
         )
-        self.describer = FaceDescriber(cfg.descriptor_detectors, hog_upsample=cfg.hog_upsample, hog_min_score=cfg.hog_min_score)
+        self.describer = FaceDescriber(
+            cfg.descriptor_detectors, hog_upsample=cfg.hog_upsample, hog_min_score=cfg.hog_min_score,
+            backend=cfg.descriptor_backend,
+        )
 
     def setup(self) -> None:
         self.presence.setup()

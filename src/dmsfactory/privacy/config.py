@@ -64,6 +64,12 @@ class PrivacyConfig(BaseModel):
         description="face boxes fed to dlib's 5-point aligner + ResNet descriptor; boxes from all "
         "listed detectors are merged (IoU > 0.3 counts as the same face)",
     )
+    descriptor_backend: Literal["auto", "torch", "dlib"] = Field(
+        "auto",
+        description="where dlib's face-recognition ResNet runs: torch (the same weights read from the .dat; equal "
+        "to dlib's descriptors within 2e-6 L2, ~5x less CPU), dlib (dlib-bin's own, built without BLAS), or auto "
+        "(torch when installed). docs/privacy.md",
+    )
     presence_fallback: bool = Field(
         True,
         description="run the presence detectors in order and stop at the first that finds a face (Haar costs "

@@ -34,7 +34,14 @@ import numpy as np
 
 from dmsfactory.errors import UserError
 from dmsfactory.privacy.analyze import FaceAnalyzer
-from dmsfactory.privacy.descriptors import DESCRIPTOR_DIM, IMAGE_EXTENSIONS, ImageError, load_image, model_versions
+from dmsfactory.privacy.descriptors import (
+    DESCRIPTOR_DIM,
+    IMAGE_EXTENSIONS,
+    ImageError,
+    load_image,
+    model_versions,
+    resolve_descriptor_backend,
+)
 
 CACHE_FORMAT = 1
 
@@ -199,6 +206,7 @@ def _signature(cfg: Any) -> str:
         "format": CACHE_FORMAT,
         "models": model_versions(),
         "descriptor_detectors": list(cfg.descriptor_detectors),
+        "descriptor_backend": resolve_descriptor_backend(getattr(cfg, "descriptor_backend", "auto")),
         "hog_upsample": cfg.hog_upsample,
         "hog_min_score": cfg.hog_min_score,
         "max_image_side": cfg.max_image_side,

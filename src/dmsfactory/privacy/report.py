@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from dmsfactory.privacy.config import PrivacyConfig
-from dmsfactory.privacy.descriptors import ImageError, load_image, model_versions
+from dmsfactory.privacy.descriptors import ImageError, load_image, model_versions, resolve_descriptor_backend
 from dmsfactory.privacy.duplicates import (
     cross_identity_nearest,
     hamming_pairs,
@@ -526,7 +526,8 @@ class PrivacyReport:
             "identity_consistency": cons,
             "models": model_versions(),
             "detectors": {"presence": list(cfg.presence_detectors), "presence_fallback": cfg.presence_fallback,
-                          "descriptor_boxes": list(cfg.descriptor_detectors)},
+                          "descriptor_boxes": list(cfg.descriptor_detectors),
+                          "descriptor_backend": resolve_descriptor_backend(cfg.descriptor_backend)},
             "data_handling": DATA_HANDLING,
         }
         md = _markdown(data, files, no_gallery)
