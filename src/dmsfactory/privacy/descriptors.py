@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 
 from dmsfactory.errors import DmsFactoryError
-from dmsfactory.privacy.dlib_net import default_recognizer
 from dmsfactory.fileio import sha256_file
+from dmsfactory.privacy.dlib_net import default_recognizer
 
 DESCRIPTOR_DIM = 128
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -179,7 +179,7 @@ DESCRIPTOR_BACKENDS = ("auto", "torch", "dlib")
 
 
 def resolve_descriptor_backend(backend: str = "auto") -> str:
-    """``auto`` -> ``torch`` when torch imports, else ``dlib``; ``torch`` without torch is an error."""
+    """``auto`` -> ``torch`` when torch is installed, else ``dlib``; ``torch`` without torch is an error."""
     if backend not in DESCRIPTOR_BACKENDS:
         raise DmsFactoryError(f"descriptor_backend: {backend!r} is not one of {', '.join(DESCRIPTOR_BACKENDS)}")
     if backend == "dlib":
@@ -196,7 +196,7 @@ class FaceDescriber:
 
     ``backend``: ``torch`` runs dlib's ResNet in torch (:class:`~dmsfactory.privacy.dlib_net.TorchFaceRecognizer`,
     same weights, float-noise agreement, ~5x faster), ``dlib`` runs dlib's ``compute_face_descriptor``;
-    ``auto`` is torch when it imports."""
+    ``auto`` is torch when it is installed."""
 
     def __init__(
         self,

@@ -152,8 +152,8 @@ class _Reader:
         if self.pos < len(self.buf) and self.buf[self.pos] & 0x70:
             raise self.fail("float in dlib's old ASCII format (unsupported)")
         mant, exp = self.int(), self.int()
-        if exp >= 32000:  # dlib's inf / -inf / nan markers (is_inf and up)
-            return float("nan")
+        if exp >= 32000:  # float_details markers: is_inf 32000, is_ninf 32001, is_nan 32002
+            return {32000: float("inf"), 32001: float("-inf")}.get(exp, float("nan"))
         return float(np.ldexp(float(mant), exp))
 
     def version(self, want: set[int], what: str) -> int:
