@@ -424,6 +424,7 @@ def test_transfer_end_to_end_is_deterministic_and_linked_from_the_card(shards, r
         assert (out / f).is_file(), f
     js = json.loads((out / "report.json").read_text())
     assert js["settings"]["overrides"] == TINY
+    assert js["settings"]["training"]["warmup_fraction"] == 0.05  # reports tell the warm-up apart
     md = (out / "report.md").read_text()
     assert "Non-standard settings" in md and "synthetic only" in md
     card = (Path(shards) / "README.md").read_text()

@@ -89,6 +89,14 @@ ANGLE_UNIT = 30.0
 WARMUP_FRACTION = 0.05
 
 
+def training_settings() -> dict:
+    """What ``fit`` does beyond :data:`TASKS`, for the report's settings (reports before the warm-up
+    existed have no ``warmup_fraction``)."""
+    return {"optimizer": "AdamW", "weight_decay": WEIGHT_DECAY, "warmup_fraction": WARMUP_FRACTION,
+            "schedule": "linear warm-up, then cosine decay to 0", "flip": True,
+            "jitter_scale": JITTER_SCALE, "jitter_shift": JITTER_SHIFT, "angle_unit_deg": ANGLE_UNIT}
+
+
 def _gn(c: int) -> nn.GroupNorm:
     return nn.GroupNorm(min(8, c), c)
 

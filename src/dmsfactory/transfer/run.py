@@ -152,7 +152,7 @@ def run_transfer(
     import torch  # heavy: torch
 
     from dmsfactory.transfer import protocol as P  # heavy: torch (check_inputs runs first, without it)
-    from dmsfactory.transfer.models import TASKS, balanced_weights, fit, make_model  # heavy: torch
+    from dmsfactory.transfer.models import TASKS, balanced_weights, fit, make_model, training_settings  # heavy: torch
 
     t_start = time.perf_counter()
     say = log or (lambda s: None)
@@ -233,6 +233,7 @@ def run_transfer(
                                "landmark_size": C.LANDMARK_SIZE, "eye_size": C.EYE_SIZE},
                      "models": {t: {**TASKS[t].__dict__, **{k: v for k, v in st.items() if k in TASKS[t].__dict__}}
                                 for t in want},
+                     "training": training_settings(),
                      "quick": quick, "learning_curve_k": list(curve), "dp_epsilons": list(eps),
                      "synthetic_seeds": int(seeds)},
         "versions": _versions(),
