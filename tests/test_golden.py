@@ -8,7 +8,7 @@ frames, ``<key>.json``, ``<key>.params.txt``) and every top-level field of each 
 the keys and verdicts; the refactor, merged with them, reproduces that fixture byte for byte; and
 again after issue 19's privacy gate judged identity views on their labelled face only and ran the Haar
 presence fallback around the labelled face box, which changed verdict scores, and in the same merge
-labels schema 1.3.0 (mouth.visible from the render; renderer 0.4.1 records mouth_visible_fraction)
+labels schema 1.3.0 (mouth.visible from the render; renderer 0.4.1 records lip_points)
 and dlib's ResNet run in torch (stored face descriptors moved by float noise)). A deliberate change of what the factory writes (renderer, labels, augmentation,
 privacy verdicts) regenerates the fixture with ``PYTHONPATH=src .venv/bin/python tests/golden_run.py
 --write``, committed together with that change; a refactor must never need to.

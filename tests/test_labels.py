@@ -56,22 +56,26 @@ def test_mouth_is_not_visible_behind_a_rendered_hand_or_a_mask():
     from dmsfactory.labelers.params import LabelStage
     from dmsfactory.sample import run_stages
 
-    cases = {"hand": ({"yawn": "yawning_with_hand", "mouth_open": 0.9}, "none"),
-             "yawn": ({"yawn": "yawning_without_hand", "mouth_open": 0.9}, "none"),
-             "closed": ({"yawn": "none", "mouth_open": 0.05}, "none"),
-             "mask": ({"yawn": "none", "mouth_open": 0.05}, "mask")}
-    entries = [example_plan_entry(key=f"{name}-{yaw:+.0f}", index=i, identity_seed=7 + i, sample_seed=i, state=state,
-                                  accessory=acc, head_pose_car={"yaw": yaw})
-               for i, (name, (state, acc)) in enumerate((n, c) for n, c in cases.items() for _ in (0, 1))
-               for yaw in ((-20.0, 15.0)[i % 2],)]
+    cases = {"hand": ({"yawn": "yawning_with_hand", "mouth_open": 0.9}, "none", (-20.0, 15.0)),
+             "yawn": ({"yawn": "yawning_without_hand", "mouth_open": 0.9}, "none", (-20.0, 15.0)),
+             "closed": ({"yawn": "none", "mouth_open": 0.05}, "none", (-20.0, 15.0)),
+             "mask": ({"yawn": "none", "mouth_open": 0.05}, "mask", (-20.0, 30.0)),
+             # a turned head hides the far half of its own lips: that is not an occluder
+             "profile": ({"yawn": "none", "mouth_open": 0.05}, "none", (-70.0, 65.0))}
+    entries = [example_plan_entry(key=f"{name}-{j}", index=len(cases) * j + k, identity_seed=7 + k, sample_seed=j,
+                                  state=state, accessory=acc, head_pose_car={"yaw": yaws[j]})
+               for k, (name, (state, acc, yaws)) in enumerate(cases.items()) for j in (0, 1)]
     out = run_stages([LabelStage()], ProceduralGenerator().generate(entries))
     seen = {}
     for s in out:
-        frac = s.params["render"]["mouth_visible_fraction"]
-        assert 0.0 <= frac <= 1.0
+        lp = s.params["render"]["lip_points"]
+        assert lp["of"] == 40 and lp["visible"] + lp["covered"] <= 40
         seen.setdefault(s.key.split("-")[0], []).append(s.labels["mouth"]["visible"])
-    assert seen == {"hand": [False, False], "yawn": [True, True], "closed": [True, True], "mask": [False, False]}
+    assert seen == {"hand": [False, False], "yawn": [True, True], "closed": [True, True], "mask": [False, False],
+                    "profile": [True, True]}
     # without the renderer's record (another backend) the label says nothing rather than guessing
     from dmsfactory.labelers.params import mouth_visibility
 
-    assert mouth_visibility({}) == {} and mouth_visibility({"mouth_visible_fraction": 0.49}) == {"visible": False}
+    assert mouth_visibility({}) == {}
+    assert mouth_visibility({"lip_points": {"of": 40, "visible": 10, "covered": 10}}) == {"visible": False}
+    assert mouth_visibility({"lip_points": {"of": 40, "visible": 0, "covered": 0}}) == {"visible": False}

@@ -60,17 +60,22 @@ def camera_labels(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# labels.mouth.visible: at least this share of the lip landmarks visible (renderer 0.4.1 records it). On
-# renders the share is 0-0.25 behind a hand over a yawn, 0.05-0.33 under a mask and 0.78-1.0 otherwise
-# (yaw -30..+26 deg, 8 renders each), so the bar sits in the gap.
-MOUTH_VISIBLE_MIN = 0.5
+# labels.mouth.visible: false when at least this share of the lip landmarks that the head does not hide
+# itself is covered by something else (renderer 0.4.1 records the counts). On renders: 0.73-1.0 covered
+# behind a hand over a yawn, 0.48-0.98 of all 40 points under a mask (all of the unhidden ones at yaw 30),
+# 0 otherwise, profiles (yaw 60-80) included.
+MOUTH_COVERED_MAX = 0.5
 
 
 def mouth_visibility(render: dict[str, Any]) -> dict[str, Any]:
-    """``{"visible": bool}`` from the renderer's recorded lip-landmark visibility; nothing when the
-    backend recorded none (an augmented occluder still sets it False later)."""
-    f = render.get("mouth_visible_fraction")
-    return {"visible": bool(f >= MOUTH_VISIBLE_MIN)} if isinstance(f, (int, float)) else {}
+    """``{"visible": bool}`` from the renderer's lip-landmark counts: not visible when none shows or at
+    least half of those the head does not hide itself are covered (hand, mask); nothing when the backend
+    recorded no counts (an augmented occluder still sets it False later)."""
+    lp = render.get("lip_points")
+    if not isinstance(lp, dict):
+        return {}
+    seen, covered = int(lp.get("visible", 0)), int(lp.get("covered", 0))
+    return {"visible": bool(seen > 0 and covered / (seen + covered) < MOUTH_COVERED_MAX)}
 
 
 def make_labels(params: dict[str, Any]) -> dict[str, Any]:

@@ -142,7 +142,7 @@ LABEL_SCHEMA: Schema = {
         "opening_mm": _f("inner-lip opening in mm (renderer geometry)"),
         "yawn": _s("DMD yawning", YAWN),
         "yawning": _b("yawn != none"),
-        "visible": _b("mouth visible: >= half the lip landmarks visible (false behind a hand, a mask or an augmented occluder)"),
+        "visible": _b("mouth visible: false when no lip landmark shows or half of them are covered (a hand, a mask, an augmented occluder)"),
     },
     "gaze": {
         "left": _gaze_eye(),

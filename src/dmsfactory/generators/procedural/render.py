@@ -46,8 +46,9 @@ from .raster import Fragments, interpolate, rasterize, vertex_normals
 from .texture import build_atlas, part_uv
 
 RENDERER_VERSION = "procedural-0.4.1"  # 0.4.0: ICT-FaceKit head (identity modes, blendshapes, mouth interior), new hand;
-# 0.4.1: records mouth_visible_fraction (pixels unchanged)
+# 0.4.1: records lip_points (pixels unchanged)
 PIVOT_IN_HEAD = np.array([0.0, -0.065, -0.075])
+LIPS = list(LIPS_OUTER + LIPS_INNER)
 
 MOUNTS = {  # direction from the head towards the camera in the car frame (x left, y up, z forward)
     "steering_column": (0.0, -0.33, 1.0),
@@ -1100,14 +1101,17 @@ def _landmarks_and_info(sc: _Scene, mesh: _Mesh, ras: _Raster, out: np.ndarray) 
         z = pc[:, 2]
         vis = (np.isin(part_at, self_ids) & (zb > z - 0.005)) | (zb > z)
         vis[n_surface:] = (part_at[n_surface:] == eb_id) & (zb[n_surface:] > z[n_surface:] - 0.004)
+        # hidden by something that is not the face itself (hand, mask, phone, hair), as opposed to the
+        # face hiding its own far side in a turned head
+        covered = inside & (t_at >= 0) & ~np.isin(part_at, self_ids) & ~(zb > z)
         vis = inside & ((t_at < 0) | vis)
         if lens_img is not None:
             lt, ld = lens_img[0][iyc, ixc], lens_img[1][iyc, ixc]
             vis &= ~((lt >= 0) & (ld < z))
-        return pc, (pss / ss).astype(np.float32), vis
+        return pc, (pss / ss).astype(np.float32), vis, covered
 
-    lm_cam, lm, vis = project_and_test(lm_head, 468)
-    ib_cam, ib, ib_vis = project_and_test(ib_head, 68)
+    lm_cam, lm, vis, covered = project_and_test(lm_head, 468)
+    ib_cam, ib, ib_vis, _ = project_and_test(ib_head, 68)
     pts = lm[:468]
     x0, y0 = np.clip(pts.min(0), 0, size)
     x1, y1 = np.clip(pts.max(0), 0, size)
@@ -1136,9 +1140,10 @@ def _landmarks_and_info(sc: _Scene, mesh: _Mesh, ras: _Raster, out: np.ndarray) 
         "gaze_camera": gaze,
         "eye_aperture_mm": ap,
         "mouth_opening_mm": mouth_mm,
-        # share of the 40 lip landmarks (outer + inner contour) visible: a hand over the mouth or a mask
-        # hides them (labels.mouth.visible)
-        "mouth_visible_fraction": round(float(vis[list(LIPS_OUTER + LIPS_INNER)].mean()), 4),
+        # the 40 lip landmarks (outer + inner contour): how many are visible and how many are covered by
+        # something that is not the face (a hand over the mouth, a mask); those a turned head hides
+        # behind its own far side are neither (labels.mouth.visible)
+        "lip_points": {"of": len(LIPS), "visible": int(vis[LIPS].sum()), "covered": int(covered[LIPS].sum())},
         "expression": {k: round(float(x), 4) for k, x in sorted(expr_w.items())},
         "face_model": {"source": "ICT-FaceKit", "commit": fm.provenance["source"]["commit"], "content_sha256": fm.provenance.get("content_sha256")},
         "identity": {**im.info, "code": dict(im.code_rounded)},
