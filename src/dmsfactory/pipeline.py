@@ -139,24 +139,27 @@ def get_worker(spec: DatasetSpec) -> Worker:
         workers = _LOCAL.workers = {}
     w = workers.get(h)
     if w is None:
-        if spec.backend == "diffusion" or "torch" in __import__("sys").modules:
-            try:
-                import torch  # heavy: torch (only when already loaded or for diffusion)
-
-                torch.set_num_threads(spec.run.torch_threads)
-            except ImportError:  # pragma: no cover
-                pass
+        _torch_threads(spec, load=spec.backend == "diffusion")
         gen = get_generator(spec)
         gen.setup()
         stages = build_stages(spec, gen)
         for s in stages:
             s.setup()
-        if "torch" in sys.modules:  # a stage's setup may have loaded it (privacy: the descriptor network)
-            import torch  # heavy: torch (already loaded)
-
-            torch.set_num_threads(spec.run.torch_threads)
+        _torch_threads(spec)  # a stage's setup may have loaded torch (privacy: the descriptor network)
         w = workers[h] = Worker(gen, stages)
     return w
+
+
+def _torch_threads(spec: DatasetSpec, load: bool = False) -> None:
+    """torch's threads per process to ``spec.run.torch_threads`` when torch is loaded (``load``: import
+    it first; nothing when it is not installed)."""
+    if not load and "torch" not in sys.modules:
+        return
+    try:
+        import torch  # heavy: torch (only when already loaded or for diffusion)
+    except ImportError:  # pragma: no cover
+        return
+    torch.set_num_threads(spec.run.torch_threads)
 
 
 def process_batch(spec: DatasetSpec, entries: list[dict[str, Any]]) -> list[FaceSample]:

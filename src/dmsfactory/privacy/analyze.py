@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from dmsfactory.privacy.config import PrivacyConfig
-from dmsfactory.privacy.descriptors import Face, FaceDescriber, as_rgb_uint8, iou, limit_side
+from dmsfactory.privacy.descriptors import Face, FaceDescriber, as_rgb_uint8, labelled_face, limit_side
 from dmsfactory.privacy.duplicates import phash
 from dmsfactory.privacy.presence import PresenceDetectors, PresenceResult
 
@@ -29,11 +29,8 @@ class Analysis:
         """The face the sample is about: best overlap with the labelled ``bbox``, else the largest."""
         if not self.faces:
             return None
-        if bbox is not None:
-            best = max(self.faces, key=lambda f: iou(f.box, tuple(bbox)))
-            if iou(best.box, tuple(bbox)) > 0.1:
-                return best
-        return self.faces[0]
+        best = labelled_face(self.faces, bbox) if bbox is not None else None
+        return best if best is not None else self.faces[0]
 
 
 class FaceAnalyzer:
@@ -74,8 +71,7 @@ class FaceAnalyzer:
             small = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)), interpolation=cv2.INTER_CUBIC)
         res = PresenceResult()
         if presence:
-            work_roi = None if roi is None else tuple(float(v) * scale for v in roi)
-            res = self.presence.detect(small, fallback=self.cfg.presence_fallback, roi=work_roi)
+            res = self.presence.detect(small, fallback=self.cfg.presence_fallback, roi=_scaled(roi, scale))
         mp = res.detections.get("mediapipe")
         if mp is None and "mediapipe" in self.cfg.descriptor_detectors:
             mp = self.presence.mediapipe(small)  # descriptor boxes need it (now or in a later describe())
@@ -94,8 +90,7 @@ class FaceAnalyzer:
         (:meth:`FaceDescriber.describe`)."""
         if a.described:
             return a
-        work_roi = None if roi is None else tuple(float(v) * a.scale for v in roi)
-        faces = self.describer.describe(a.work, a.mp_work, roi=work_roi)
+        faces = self.describer.describe(a.work, a.mp_work, roi=_scaled(roi, a.scale))
         if a.scale != 1.0:
             for f in faces:
                 f.box = tuple(v / a.scale for v in f.box)
@@ -104,3 +99,8 @@ class FaceAnalyzer:
         a.work = None
         a.mp_work = None
         return a
+
+
+def _scaled(box: tuple[float, float, float, float] | None, scale: float) -> tuple[float, ...] | None:
+    """An original-image box in the analysed image's pixels."""
+    return None if box is None else tuple(float(v) * scale for v in box)
