@@ -9,7 +9,8 @@ the keys and verdicts; the refactor, merged with them, reproduces that fixture b
 again after issue 19's privacy gate judged identity views on their labelled face only and ran the Haar
 presence fallback around the labelled face box, which changed verdict scores, and in the same merge
 labels schema 1.3.0 (mouth.visible from the render; renderer 0.4.1 records lip_points)
-and dlib's ResNet run in torch (stored face descriptors moved by float noise)). A deliberate change of what the factory writes (renderer, labels, augmentation,
+and dlib's ResNet run in torch (stored face descriptors moved by float noise); and for labels schema 1.4.0
+(a yawning still is a moment of a yawn: one yawn render's pixels, every label's schema_version)). A deliberate change of what the factory writes (renderer, labels, augmentation,
 privacy verdicts) regenerates the fixture with ``PYTHONPATH=src .venv/bin/python tests/golden_run.py
 --write``, committed together with that change; a refactor must never need to.
 """

@@ -1,6 +1,7 @@
 import json
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from dmsfactory.plan import (
@@ -104,12 +105,36 @@ def test_talking_mouths_are_non_yawning_negatives_that_move_no_other_draw(tiny_s
     open_ = [e for e in talk if e["state"]["yawn"] == "none" and e["state"]["mouth_open"] > 0.12]
     non_yawn = [e for e in talk if e["state"]["yawn"] == "none"]
     assert 0.35 < len(open_) / len(non_yawn) < 0.65  # the share asked for (240 images)
-    assert all(0.12 <= e["state"]["mouth_open"] <= 0.55 for e in open_)  # below the yawn range
+    assert all(0.12 <= e["state"]["mouth_open"] <= 0.55 for e in open_)  # speech-like openings
     for a, b in zip(base, talk):  # a named draw of its own: every other parameter is unchanged
         assert a["state"]["yawn"] == b["state"]["yawn"] and a["head_pose_car"] == b["head_pose_car"]
         assert a["class"] == b["class"] and a["state"]["eye_openness_left"] == b["state"]["eye_openness_left"]
         if a["state"]["yawn"] != "none":
             assert a["state"]["mouth_open"] == b["state"]["mouth_open"]
+
+
+def test_a_yawning_still_is_a_recorded_moment_of_the_clips_yawn(tiny_spec_dict):
+    from dmsfactory.clips.drivers import YAWN
+    from dmsfactory.clips.kinematics import YawnShape
+
+    tiny_spec_dict["identities"] = {"count": 60, "images_per_identity": 10}
+    tiny_spec_dict["classes"] = {"moderate_fatigue": 1.0}
+    plan = make_plan(parse_spec(tiny_spec_dict))
+    yawns = [e for e in plan if e["state"]["yawn"] != "none"]
+    assert len(yawns) > 150 and all(e["state"]["yawn_moment"] is None for e in plan if e["state"]["yawn"] == "none")
+    for e in yawns:
+        ym = e["state"]["yawn_moment"]
+        # the recorded parameters give the mouth again, through the shape clips use
+        shape = YawnShape.split(0.0, 1.0, ym["amplitude"], ym["peak_frac"], ym["opening_share"])
+        level = float(shape.curve(np.array([ym["time_frac"]]))[0])
+        assert abs(ym["amplitude"] * level - e["state"]["mouth_open"]) < 2e-3
+        assert YAWN["labelled_open"] <= e["state"]["mouth_open"] <= ym["amplitude"] + 1e-9  # labelled yawning, as in clips
+        assert YAWN["amplitude"][0] <= ym["amplitude"] <= YAWN["amplitude"][1]
+    mouth = np.array([e["state"]["mouth_open"] for e in yawns])
+    phases = {e["state"]["yawn_moment"]["phase"] for e in yawns}
+    assert phases == {"opening", "acme", "closing"}
+    assert 0.1 < (mouth < 0.5).mean() < 0.4 and (mouth > 0.8).mean() > 0.2  # early and late moments, and wide ones
+    assert plan == make_plan(parse_spec(tiny_spec_dict))  # seeded
 
 
 def test_shard_jobs_cover_plan_once(tiny_spec_dict):

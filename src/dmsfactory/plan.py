@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from dmsfactory.clips.drivers import YAWN as YAWN_SHAPE
+from dmsfactory.clips.kinematics import YawnShape, inverse_smoothstep5
 from dmsfactory.conditions import LUX
 from dmsfactory.seeds import rng, seed
 from dmsfactory.spec import DatasetSpec
@@ -156,7 +158,29 @@ def entry_key(spec_hash: str, index: int) -> str:
     return f"{spec_hash[:10]}-{index:07d}"
 
 
-TALKING_MOUTH_OPEN = (0.12, 0.55)  # conditions.talking: speech-like openings, below the yawn range (0.65-1)
+TALKING_MOUTH_OPEN = (0.12, 0.55)  # conditions.talking: speech-like openings (a yawn's moments open 0.3-1)
+
+
+def yawn_still(amplitude: float, rs: np.random.Generator) -> dict[str, Any]:
+    """A still of a yawn is a moment of one: the yawn shaped as clips shape it (slow opening, short
+    acme, faster closing: :class:`~dmsfactory.clips.kinematics.YawnShape` with ``drivers.YAWN``'s
+    shares) at a time drawn uniformly over the part of it that clips label yawning (mouth opening
+    >= ``clips.drivers.YAWN["labelled_open"]``). Stills and clips thus share one definition of a yawning frame, and a
+    set holds early and late moments of yawns, not only their widest point.
+
+    Returns the mouth opening, the shape's level there (0..1 of the amplitude) and every parameter
+    that placed the moment (recorded in the plan entry's ``state.yawn_moment``)."""
+    peak_frac, opening_share = rs.uniform(*YAWN_SHAPE["peak_frac"]), rs.uniform(*YAWN_SHAPE["opening_share"])
+    shape = YawnShape.split(0.0, 1.0, amplitude, peak_frac, opening_share)  # times as shares of the yawn
+    y0 = min(1.0, YAWN_SHAPE["labelled_open"] / amplitude)
+    t_on = shape.opening_s * inverse_smoothstep5(y0)
+    t_off = shape.opening_s + shape.peak_s + shape.closing_s * inverse_smoothstep5(1.0 - y0)
+    t = float(rs.uniform(t_on, t_off))
+    level = float(shape.curve(np.array([t]))[0])
+    phase = "opening" if t < shape.opening_s else "acme" if t <= shape.opening_s + shape.peak_s else "closing"
+    return {"mouth_open": round_to(amplitude * level), "shape_level": round_to(level), "amplitude": round_to(amplitude),
+            "peak_frac": round_to(peak_frac), "opening_share": round_to(opening_share), "time_frac": round_to(t),
+            "phase": phase}
 
 
 def make_entry(spec: DatasetSpec, spec_hash: str, index: int, ident: Identity, cond: dict[str, Any]) -> dict[str, Any]:
@@ -171,11 +195,14 @@ def make_entry(spec: DatasetSpec, spec_hash: str, index: int, ident: Identity, c
     eo_r = float(np.clip(base_open - asym, 0, 1))
 
     yawn = "none"
+    yawn_moment = None
     mouth = r.uniform(0.0, 0.12)
     if r.random() < st["p_yawn"]:
         yawn = "yawning_with_hand" if r.random() < 0.4 else "yawning_without_hand"
-        mouth = r.uniform(0.65, 1.0)
-        eo_l, eo_r = eo_l * 0.7, eo_r * 0.7  # eyes narrow during a yawn
+        yawn_moment = yawn_still(r.uniform(*YAWN_SHAPE["amplitude"]), rng(spec.seed, "yawn_moment", index))
+        mouth = yawn_moment["mouth_open"]
+        narrow = 1.0 - 0.3 * yawn_moment["shape_level"]  # eyes narrow with the yawn: 30 % at its acme
+        eo_l, eo_r = eo_l * narrow, eo_r * narrow
     elif c.talking > 0:  # its own named draw: specs without talking keep every other draw unchanged
         rt = rng(spec.seed, "talking", index)
         if rt.random() < c.talking:
@@ -239,6 +266,7 @@ def make_entry(spec: DatasetSpec, spec_hash: str, index: int, ident: Identity, c
             "eye_openness_right": round_to(eo_r),
             "mouth_open": round_to(mouth),
             "yawn": yawn,
+            "yawn_moment": yawn_moment,
             "brow_raise": round_to(r.uniform(0, 0.3) if cls in ("alert", "distracted", "phone") else r.uniform(0, 0.1)),
             "smile": round_to(r.uniform(0, 0.4) if cls == "alert" and yawn == "none" else 0.0),
         },

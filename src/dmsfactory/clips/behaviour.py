@@ -352,7 +352,7 @@ class ClipModel:
                 mouth = np.maximum(mouth, d["shape"].amplitude * m)
                 head_pitch = head_pitch + d["pitch"] * m
                 brow = np.maximum(brow, 0.3 * m)
-                yawn[(mouth >= 0.3) & (t >= s) & (t <= d["shape"].end_s)] = d["label"]
+                yawn[(mouth >= YAWN["labelled_open"]) & (t >= s) & (t <= d["shape"].end_s)] = d["label"]
             elif k == "nod":
                 head_pitch = head_pitch - d["pitch"] * _bump(t, s, s + min(e - s, 1.0), 0.4, 0.4)
             elif k == "phone":
@@ -547,7 +547,7 @@ def simulate(
             dr["glances"] = [g]
             glance_ev(g)
         elif k == "yawn":
-            shape = YawnShape.split(s, d, u(0.7, 1.0), u(*YAWN["peak_frac"]), u(*YAWN["opening_share"]))
+            shape = YawnShape.split(s, d, u(*YAWN["amplitude"]), u(*YAWN["peak_frac"]), u(*YAWN["opening_share"]))
             dr.update(shape=shape, narrow=u(0.35, 0.5), pitch=u(4, 8),
                       label="yawning_with_hand" if seg.get("with_hand") else "yawning_without_hand")
             events.append({"type": "yawn", "start_s": shape.start_s, "end_s": shape.end_s,

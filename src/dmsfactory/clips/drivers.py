@@ -100,7 +100,9 @@ ZONE_GROUP = {"left_mirror": "mirror", "center_mirror": "mirror", "right_mirror"
 # (Doughty 2001): talking x 2.0, reading a phone (texting) x 0.45
 RATE_MULTIPLIER = {"talking": 2.0, "texting": 0.45}
 YAWN = {"duration_mean_s": 6.25, "driver_sd_s": 0.4, "yawn_sd_s": 0.5, "lo_s": 4.8, "hi_s": 8.0,
-        "peak_frac": (0.1, 0.18), "opening_share": (0.6, 0.7)}
+        "peak_frac": (0.1, 0.18), "opening_share": (0.6, 0.7),
+        "amplitude": (0.7, 1.0),  # the widest opening (mouth_open)
+        "labelled_open": 0.3}  # a moment of a yawn is labelled yawning while the mouth opens >= this (clips and stills)
 
 # reference figures (issue 24) used by the benchmark and the dataset card
 REFERENCE = {

@@ -307,6 +307,7 @@ SCHEMA_FINGERPRINTS = {
     "1.1.0": "53333906b2bc7d0186ae4d0e6085e1aa06cb21fa6db78c75d9ef8e5ac0f4dac3",
     "1.2.0": "e0b9c4099f3d9bb6235b6814434e4ee905aa1b37c6954ee78950a921f10cd5b1",
     "1.3.0": "e0b9c4099f3d9bb6235b6814434e4ee905aa1b37c6954ee78950a921f10cd5b1",  # same fields; mouth.visible now from the render
+    "1.4.0": "e0b9c4099f3d9bb6235b6814434e4ee905aa1b37c6954ee78950a921f10cd5b1",  # same fields; yawning stills at any moment of a yawn
 }
 # the same for a clip's labels (CLIP_LABELS_SCHEMA), keyed by dmsfactory.clips.generate.CLIP_SCHEMA_VERSION
 # (1.0.0 fingerprinted labels.temporal alone)
