@@ -359,8 +359,11 @@ def test_reference_training_keeps_the_hidden_units_alive_early():
     """The yawn model once trained to a constant output (every hidden ReLU dead, synthetic AUC 0.500 at
     training seed 3): Adam's first full-rate steps pushed the hidden units below zero on every input.
     The warm-up keeps them alive: the first 25 steps of a 1,700-step run (the real yawn run's length)
-    leave at least 3/4 of the 128 hidden units active on some input (without the warm-up: 49-94 here,
-    seeds 0-7), and the output still depends on the input."""
+    leave most of the 128 hidden units active on some input (without the warm-up: 49-94 here, seeds
+    0-7; with it and the LayerNorm 95-101, seeds 0-4), and the output still depends on the input.
+    The LayerNorm before the hidden ReLU (added when a yawn model collapsed again on a 0.4.2 set,
+    despite the warm-up) leaves every crop with units on both sides of zero: 40-45 of 128 active on
+    each crop here, where a collapsed head has none."""
     import torch
 
     from dmsfactory.transfer import models as Mo
@@ -381,10 +384,11 @@ def test_reference_training_keeps_the_hidden_units_alive_early():
             Mo.fit(m, x, y, "yawn", steps=1700, lr=Mo.TASKS["yawn"].lr, seed=seed + 1,
                    class_weight=Mo.balanced_weights(y[:, 0]), progress=stop)
         with torch.no_grad():
-            pre = m.head[1](m.head[0](m.features(Mo.to_input(torch.from_numpy(x)))))
-            out = m.head[3](torch.relu(pre)).view(-1)
+            pre = m.head[2](m.head[1](m.head[0](m.features(Mo.to_input(torch.from_numpy(x))))))
+            out = m.head[4](torch.relu(pre)).view(-1)
         alive = int(((pre > 0).sum(0) > 0).sum())
-        assert alive >= 96, (seed, alive)
+        assert alive >= 90, (seed, alive)
+        assert int((pre > 0).sum(1).min()) >= 32, seed  # on every crop
         assert float(out.std()) > 1e-3, (seed, float(out.std()))
 
 

@@ -163,10 +163,10 @@ TALKING_MOUTH_OPEN = (0.12, 0.55)  # conditions.talking: speech-like openings (a
 
 def yawn_still(amplitude: float, rs: np.random.Generator) -> dict[str, Any]:
     """A still of a yawn is a moment of one: the yawn shaped as clips shape it (slow opening, short
-    acme, faster closing: :class:`~dmsfactory.clips.kinematics.YawnShape` with ``drivers.YAWN``'s
-    shares) at a time drawn uniformly over the part of it that clips label yawning (mouth opening
-    >= ``clips.drivers.YAWN["labelled_open"]``). Stills and clips thus share one definition of a yawning frame, and a
-    set holds early and late moments of yawns, not only their widest point.
+    acme, faster closing: :class:`~dmsfactory.clips.kinematics.YawnShape` with the shares of
+    ``clips.drivers.YAWN``) at a time drawn uniformly over the part of it that clips label yawning
+    (mouth opening >= ``YAWN["labelled_open"]``). Stills and clips thus share one definition of a
+    yawning frame, and a set holds early and late moments of yawns, not only their widest point.
 
     Returns the mouth opening, the shape's level there (0..1 of the amplitude) and every parameter
     that placed the moment (recorded in the plan entry's ``state.yawn_moment``)."""

@@ -45,8 +45,8 @@ from .identity import identity_code, identity_shape
 from .raster import Fragments, interpolate, rasterize, vertex_normals
 from .texture import build_atlas, part_uv
 
-RENDERER_VERSION = "procedural-0.4.1"  # 0.4.0: ICT-FaceKit head (identity modes, blendshapes, mouth interior), new hand;
-# 0.4.1: records lip_points (pixels unchanged)
+RENDERER_VERSION = "procedural-0.4.2"  # 0.4.0: ICT-FaceKit head (identity modes, blendshapes, mouth interior), new hand;
+# 0.4.1: records lip_points (pixels unchanged); 0.4.2: ambient occlusion dims the ambient light only
 PIVOT_IN_HEAD = np.array([0.0, -0.065, -0.075])
 LIPS = list(LIPS_OUTER + LIPS_INNER)
 
@@ -1001,10 +1001,12 @@ def _shade(sc: _Scene, mesh: _Mesh) -> tuple[np.ndarray, np.ndarray | None, _Ras
         cx, cy = P.EYE_RECT[0] + P.EYE_RECT[2] / 2, P.EYE_RECT[1] + P.EYE_RECT[2] / 2
         rpx = np.hypot(uvp[:, 0] - cx, uvp[:, 1] - cy) / (P.EYE_RECT[2] / 2 - 2) * np.pi * 0.75
         tex[sel & (rpx < math.asin(0.0022 / 0.012)), :] = 0.85
-    # shading: hemispheric ambient (sky and roof lining above, footwell below) + wrapped Lambert lights
+    # shading: hemispheric ambient (sky and roof lining above, footwell below) + wrapped Lambert lights;
+    # ambient occlusion dims the ambient term only: a light reaches what it shines on (no cast shadows),
+    # so a wide-open mouth shows its tongue under the sun or the illuminator at the camera (0.4.2)
     up_c = (R_cw @ np.array([0.0, 1.0, 0.0])).astype(np.float32)
     hemi = np.float32(0.62) + np.float32(0.38) * np.clip(0.5 + 0.5 * (nrm @ up_c), 0, 1)
-    shade = hemi[:, None] * light["ambient"].astype(np.float32)[None]
+    shade = (hemi * aop)[:, None] * light["ambient"].astype(np.float32)[None]
     specl = np.zeros(len(fr.pix), np.float32)
     for Lw, col in light["dir"]:
         Lc = (R_cw @ Lw).astype(np.float32)
@@ -1019,7 +1021,6 @@ def _shade(sc: _Scene, mesh: _Mesh) -> tuple[np.ndarray, np.ndarray | None, _Ras
         d = np.clip(np.einsum("pc,pc->p", nrm, view), 0, None)  # light at the camera: L = view
         shade += (d * att)[:, None]
         specl += (d ** 30) * att
-    shade *= aop[:, None]
     if ir:
         tex, shade = tex[:, :1], shade[:, :1]
     colr = tex * shade + (SPEC[fr.tri] * specl * 0.35)[:, None]
