@@ -146,7 +146,9 @@ def test_a_yawn_shows_a_dark_mouth_with_teeth_and_tongue():
     assert {"teeth", "tongue"} <= names
     lum = r.image.astype(float).mean(2)
     face = r.part_ids == r.part_names.index("face")
-    assert lum[poly > 0].mean() < 0.6 * lum[face].mean()  # the cavity is dark
+    # darker than the face, not black: ambient occlusion dims only the ambient light (renderer 0.4.2; was
+    # < 0.6 x the face with occlusion on every light: a black hole where a real yawn shows its tongue)
+    assert 0.3 * lum[face].mean() < lum[poly > 0].mean() < 0.85 * lum[face].mean()
     assert r.render_info["mouth_opening_mm"] > 25
 
 

@@ -87,6 +87,12 @@ class FaceSample(Verdicts):
         return copy.deepcopy(self)
 
     # --- serialisation ---
+    @property
+    def written_bbox(self) -> tuple[float, float, float, float] | None:
+        """The face box as the sample's JSON stores it (3 decimals): what a later reader of the shards
+        (``dmsfactory leakcheck``) gets, so checks that depend on it judge the same box in both places."""
+        return None if self.bbox is None else tuple(round(float(v), 3) for v in self.bbox)
+
     def to_json(self) -> dict[str, Any]:
         """The JSON document stored next to the image in a shard."""
         doc: dict[str, Any] = {
@@ -108,7 +114,7 @@ class FaceSample(Verdicts):
                 "visible": [bool(v) for v in vis],
             }
         if self.bbox is not None:
-            doc["bbox"] = [round(float(v), 3) for v in self.bbox]
+            doc["bbox"] = list(self.written_bbox)
         for name, arr in self.arrays.items():
             doc.setdefault("arrays", {})[name] = np.round(np.asarray(arr, dtype=np.float64), 5).tolist()
         return doc

@@ -156,7 +156,7 @@ class PrivacyStage:
     def _redact(self, s: FaceSample) -> None:
         s.image = mosaic(s.image)
         s.arrays.pop("face_descriptor", None)
-        s.arrays["phash"] = phash(face_crop(s.image, s.bbox)).astype(np.float32)
+        s.arrays["phash"] = phash(face_crop(s.image, s.written_bbox)).astype(np.float32)
 
     # ------------------------------------------------------------ per batch
     def process(self, batch: list[FaceSample]) -> list[FaceSample]:
@@ -176,11 +176,11 @@ class PrivacyStage:
                 analysed[s.key] = (self.analyzer.analyze(img, name=f"sample {s.key}", presence=False,
                                                          descriptors=self.per_image(s), hash_=False), sha)
                 continue
-            a = self.analyzer.analyze(img, name=f"sample {s.key}", descriptors=self.per_image(s), hash_=False, roi=s.bbox)
+            a = self.analyzer.analyze(img, name=f"sample {s.key}", descriptors=self.per_image(s), hash_=False, roi=s.written_bbox)
             analysed[s.key] = (a, sha)
-            prim = a.primary(s.bbox) if a.described else None
+            prim = a.primary(s.written_bbox) if a.described else None
             mp = a.presence.detections.get("mediapipe") or []
-            box = s.bbox or (prim.box if prim else (mp[0].box if mp else None))
+            box = s.written_bbox or (prim.box if prim else (mp[0].box if mp else None))
             s.arrays["phash"] = phash(face_crop(img, box)).astype(np.float32)
             found = a.presence.found_by()
             if a.described:
@@ -216,7 +216,7 @@ class PrivacyStage:
         todo = [(s, analysed[s.key][0], analysed[s.key][1]) for s in samples]
         matches = self.search.closest([np.stack([f.descriptor for f in a.faces]) if a.faces else np.zeros((0, 128)) for _, a, _ in todo])
         with_face = [(s, a) for s, a, _ in todo if a.faces]
-        per_gallery = self.search.nearest(np.stack([a.primary(s.bbox).descriptor for s, a in with_face])) if with_face else []
+        per_gallery = self.search.nearest(np.stack([a.primary(s.written_bbox).descriptor for s, a in with_face])) if with_face else []
         pg = iter(per_gallery)
         for (s, a, sha), m in zip(todo, matches):
             if m is None:
@@ -263,11 +263,11 @@ class PrivacyStage:
                     continue
                 img, sha = self.judged(s)
                 a = self.analyzer.analyze(img, name=f"view {key}", presence=False, descriptors=False, hash_=False)
-            self.analyzer.describe(a, roi=s.bbox)  # the identity's own face only
+            self.analyzer.describe(a, roi=s.written_bbox)  # the identity's own face only (the box as written)
             if not a.faces:
                 continue
             match = self.search.closest([np.stack([f.descriptor for f in a.faces])])[0] if self.galleries else None
-            prim = a.primary(s.bbox)
+            prim = a.primary(s.written_bbox)
             res.views.append(ViewResult(key, sha, len(a.faces), match, prim.descriptor.astype(np.float32)))
         matched = [v for v in res.views if v.match is not None]
         if matched:
