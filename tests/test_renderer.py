@@ -213,6 +213,30 @@ def test_mediapipe_detects_renders():
     assert np.median(errs) < 0.15
 
 
+def test_auto_exposure_meters_the_face_so_dark_skin_and_dim_light_keep_a_readable_face():
+    """Face-priority auto-exposure (renderer 0.5.0): whatever the light and the skin tone, the gain brings
+    the metered level to the drawn mid-grey target unless the gain range stops it, so a face is never a
+    near-black or a blown-out patch; the scene around it pays (a backlit window burns out behind dark skin)."""
+    from dmsfactory.generators.procedural.render import AE_RANGE
+
+    faces, rec = [], []
+    for tone in (1, 6):
+        for light in ("daylight", "backlight", "tunnel", "night_cabin", "night_ir"):
+            r = render(example_plan_entry(identity_seed=71, identity_params={"skin_tone": tone}, lighting=light, sample_seed=4))
+            img = r.image.astype(float).mean(axis=2)
+            faces.append(img[r.part_ids == r.part_names.index("face")].mean())
+            a = r.render_info["exposure"]
+            assert a["mode"] == "face_priority" and AE_RANGE[0] <= a["gain_ratio"] <= AE_RANGE[1]
+            if not a["limited"]:
+                assert abs(a["metered"] * a["gain_ratio"] - a["target"]) < 0.01 * a["target"]
+            rec.append((tone, light, a["gain_ratio"], img[r.part_ids < 0].mean()))
+    assert 85 < min(faces) and max(faces) < 175, faces
+    # dark skin needs more gain than light skin in the same light, and then the backlit window burns out
+    gains = {(t, li): g for t, li, g, _ in rec}
+    assert all(gains[(6, li)] > gains[(1, li)] for li in ("daylight", "backlight", "tunnel", "night_cabin"))
+    assert [bg for t, li, _, bg in rec if (t, li) == (6, "backlight")][0] > 200
+
+
 def test_night_cabin_is_a_dark_colour_scene_lit_from_the_dashboard():
     r = render(example_plan_entry(identity_seed=61, lighting="night_cabin", sample_seed=3, head_pose_car={"yaw": 0.0}))
     assert r.render_info["lighting"]["mode"] == "night_cabin"

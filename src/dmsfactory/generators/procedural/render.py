@@ -45,8 +45,9 @@ from .identity import identity_code, identity_shape
 from .raster import Fragments, interpolate, rasterize, vertex_normals
 from .texture import build_atlas, part_uv
 
-RENDERER_VERSION = "procedural-0.4.2"  # 0.4.0: ICT-FaceKit head (identity modes, blendshapes, mouth interior), new hand;
-# 0.4.1: records lip_points (pixels unchanged); 0.4.2: ambient occlusion dims the ambient light only
+RENDERER_VERSION = "procedural-0.5.0"  # 0.4.0: ICT-FaceKit head (identity modes, blendshapes, mouth interior), new hand;
+# 0.4.1: records lip_points (pixels unchanged); 0.4.2: ambient occlusion dims the ambient light only;
+# 0.5.0: face-priority auto-exposure (render info "exposure"); records eye_points
 PIVOT_IN_HEAD = np.array([0.0, -0.065, -0.075])
 LIPS = list(LIPS_OUTER + LIPS_INNER)
 
@@ -804,8 +805,11 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
         sc = _build_scene(entry, config)
         mesh = _assemble_mesh(sc)
         img, glow, ras = _shade(sc, mesh)
-        out = _finish(sc, img, glow)
-        return _landmarks_and_info(sc, mesh, ras, out)
+        face_px = (ras.tri_img >= 0) & (mesh.PID[ras.tri_img.clip(0)] == mesh.names.index("face"))
+        out, exposure = _finish(sc, img, glow, face_px)
+        res = _landmarks_and_info(sc, mesh, ras, out)
+        res.render_info["exposure"] = exposure
+        return res
 
 
 _BLAS: ThreadpoolController | None = None
@@ -1052,14 +1056,37 @@ def _shade(sc: _Scene, mesh: _Mesh) -> tuple[np.ndarray, np.ndarray | None, _Ras
     return img, glow, _Raster(fr=fr, zbuf=zbuf, tri_img=tri_img, lens_T=lens_T, lf=lf)
 
 
-def _finish(sc: _Scene, img: np.ndarray, glow: np.ndarray | None) -> np.ndarray:
-    """Supersampled float image -> the uint8 image: blur, resample, exposure, sensor noise."""
+# Auto-exposure with face priority, as a DMS camera's is driven (the face box steers the exposure): the
+# metered level is 80 % the face's mean luminance and 20 % the frame's, brought to a mid-grey target drawn
+# per sample; the gain may move from the lighting's nominal exposure by AE_RANGE at most, so the darkest
+# cabins stay dark and a backlit face stays darker than the window behind it. Sensor noise grows with the
+# square root of the gain ratio (read noise is amplified, shot noise follows the light gathered).
+AE_FACE_WEIGHT = 0.8
+AE_TARGET = (100.0, 135.0)  # 8-bit level of the metered mean
+AE_RANGE = (0.4, 4.0)  # gain / nominal gain
+
+
+def _auto_exposure(entry: dict, img: np.ndarray, face_px: np.ndarray, nominal: float) -> dict:
+    luma = img.mean(axis=2) if img.shape[2] == 3 else img[..., 0]
+    frame = float(luma.mean())
+    metered = AE_FACE_WEIGHT * float(luma[face_px].mean()) + (1 - AE_FACE_WEIGHT) * frame if face_px.any() else frame
+    target = float(_srng(entry, "exposure").uniform(*AE_TARGET))
+    ratio = float(np.clip(target / max(metered * nominal, 1e-6), *AE_RANGE))
+    return {"mode": "face_priority", "target": round(target, 2), "metered": round(metered * nominal, 2),
+            "gain_ratio": round(ratio, 4), "limited": bool(ratio in AE_RANGE)}
+
+
+def _finish(sc: _Scene, img: np.ndarray, glow: np.ndarray | None, face_px: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Supersampled float image -> the uint8 image and its exposure record: auto-exposure, blur,
+    resample, sensor noise."""
     entry, ss, S, size, light, ir = sc.entry, sc.ss, sc.S, sc.size, sc.light, sc.ir
     img = img.reshape(S, S, -1)
     # ---- post
     if glow is not None:
         img = img + glow
-    gain = 255.0 * light.get("exposure", 1.0)
+    nominal = 255.0 * light.get("exposure", 1.0)
+    ae = _auto_exposure(entry, img, face_px, nominal)
+    gain = nominal * ae["gain_ratio"]
     img = cv2.GaussianBlur(img, (0, 0), 0.55 * ss)
     if img.ndim == 2:
         img = img[..., None]
@@ -1068,11 +1095,11 @@ def _finish(sc: _Scene, img: np.ndarray, glow: np.ndarray | None) -> np.ndarray:
         if img.ndim == 2:
             img = img[..., None]
     noise = _noise(entry, size, 1 if ir else 3)
-    out = img * np.float32(gain) + noise * np.float32(light["noise"]) + np.float32(0.5)
+    out = img * np.float32(gain) + noise * np.float32(light["noise"] * math.sqrt(ae["gain_ratio"])) + np.float32(0.5)
     out = np.clip(out, 0, 255).astype(np.uint8)
     if out.shape[2] == 1:
         out = np.repeat(out, 3, axis=2)
-    return out
+    return out, ae
 
 
 def _landmarks_and_info(sc: _Scene, mesh: _Mesh, ras: _Raster, out: np.ndarray) -> RenderResult:
@@ -1145,6 +1172,10 @@ def _landmarks_and_info(sc: _Scene, mesh: _Mesh, ras: _Raster, out: np.ndarray) 
         # something that is not the face (a hand over the mouth, a mask); those a turned head hides
         # behind its own far side are neither (labels.mouth.visible)
         "lip_points": {"of": len(LIPS), "visible": int(vis[LIPS].sum()), "covered": int(covered[LIPS].sum())},
+        # each eye's 16 lid-contour landmarks, counted alike: those outside the frame, behind the head's own
+        # far side, hair, a hand, a phone or a dark lens are not visible (labels.eyes.<side>.visible)
+        "eye_points": {side: {"of": len(c), "visible": int(vis[c].sum()), "covered": int(covered[c].sum())}
+                       for side, c in (("right", P.EYE_R_CONTOUR), ("left", P.EYE_L_CONTOUR))},
         "expression": {k: round(float(x), 4) for k, x in sorted(expr_w.items())},
         "face_model": {"source": "ICT-FaceKit", "commit": fm.provenance["source"]["commit"], "content_sha256": fm.provenance.get("content_sha256")},
         "identity": {**im.info, "code": dict(im.code_rounded)},
