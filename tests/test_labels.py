@@ -49,6 +49,32 @@ def test_sunglasses_hide_eyes_in_rgb(tiny_spec_dict):
     assert make_labels(e)["eyes"]["left"]["visible"] is True
 
 
+def test_an_eye_is_visible_only_when_half_of_its_rendered_lid_contour_shows():
+    """A profile hides the far eye behind the head, a bowed head can put both under a fringe: their state
+    is not in the pixels, so the labels say not visible (an eye-state model must not learn hair as an
+    open eye); frontal eyes stay visible whether open or shut."""
+    from dmsfactory.generators.procedural import ProceduralGenerator, example_plan_entry
+    from dmsfactory.labelers.params import LabelStage, eye_visibility
+    from dmsfactory.sample import run_stages
+
+    shut = {"eye_openness_left": 0.0, "eye_openness_right": 0.0}
+    cases = {"open": ({}, {"yaw": 0.0}, 7), "shut": (shut, {"yaw": 0.0}, 8),
+             "left": ({}, {"yaw": 75.0}, 20), "right": ({}, {"yaw": -75.0}, 21),
+             "fringe": ({}, {"pitch": -45.0}, 22)}  # identity 22 wears a fringe (seen in the render)
+    entries = [example_plan_entry(key=name, index=k, identity_seed=ident, sample_seed=1, state=st, head_pose_car=hp)
+               for k, (name, (st, hp, ident)) in enumerate(cases.items())]
+    seen = {}
+    for s in run_stages([LabelStage()], ProceduralGenerator().generate(entries)):
+        ep = s.params["render"]["eye_points"]
+        assert all(ep[side]["of"] == 16 and ep[side]["visible"] + ep[side]["covered"] <= 16 for side in ep)
+        seen[s.key] = (s.labels["eyes"]["right"]["visible"], s.labels["eyes"]["left"]["visible"])
+    assert (seen["open"], seen["shut"], seen["fringe"]) == ((True, True), (True, True), (False, False))
+    assert seen["left"][1] is False and seen["right"] == (False, True)  # a turned head hides its far eye
+    assert eye_visibility({}, "left") is None  # another backend: the label does not guess
+    assert eye_visibility({"eye_points": {"left": {"of": 16, "visible": 8, "covered": 8}}}, "left") is True
+    assert eye_visibility({"eye_points": {"left": {"of": 16, "visible": 7, "covered": 0}}}, "left") is False
+
+
 def test_mouth_is_not_visible_behind_a_rendered_hand_or_a_mask():
     """A hand over a yawn and a mask hide the lips in the render; the labels say so (a mouth-crop model
     must not learn the hand as the yawn), while an uncovered yawn and a closed mouth stay visible."""

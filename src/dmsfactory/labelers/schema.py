@@ -93,7 +93,7 @@ def _eye() -> Schema:
         "state": _s("DMD eye state; single images: open/close (openness <= 0.2 is close)", EYE_STATES),
         "openness": _f("share of the fully open lid aperture, 0 closed .. 1 open"),
         "aperture_mm": _f("eyelid aperture in mm (renderer geometry; null without it)"),
-        "visible": _b("eye visible in the image (false behind dark lenses or an occluder)"),
+        "visible": _b("eye visible in the image: false when under half of its lid contour shows (frame edge, a turned or bowed head, hair, a hand, a phone, dark lenses) or an augmented occluder covers it"),
         "hidden_by": _s("what hides the eye (augmentation occluder)", added_by="augment"),
     }
 
@@ -308,6 +308,7 @@ SCHEMA_FINGERPRINTS = {
     "1.2.0": "e0b9c4099f3d9bb6235b6814434e4ee905aa1b37c6954ee78950a921f10cd5b1",
     "1.3.0": "e0b9c4099f3d9bb6235b6814434e4ee905aa1b37c6954ee78950a921f10cd5b1",  # same fields; mouth.visible now from the render
     "1.4.0": "e0b9c4099f3d9bb6235b6814434e4ee905aa1b37c6954ee78950a921f10cd5b1",  # same fields; yawning stills at any moment of a yawn
+    "1.5.0": "e0b9c4099f3d9bb6235b6814434e4ee905aa1b37c6954ee78950a921f10cd5b1",  # same fields; eyes.visible from the render
 }
 # the same for a clip's labels (CLIP_LABELS_SCHEMA), keyed by dmsfactory.clips.generate.CLIP_SCHEMA_VERSION
 # (1.0.0 fingerprinted labels.temporal alone)
