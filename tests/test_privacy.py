@@ -177,6 +177,29 @@ def test_phash_near_duplicates():
     assert all((i, j) != (0, 1) for i, j, _ in pairs)
 
 
+def test_identity_collisions_count_every_close_pair_but_keep_only_the_closest(monkeypatch):
+    """The count and the closest pairs equal a brute-force all-pairs computation, over several blocks;
+    only ``max_pairs`` records are held (a 100,000-sample run had 10.75 million pairs within the threshold)."""
+    from dmsfactory.privacy import duplicates as D
+
+    rng = np.random.default_rng(3)
+    desc = rng.normal(0, 0.05, (600, 128)).astype(np.float32) + rng.normal(0, 0.03, (1, 128)).astype(np.float32)
+    idents = [f"id{i // 3:03d}" for i in range(600)]  # 200 identities x 3 images
+    monkeypatch.setattr(D, "BLOCK", 2_000)  # 10 centroid rows per block: 20 blocks
+    res = D.identity_collisions(desc, idents, threshold=0.5, max_pairs=7)
+    names = sorted(set(idents))
+    cents = np.stack([desc[[i for i, x in enumerate(idents) if x == n]].mean(0) for n in names]).astype(np.float64)
+    full = np.sqrt(((cents[:, None] - cents[None]) ** 2).sum(-1))
+    iu = np.triu_indices(len(names), 1)
+    close = full[iu] < 0.5
+    assert 0 < close.sum() < len(close)  # the threshold splits the pairs
+    assert res["pairs_within"] == int(close.sum()) and res["identities"] == 200
+    order = np.argsort(full[iu][close], kind="stable")[:7]
+    want = [(names[iu[0][close][o]], names[iu[1][close][o]]) for o in order]
+    assert [(p["a"], p["b"]) for p in res["pairs"]] == want
+    assert np.allclose(res["nearest_other_identity"], np.where(np.eye(200, dtype=bool), np.inf, full).min(1), atol=1e-4)
+
+
 # ------------------------------------------------------------------ galleries
 def test_gallery_cache_problems_and_content_hash(cfg, gallery, stage):
     from dmsfactory.privacy.analyze import FaceAnalyzer

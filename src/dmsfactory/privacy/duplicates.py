@@ -98,29 +98,45 @@ def group_by_identity(identities: list[str | None]) -> dict[str, list[int]]:
 
 
 def identity_collisions(
-    descriptors: np.ndarray, identities: list[str | None], threshold: float
+    descriptors: np.ndarray, identities: list[str | None], threshold: float, max_pairs: int = 100
 ) -> dict[str, Any]:
-    """Pairs of different identities whose descriptor centroids are closer than ``threshold``."""
+    """Pairs of different identities whose descriptor centroids are closer than ``threshold``: how many
+    (``pairs_within``) and the ``max_pairs`` closest (``pairs``, closest first).
+
+    Only the count and the closest few are kept: with identities that dlib sees as alike, nearly every
+    pair can be within the threshold (10.75 million of 11.2 million at 4,737 identities, measured on a
+    100,000-sample demo run), and a record per pair held 2.5 GB at the end of that run."""
     groups = group_by_identity(identities)
     names = list(groups)
     if len(names) < 2:
-        return {"identities": len(names), "pairs": [], "nearest_other_identity": []}
+        return {"identities": len(names), "pairs_within": 0, "pairs": [], "nearest_other_identity": []}
     cents = np.stack([descriptors[groups[n]].mean(0) for n in names])
     k = len(names)
     step = max(1, int(BLOCK // k))  # rows per block: BLOCK float64 cells whatever the dataset size
     nearest = np.full(k, np.inf)
-    pairs = []
+    within = 0
+    best = np.zeros((0, 3))  # (distance, i, j) of the closest pairs so far, at most max_pairs rows
     for s in range(0, k, step):
         d = _pairwise(cents[s : s + step], cents)
         d[np.arange(d.shape[0]), np.arange(s, s + d.shape[0])] = np.inf
         nearest[s : s + step] = d.min(1)
         ii, jj = np.nonzero(d < threshold)
-        for i, j in zip(ii, jj):
-            if j > i + s:
-                pairs.append({"a": names[i + s], "b": names[j], "centroid_distance": round(float(d[i, j]), 4)})
-    pairs.sort(key=lambda p: p["centroid_distance"])
+        upper = jj > ii + s  # each pair once
+        ii, jj = ii[upper], jj[upper]
+        within += len(ii)
+        if len(ii) and max_pairs > 0:
+            dv = d[ii, jj]
+            if len(dv) > max_pairs:
+                keep = np.argpartition(dv, max_pairs - 1)[:max_pairs]
+                ii, jj, dv = ii[keep], jj[keep], dv[keep]
+            best = np.concatenate([best, np.stack([dv, ii + s, jj], 1)])
+            if len(best) > max_pairs:
+                best = best[np.argsort(best[:, 0], kind="stable")[:max_pairs]]
+    best = best[np.lexsort((best[:, 2], best[:, 1], best[:, 0]))]
+    pairs = [{"a": names[int(i)], "b": names[int(j)], "centroid_distance": round(float(dv), 4)} for dv, i, j in best]
     return {
         "identities": len(names),
+        "pairs_within": int(within),
         "pairs": pairs,
         "nearest_other_identity": [round(float(v), 4) for v in nearest],
     }

@@ -410,7 +410,7 @@ class PrivacyReport:
         idents = self.desc_ident
         thr_id = cfg.identity_threshold
         ok = len(desc) > 0
-        coll = identity_collisions(desc, idents, cfg.threshold) if ok else {"identities": 0, "pairs": [], "nearest_other_identity": []}
+        coll = identity_collisions(desc, idents, cfg.threshold) if ok else {"identities": 0, "pairs_within": 0, "pairs": [], "nearest_other_identity": []}
         xd, xi = cross_identity_nearest(desc, idents) if ok else (np.zeros(0), np.zeros(0, int))
         cross_pairs = []
         flagged: dict[tuple[str, str], dict[str, Any]] = {}
@@ -512,7 +512,7 @@ class PrivacyReport:
             "memorisation": {
                 "identity_pairs_same_face": sorted(flagged.values(), key=lambda f: f["min_distance"]),
                 "explanation": SAME_FACE_EXPLAINED,
-                "identity_pairs_centroid_within_same_person_threshold": len(coll["pairs"]),
+                "identity_pairs_centroid_within_same_person_threshold": coll["pairs_within"],
                 "identities": coll["identities"],
                 "nearest_other_identity_centroid": summary(coll["nearest_other_identity"]),
                 "nearest_other_identity_image": summary(xd),
