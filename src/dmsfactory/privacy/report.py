@@ -410,7 +410,7 @@ class PrivacyReport:
         idents = self.desc_ident
         thr_id = cfg.identity_threshold
         ok = len(desc) > 0
-        coll = identity_collisions(desc, idents, cfg.threshold) if ok else {"identities": 0, "pairs_within": 0, "pairs": [], "nearest_other_identity": []}
+        coll = identity_collisions(desc, idents, cfg.threshold)  # no descriptors: no identities, its own empty answer
         xd, xi = cross_identity_nearest(desc, idents) if ok else (np.zeros(0), np.zeros(0, int))
         cross_pairs = []
         flagged: dict[tuple[str, str], dict[str, Any]] = {}
