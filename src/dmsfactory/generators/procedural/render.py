@@ -805,9 +805,10 @@ def render(entry: dict, config: ProceduralConfig | None = None) -> RenderResult:
         sc = _build_scene(entry, config)
         mesh = _assemble_mesh(sc)
         img, glow, ras = _shade(sc, mesh)
-        face_px = (ras.tri_img >= 0) & (mesh.PID[ras.tri_img.clip(0)] == mesh.names.index("face"))
-        out, exposure = _finish(sc, img, glow, face_px)
-        res = _landmarks_and_info(sc, mesh, ras, out)
+        part_px = mesh.PID[ras.tri_img.clip(0)].astype(np.int16)  # part per supersampled pixel (-1 background)
+        part_px[ras.tri_img < 0] = -1
+        out, exposure = _finish(sc, img, glow, part_px == mesh.names.index("face"))
+        res = _landmarks_and_info(sc, mesh, ras, out, part_px)
         res.render_info["exposure"] = exposure
         return res
 
@@ -1102,7 +1103,7 @@ def _finish(sc: _Scene, img: np.ndarray, glow: np.ndarray | None, face_px: np.nd
     return out, ae
 
 
-def _landmarks_and_info(sc: _Scene, mesh: _Mesh, ras: _Raster, out: np.ndarray) -> RenderResult:
+def _landmarks_and_info(sc: _Scene, mesh: _Mesh, ras: _Raster, out: np.ndarray, part_ids: np.ndarray) -> RenderResult:
     """478 + iBUG-68 landmarks projected with visibility, bbox, depth, part ids, and the recorded render info."""
     entry, ss, S, size, K, cam, light, im, fm = sc.entry, sc.ss, sc.S, sc.size, sc.K, sc.cam, sc.light, sc.im, sc.fm
     hp, R_cw, C, R_ch, t_ch, Rg_eye, v = sc.hp, sc.R_cw, sc.C, sc.R_ch, sc.t_ch, sc.Rg_eye, sc.v
@@ -1144,8 +1145,6 @@ def _landmarks_and_info(sc: _Scene, mesh: _Mesh, ras: _Raster, out: np.ndarray) 
     x0, y0 = np.clip(pts.min(0), 0, size)
     x1, y1 = np.clip(pts.max(0), 0, size)
     depth = zbuf if ss == 1 else cv2.resize(zbuf, (size, size), interpolation=cv2.INTER_NEAREST)
-    part_ids = PID[tri_img.clip(0)].astype(np.int16)
-    part_ids[tri_img < 0] = -1
     if ss > 1:
         part_ids = cv2.resize(part_ids, (size, size), interpolation=cv2.INTER_NEAREST)
     # ---- labels
