@@ -398,3 +398,41 @@ def test_inter_pupillary_distance_is_anthropometric():
     p5, p95 = np.percentile(d, [5, 95])
     assert 59 < d.mean() < 66 and 2.8 < d.std() < 5.0 and 52 < p5 and p95 < 73 and d.min() > 45 and d.max() < 80
     assert d[1::2].mean() > d[0::2].mean() + 1  # men's eyes sit wider apart
+
+
+def test_corneal_glint_widening_keeps_the_reflected_energy():
+    """A glint too small for a raster pixel is widened with its peak lowered so the reflected energy
+    (the lobe integrated over the hemisphere of half-vector angles) stays that of the sharp lobe."""
+    from dmsfactory.generators.procedural.render import GLINT_SHINE, _lobe
+
+    th = np.linspace(0, np.pi / 2, 200001)
+    w = 2 * np.pi * np.sin(th) * (th[1] - th[0])
+    sharp = float((_lobe(np.cos(th), GLINT_SHINE, np.full_like(th, 1e-6)) * w).sum())
+    assert abs(sharp - 2 * np.pi / (GLINT_SHINE + 1)) < 1e-3 * sharp  # not widened: the plain lobe
+    for mpp in (1.5e-3, 2e-3, 4e-3):  # mm per pixel at the eye: ~2 in the demo spec (256 px), 0.5 at 1024 px
+        lobe = _lobe(np.cos(th), GLINT_SHINE, np.full_like(th, mpp))
+        assert lobe.max() < 1.0  # widened, so dimmer
+        assert abs(float((lobe * w).sum()) / sharp - 1) < 0.02
+
+
+@pytest.mark.parametrize("lighting", ["night_ir", "daylight"])
+def test_open_eyes_show_a_corneal_glint_on_a_dark_iris(lighting):
+    """The cornea mirrors the light sources: a small overexposed catchlight on the iris, the rest of
+    the iris darker than the sclera (no broad sheen over it); shut eyes show none."""
+    for o in (1.0, 0.0):
+        r = render(example_plan_entry(identity_seed=31, sample_seed=3, lighting=lighting, camera={"image_size": 768, "fov_deg": 38.0},
+                                      identity_params={"skin_tone": 5}, state={"eye_openness_left": o, "eye_openness_right": o}))
+        g = cv2.cvtColor(r.image, cv2.COLOR_RGB2GRAY).astype(np.float64)
+        eb = r.part_ids == r.part_names.index("eyeball")
+        yy, xx = np.mgrid[: g.shape[0], : g.shape[1]]
+        for c, e in ((468, 469), (473, 474)):
+            rad = np.linalg.norm(r.landmarks[e] - r.landmarks[c])
+            d = np.hypot(xx - r.landmarks[c][0], yy - r.landmarks[c][1])
+            iris = eb & (d < rad)
+            if o == 0.0:
+                assert not iris.any()
+                continue
+            assert iris.sum() > 50
+            assert g[iris].max() >= 240  # the glint
+            assert (g[iris] >= 240).mean() < 0.15  # small
+            assert np.median(g[iris]) < np.median(g[eb & (d > 1.3 * rad)])  # iris below sclera

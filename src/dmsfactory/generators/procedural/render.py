@@ -45,9 +45,10 @@ from .identity import identity_code, identity_shape
 from .raster import Fragments, interpolate, rasterize, vertex_normals
 from .texture import build_atlas, part_uv
 
-RENDERER_VERSION = "procedural-0.5.0"  # 0.4.0: ICT-FaceKit head (identity modes, blendshapes, mouth interior), new hand;
+RENDERER_VERSION = "procedural-0.6.0"  # 0.4.0: ICT-FaceKit head (identity modes, blendshapes, mouth interior), new hand;
 # 0.4.1: records lip_points (pixels unchanged); 0.4.2: ambient occlusion dims the ambient light only;
 # 0.5.0: face-priority auto-exposure (render info "exposure"); records eye_points
+# 0.6.0: corneal glints (catchlights) instead of the eyeball sheen on the cornea
 PIVOT_IN_HEAD = np.array([0.0, -0.065, -0.075])
 LIPS = list(LIPS_OUTER + LIPS_INNER)
 
@@ -981,6 +982,63 @@ def _assemble_mesh(sc: _Scene) -> _Mesh:
     return _Mesh(V=V, UV=UV, TR=TR, PID=PID, CULL=CULL, SPEC=SPEC, AO=AO, N=N, names=names, lens_parts=lens_parts)
 
 
+# Corneal reflections (0.6.0). The cornea is a wet mirror: every bright source in front of the eye
+# shows on it as a small sharp glint (the catchlight of a photograph; in a NIR cabin the illuminator's
+# glint that eye trackers find), not as the broad sheen of the rest of the eyeball. Modelled as a
+# Blinn-Phong lobe of exponent GLINT_SHINE on the eyeball sphere's normal (the cornea's stronger
+# curvature is ignored) over the cornea (the iris disc plus a rim), for each directional light, the
+# IR illuminator at the camera, and in daylight and backlight the windshield: a wide bright source
+# up and ahead of the driver, seen as a broad soft reflection. A glint narrower than GLINT_MIN_PX
+# pixels is widened to that size with its energy kept (the peak scaled by (n' + 1) / (n + 1)), so
+# that a render pixel integrates it as a camera pixel would, instead of a point sample that hits or
+# misses it.
+CORNEA_ANGLE = math.asin(0.0059 / 0.012) + 0.06  # angle from the optical axis on the 12 mm ball (iris + 0.7 mm)
+GLINT_SHINE = 400.0
+GLINT_GAIN = 2.5  # x the light's mean colour: the peak overexposes, as catchlights do
+GLINT_GAIN_IR = 2.0  # x the illuminator's irradiance at the eye
+GLINT_MIN_PX = 0.7  # half-width (pixels of the raster) below which a glint is widened
+WINDSHIELD = (np.array([0.0, 0.35, 1.0]) / np.linalg.norm([0.0, 0.35, 1.0]), 150.0, 0.35)  # direction (car), exponent, gain
+EYE_BALL_M = 0.012
+
+
+def _axis_angle(uv: np.ndarray) -> np.ndarray:
+    """Angle from the optical axis (radians, on the 12 mm ball the eye atlas is painted for) of eyeball
+    atlas coordinates (parts.eyeball's mapping inverted)."""
+    cx, cy = P.EYE_RECT[0] + P.EYE_RECT[2] / 2, P.EYE_RECT[1] + P.EYE_RECT[2] / 2
+    return np.hypot(uv[:, 0] - cx, uv[:, 1] - cy) / (P.EYE_RECT[2] / 2 - 2) * np.pi * 0.75
+
+
+def _lobe(hn: np.ndarray, shine: float, mpp: np.ndarray) -> np.ndarray:
+    """Blinn-Phong lobe hn**n of peak 1 at a cap of ``shine`` and widened (energy kept) where its half
+    width on the ball (about R sqrt(2 ln 2 / n)) is under GLINT_MIN_PX pixels of ``mpp`` metres each."""
+    n_max = 2 * math.log(2) / np.square(GLINT_MIN_PX * mpp / EYE_BALL_M)
+    n = np.minimum(np.float32(shine), n_max).astype(np.float32)
+    return np.power(np.clip(hn, 0, 1), n) * ((n + 1) / np.float32(shine + 1))  # integral 2 pi / (n + 1)
+
+
+def _corneal_glints(nrm: np.ndarray, view: np.ndarray, pos: np.ndarray, focal_px: float, light: dict, R_cw: np.ndarray,
+                    ir: bool) -> np.ndarray:
+    """Specular term of cornea fragments (normals, view vectors, camera-frame positions; the raster's
+    focal length in pixels)."""
+    g = np.zeros(len(nrm), np.float32)
+    mpp = pos[:, 2] / np.float32(focal_px)  # metres per raster pixel at each fragment
+
+    def add(L: np.ndarray, shine: float, gain: float) -> None:
+        h = L[None] + view
+        hn = np.einsum("pc,pc->p", nrm, h) / np.sqrt(np.einsum("pc,pc->p", h, h))
+        g[:] += _lobe(hn, shine, mpp) * np.float32(gain) * (nrm @ L > 0)
+
+    for Lw, col in light["dir"]:
+        add((R_cw @ Lw).astype(np.float32), GLINT_SHINE, GLINT_GAIN * float(np.mean(col)))
+    if light["mode"] in ("daylight", "backlight"):
+        w, shine, gain = WINDSHIELD
+        add((R_cw @ w).astype(np.float32), shine, gain * float(light["bg"]))
+    if ir:
+        att = (0.6 / np.sqrt(np.einsum("pc,pc->p", pos, pos))) ** 2 * np.float32(light["point_gain"])  # as in _shade
+        g += _lobe(np.einsum("pc,pc->p", nrm, view), GLINT_SHINE, mpp) * att * np.float32(GLINT_GAIN_IR)
+    return g
+
+
 def _shade(sc: _Scene, mesh: _Mesh) -> tuple[np.ndarray, np.ndarray | None, _Raster]:
     """Rasterise, texture (RGB or NIR), light (ambient, directional, IR point source), background, lenses."""
     entry, ss, S, K, light, ir, im, fm = sc.entry, sc.ss, sc.S, sc.K, sc.light, sc.ir, sc.im, sc.fm
@@ -1003,9 +1061,7 @@ def _shade(sc: _Scene, mesh: _Mesh) -> tuple[np.ndarray, np.ndarray | None, _Ras
     if ir and light.get("bright_pupil"):
         eb = names.index("eyeball")
         sel = part_of_frag == eb
-        cx, cy = P.EYE_RECT[0] + P.EYE_RECT[2] / 2, P.EYE_RECT[1] + P.EYE_RECT[2] / 2
-        rpx = np.hypot(uvp[:, 0] - cx, uvp[:, 1] - cy) / (P.EYE_RECT[2] / 2 - 2) * np.pi * 0.75
-        tex[sel & (rpx < math.asin(0.0022 / 0.012)), :] = 0.85
+        tex[sel & (_axis_angle(uvp) < math.asin(0.0022 / 0.012)), :] = 0.85
     # shading: hemispheric ambient (sky and roof lining above, footwell below) + wrapped Lambert lights;
     # ambient occlusion dims the ambient term only: a light reaches what it shines on (no cast shadows),
     # so a wide-open mouth shows its tongue under the sun or the illuminator at the camera (0.4.2)
@@ -1026,9 +1082,14 @@ def _shade(sc: _Scene, mesh: _Mesh) -> tuple[np.ndarray, np.ndarray | None, _Ras
         d = np.clip(np.einsum("pc,pc->p", nrm, view), 0, None)  # light at the camera: L = view
         shade += (d * att)[:, None]
         specl += (d ** 30) * att
+    sheen = SPEC[fr.tri] * specl * np.float32(0.35)
+    cornea = np.flatnonzero(part_of_frag == names.index("eyeball"))
+    if len(cornea):
+        cornea = cornea[_axis_angle(uvp[cornea]) < CORNEA_ANGLE]
+        sheen[cornea] = _corneal_glints(nrm[cornea], view[cornea], pos[cornea], K[0, 0], light, R_cw, ir)
     if ir:
         tex, shade = tex[:, :1], shade[:, :1]
-    colr = tex * shade + (SPEC[fr.tri] * specl * 0.35)[:, None]
+    colr = tex * shade + sheen[:, None]
     bg, glow = _background(entry, S, ss, R_cw, C, K)
     img = bg.reshape(S * S, -1).copy()
     img[fr.pix] = colr
