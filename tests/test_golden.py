@@ -12,7 +12,8 @@ labels schema 1.3.0 (mouth.visible from the render; renderer 0.4.1 records lip_p
 and dlib's ResNet run in torch (stored face descriptors moved by float noise); and for labels schema 1.4.0
 (a yawning still is a moment of a yawn: one yawn render's pixels, every label's schema_version); and for
 renderer 0.4.2 (ambient occlusion on the ambient light only: every render's pixels); and for renderer
-0.5.0 with labels 1.5.0 (face-priority auto-exposure: every render's pixels; eyes.visible from the render)). A deliberate change of what the factory writes (renderer, labels, augmentation,
+0.5.0 with labels 1.5.0 (face-priority auto-exposure: every render's pixels; eyes.visible from the render);
+and for renderer 0.6.0 (corneal glints: the pixels of every render with an open eye)). A deliberate change of what the factory writes (renderer, labels, augmentation,
 privacy verdicts) regenerates the fixture with ``PYTHONPATH=src .venv/bin/python tests/golden_run.py
 --write``, committed together with that change; a refactor must never need to.
 """
