@@ -37,14 +37,13 @@ HEAVY_ORCHESTRATION = ("prefect", "prefect_dask", "dask", "distributed")
 # need, or the import is the CLI's per-command one. Every other cheap import is at the top (issue 22
 # moved 59). Remove entries as the imports move; never add one without such a comment at the import.
 KNOWN_FUNCTION_IMPORTS: dict[str, set[str]] = {
-    # heavy: torch + webdataset (datasets.shards imports webdataset, which imports torch); the modules
-    # below are cheap without it
-    "dmsfactory.privacy.stage": {"dmsfactory.augment.ops", "dmsfactory.datasets.shards", "dmsfactory.privacy.analyze",
-                                 "dmsfactory.privacy.leakage", "dmsfactory.privacy.presence"},
+    # heavy: torch (privacy.analyze, privacy.leakage), albumentations (augment.ops); the modules below are
+    # cheap without them
+    "dmsfactory.privacy.stage": {"dmsfactory.augment.ops", "dmsfactory.privacy.analyze", "dmsfactory.privacy.leakage",
+                                 "dmsfactory.privacy.presence"},
     "dmsfactory.training.data": {"dmsfactory.datasets"},
-    # heavy: albumentations + torch (augment.stage, augment.ops; ``augment.AugmentStage`` loads augment.stage)
-    "dmsfactory.pipeline": {"dmsfactory.augment", "dmsfactory.augment.stage"},
-    "dmsfactory.labelers.audit": {"dmsfactory.augment.stage"},
+    # heavy: albumentations + torch (``augment.AugmentStage`` loads augment.stage)
+    "dmsfactory.pipeline": {"dmsfactory.augment"},
     # heavy: torch + diffusers (the diffusion backend); the generators registry loads a backend only when a
     # spec chooses it: its ``__init__`` runs before every ``dmsfactory.generators.*`` module, the spec's
     # config models among them, so even the procedural renderer (scipy, cv2) is not imported there

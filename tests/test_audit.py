@@ -46,7 +46,7 @@ def test_allocation_is_proportional_and_exact():
 
 
 def test_audit_sample_is_stratified_sized_and_reproducible(tiny_spec_dict):
-    from dmsfactory.augment.stage import image_keys
+    from dmsfactory.augment.config import image_keys
     from dmsfactory.labelers import audit as A
     from dmsfactory.planindex import plan_index
 

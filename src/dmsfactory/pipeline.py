@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from dmsfactory.augment.config import image_keys
 from dmsfactory.clips.behaviour_report import card_parts  # behaviour vs published figures, with a plot
 from dmsfactory.clips.generate import ClipGenerator
 from dmsfactory.clips.plan import clip_shard_jobs, make_clip_plan
@@ -92,8 +93,6 @@ class PlanViews:
         self._pixel_stages: list[Stage] | None = None
 
     def candidates(self, identity: str) -> list[str]:
-        from dmsfactory.augment.stage import image_keys  # heavy: albumentations, torch
-
         aug = self.spec.augment if self.spec.augment.enabled else None
         keys = []
         for e in view_order(plan_index(self.spec).identity_entries(identity)):

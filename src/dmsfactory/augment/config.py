@@ -144,3 +144,18 @@ class AugmentConfig(_Strict):
         if op in self.probabilities:
             return float(self.probabilities[op])
         return float(POLICIES[self.policy].get(op, 0.0))
+
+
+def view_key(key: str, view: int) -> str:
+    """The key of augmented view ``view`` of the sample ``key``."""
+    return f"{key}_a{int(view)}"
+
+
+def image_keys(key: str, config: AugmentConfig | None) -> list[str]:
+    """Keys of every image the stage passes on for the source ``key`` (source first when kept);
+    ``config`` None or disabled: the source only. Readers that must know the written images before
+    they exist (the verification audit's population, the privacy gate's identity views) use this, not
+    their own copy of the naming. Here, not in the stage, so that they import nothing heavy."""
+    if config is None or not config.enabled:
+        return [key]
+    return ([key] if config.keep_originals else []) + [view_key(key, j) for j in range(config.views_per_image)]

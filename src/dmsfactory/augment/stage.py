@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from dmsfactory.augment.config import OP_NAMES, AugmentConfig
+from dmsfactory.augment.config import OP_NAMES, AugmentConfig, image_keys, view_key
 from dmsfactory.augment.ops import ALB, OPS, View, copy_labels
 from dmsfactory.errors import ErrorPolicy, check_policy
 from dmsfactory.sample import FaceSample
@@ -21,20 +21,6 @@ def view_seed(seed: int, key: str, view: int) -> int:
     gets the same views whatever batch or worker it is processed in."""
     h = hashlib.sha256(f"{int(seed)}:{key}:{int(view)}".encode()).digest()
     return int.from_bytes(h[:8], "little")
-
-
-def view_key(key: str, view: int) -> str:
-    """The key of augmented view ``view`` of the sample ``key``."""
-    return f"{key}_a{int(view)}"
-
-
-def image_keys(key: str, config: AugmentConfig | None) -> list[str]:
-    """Keys of every image the stage passes on for the source ``key`` (source first when kept);
-    ``config`` None or disabled: the source only. Readers that must know the written images before
-    they exist (the verification audit's population) use this, not their own copy of the naming."""
-    if config is None or not config.enabled:
-        return [key]
-    return ([key] if config.keep_originals else []) + [view_key(key, j) for j in range(config.views_per_image)]
 
 
 def _bbox_corners(b) -> np.ndarray | None:

@@ -21,13 +21,15 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import numpy as np
-import webdataset as wds
 
 from dmsfactory.datasets.shards import ShardRecord, decode_image, encode_image, write_split_batch
 from dmsfactory.labelers.temporal import window_labels
+
+if TYPE_CHECKING:
+    import webdataset as wds
 
 CLIPS_DIR = "clips"
 QUARANTINE_DIR = "quarantine"
@@ -110,6 +112,8 @@ def open_clip_shards(dataset_dir: str | Path, split: str | None = "train", *, wi
     paths = clip_shard_paths(dataset_dir, split, quarantine)
     if not paths:
         raise FileNotFoundError(f"no clip shards{'' if split is None else f' for split {split!r}'} in {clips_dir(dataset_dir)}")
+    import webdataset as wds  # heavy: torch (webdataset.filters imports it); only where a WebDataset is made
+
     ds = wds.WebDataset([str(p) for p in paths], shardshuffle=False, empty_check=False)
     return ds.map(lambda s: _decode_clip(s, with_frames))
 

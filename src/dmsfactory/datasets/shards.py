@@ -23,15 +23,17 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NotRequired, TypedDict
 
 import cv2
 import numpy as np
-import webdataset as wds
 
 from dmsfactory.datasets.record_schema import PARAMS_MEMBER, params_member
 from dmsfactory.fileio import sha256_file  # noqa: F401  (re-exported: readers and the remote store use it)
 from dmsfactory.sample import FaceSample
+
+if TYPE_CHECKING:
+    import webdataset as wds
 
 PROGRESS_DIR = ".progress"
 QUARANTINE_DIR = "quarantine"
@@ -107,6 +109,8 @@ def write_tar(path: Path, records: Iterable[dict[str, Any]], max_bytes: int, hin
 
     Written to ``*.partial``, fsynced, size-checked (``hint`` says what to lower), then renamed.
     """
+    import webdataset as wds  # heavy: torch (webdataset.filters imports it); not needed to read shards
+
     tmp = path.with_name(path.name + ".partial")
     tmp.parent.mkdir(parents=True, exist_ok=True)
     with open(tmp, "wb") as stream:

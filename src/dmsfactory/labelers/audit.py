@@ -8,7 +8,7 @@ keep/relabel/quarantine policy, which an audit never does: a sample's fate must 
 it was drawn).
 
 * **Population**: every image the plan will write: each planned render (its source image, when
-  augmentation keeps originals) and its augmented views (:func:`dmsfactory.augment.stage.image_keys`),
+  augmentation keeps originals) and its augmented views (:func:`dmsfactory.augment.config.image_keys`),
   over the **full** plan (:mod:`dmsfactory.planindex`), so ``--limit``, batches and worker processes
   all see the same selection.
 * **Strata**: lighting x accessory x class of the render (its augmented views share them).
@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from dmsfactory.augment.config import image_keys
 from dmsfactory.generators import backend_traits
 from dmsfactory.planindex import plan_index
 from dmsfactory.spec import PerSpecCache
@@ -134,8 +135,6 @@ def audit_mode(spec: Any) -> str:
 
 
 def _build(spec: Any) -> AuditSelection:
-    from dmsfactory.augment.stage import image_keys  # heavy: albumentations, torch
-
     cfg = spec.verify
     idx = plan_index(spec)
     aug = spec.augment if spec.augment.enabled else None

@@ -39,6 +39,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from dmsfactory.datasets.shards import decode_image, encode_sample
 from dmsfactory.privacy.config import PrivacyConfig
 from dmsfactory.privacy.duplicates import phash
 from dmsfactory.privacy.identity import IdentityVerdict, ViewResult
@@ -137,8 +138,6 @@ class PrivacyStage:
         if self.encoding is None:  # judging pixels as given (leakcheck: decoded from the bytes on disk)
             c = s.encoded
             return s.image, (hashlib.sha256(c[3]).hexdigest() if c is not None and c[2] is s.image else None)
-        from dmsfactory.datasets.shards import decode_image, encode_sample  # heavy: webdataset, torch
-
         data = encode_sample(s, *self.encoding)
         return decode_image(data), hashlib.sha256(data).hexdigest()
 
