@@ -267,7 +267,7 @@ def _pairs_png(
 
     from PIL import Image, ImageDraw, ImageFont
 
-    font, small, bold = (ImageFont.load_default(size=z) for z in (12, 12, 13))
+    font, bold = ImageFont.load_default(size=12), ImageFont.load_default(size=13)
     t = 96  # thumbnail side
     pad = 8
     title = "\n".join(textwrap.wrap(title, 78))
@@ -281,7 +281,7 @@ def _pairs_png(
     d.multiline_text((pad, pad), title, fill="black", font=bold)
     why = "\n".join(w for line in missing.split("\n") for w in (textwrap.wrap(line, 18, break_long_words=False) or [""]))
     for j, h in enumerate(heads):
-        d.text((pad + j * (t + pad) + t / 2, top - 4), h, fill="black", font=small, anchor="md")
+        d.text((pad + j * (t + pad) + t / 2, top - 4), h, fill="black", font=font, anchor="md")
     for i, (a, b, text) in enumerate(rows):
         y = top + i * (t + pad)
         img.paste(Image.fromarray(_thumb(a)), (pad, y))
@@ -290,7 +290,7 @@ def _pairs_png(
         else:
             x = pad + t + pad
             d.rectangle((x, y, x + t - 1, y + t - 1), fill=(225, 225, 225))
-            d.multiline_text((x + t / 2, y + t / 2), why, fill=(77, 77, 77), font=small, anchor="mm", align="center")
+            d.multiline_text((x + t / 2, y + t / 2), why, fill=(77, 77, 77), font=font, anchor="mm", align="center")
         d.multiline_text((pad + 2 * (t + pad), y + t / 2), text, fill="black", font=font, anchor="lm")
     buf = io.BytesIO()
     img.save(buf, format="PNG")

@@ -1008,6 +1008,13 @@ def _axis_angle(uv: np.ndarray) -> np.ndarray:
     return np.hypot(uv[:, 0] - cx, uv[:, 1] - cy) / (P.EYE_RECT[2] / 2 - 2) * np.pi * 0.75
 
 
+def _half_cos(nrm: np.ndarray, view: np.ndarray, L: np.ndarray) -> np.ndarray:
+    """Cosine between each fragment's normal and the half vector of the light direction ``L`` and its
+    view vector (Blinn-Phong)."""
+    h = L[None] + view
+    return np.einsum("pc,pc->p", nrm, h) / np.sqrt(np.einsum("pc,pc->p", h, h))
+
+
 def _lobe(hn: np.ndarray, shine: float, mpp: np.ndarray) -> np.ndarray:
     """Blinn-Phong lobe hn**n of peak 1 at a cap of ``shine`` and widened (energy kept) where its half
     width on the ball (about R sqrt(2 ln 2 / n)) is under GLINT_MIN_PX pixels of ``mpp`` metres each."""
@@ -1016,26 +1023,23 @@ def _lobe(hn: np.ndarray, shine: float, mpp: np.ndarray) -> np.ndarray:
     return np.power(np.clip(hn, 0, 1), n) * ((n + 1) / np.float32(shine + 1))  # integral 2 pi / (n + 1)
 
 
-def _corneal_glints(nrm: np.ndarray, view: np.ndarray, pos: np.ndarray, focal_px: float, light: dict, R_cw: np.ndarray,
-                    ir: bool) -> np.ndarray:
-    """Specular term of cornea fragments (normals, view vectors, camera-frame positions; the raster's
-    focal length in pixels)."""
+def _corneal_glints(nrm: np.ndarray, view: np.ndarray, depth: np.ndarray, focal_px: float, light: dict, R_cw: np.ndarray,
+                    ir_att: np.ndarray | None) -> np.ndarray:
+    """Specular term of cornea fragments (normals, view vectors, camera-frame depths; the raster's
+    focal length in pixels; the IR illuminator's irradiance at each, None without it)."""
     g = np.zeros(len(nrm), np.float32)
-    mpp = pos[:, 2] / np.float32(focal_px)  # metres per raster pixel at each fragment
+    mpp = depth / np.float32(focal_px)  # metres per raster pixel at each fragment
 
     def add(L: np.ndarray, shine: float, gain: float) -> None:
-        h = L[None] + view
-        hn = np.einsum("pc,pc->p", nrm, h) / np.sqrt(np.einsum("pc,pc->p", h, h))
-        g[:] += _lobe(hn, shine, mpp) * np.float32(gain) * (nrm @ L > 0)
+        g[:] += _lobe(_half_cos(nrm, view, L), shine, mpp) * np.float32(gain) * (nrm @ L > 0)
 
     for Lw, col in light["dir"]:
         add((R_cw @ Lw).astype(np.float32), GLINT_SHINE, GLINT_GAIN * float(np.mean(col)))
     if light["mode"] in ("daylight", "backlight"):
         w, shine, gain = WINDSHIELD
         add((R_cw @ w).astype(np.float32), shine, gain * float(light["bg"]))
-    if ir:
-        att = (0.6 / np.sqrt(np.einsum("pc,pc->p", pos, pos))) ** 2 * np.float32(light["point_gain"])  # as in _shade
-        g += _lobe(np.einsum("pc,pc->p", nrm, view), GLINT_SHINE, mpp) * att * np.float32(GLINT_GAIN_IR)
+    if ir_att is not None:
+        g += _lobe(np.einsum("pc,pc->p", nrm, view), GLINT_SHINE, mpp) * ir_att * np.float32(GLINT_GAIN_IR)
     return g
 
 
@@ -1073,9 +1077,7 @@ def _shade(sc: _Scene, mesh: _Mesh) -> tuple[np.ndarray, np.ndarray | None, _Ras
         Lc = (R_cw @ Lw).astype(np.float32)
         d = np.clip((nrm @ Lc + WRAP) / (1 + WRAP), 0, None)
         shade += d[:, None] * col.astype(np.float32)
-        h = Lc[None] + view
-        hn = np.einsum("pc,pc->p", nrm, h) / np.sqrt(np.einsum("pc,pc->p", h, h))
-        specl += (np.clip(hn, 0, None) ** 24) * np.float32(np.mean(col)) * (d > 0)
+        specl += (np.clip(_half_cos(nrm, view, Lc), 0, None) ** 24) * np.float32(np.mean(col)) * (d > 0)
     if ir:
         dist = np.sqrt(np.einsum("pc,pc->p", pos, pos))
         att = (0.6 / dist) ** 2 * np.float32(light["point_gain"])
@@ -1086,7 +1088,8 @@ def _shade(sc: _Scene, mesh: _Mesh) -> tuple[np.ndarray, np.ndarray | None, _Ras
     cornea = np.flatnonzero(part_of_frag == names.index("eyeball"))
     if len(cornea):
         cornea = cornea[_axis_angle(uvp[cornea]) < CORNEA_ANGLE]
-        sheen[cornea] = _corneal_glints(nrm[cornea], view[cornea], pos[cornea], K[0, 0], light, R_cw, ir)
+        sheen[cornea] = _corneal_glints(nrm[cornea], view[cornea], pos[cornea, 2], K[0, 0], light, R_cw,
+                                        att[cornea] if ir else None)
     if ir:
         tex, shade = tex[:, :1], shade[:, :1]
     colr = tex * shade + sheen[:, None]
