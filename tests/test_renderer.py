@@ -436,3 +436,44 @@ def test_open_eyes_show_a_corneal_glint_on_a_dark_iris(lighting):
             assert g[iris].max() >= 240  # the glint
             assert (g[iris] >= 240).mean() < 0.15  # small
             assert np.median(g[iris]) < np.median(g[eb & (d > 1.3 * rad)])  # iris below sclera
+
+
+def test_atlas_blends_inside_the_mask_support_equal_whole_image_blends_bit_for_bit():
+    """The atlas painter blends each feature only inside the bounding box of its mask (texture._blend):
+    the result must equal the whole-image ``img * (1 - a) + c * a`` exactly, for a colour and an image
+    colour, a blurred mask (exact zeros beyond the kernel) and an empty one; and the head-shell radius,
+    which now takes its maximum over the vertices inside some direction's cone only, must equal the
+    maximum over all of them."""
+    from dmsfactory.generators.procedural import parts as P
+    from dmsfactory.generators.procedural import texture as TX
+
+    rng = np.random.default_rng(3)
+    img = (rng.random((128, 128, 3)) * 255).astype(np.float32)
+    colour_img = (rng.random((128, 128, 3)) * 255).astype(np.float32)
+    m = np.zeros((128, 128), np.float32)
+    cv2.ellipse(m, (40, 70), (12, 5), 20, 0, 360, 1.0, -1)
+    a = (cv2.GaussianBlur(m, (0, 0), 2.0) * 0.8)[..., None]
+    assert 0 < np.count_nonzero(a) < a.size  # a mask with a support smaller than the image
+    for col in (np.float32([90, 70, 80]), colour_img):
+        got = img.copy()
+        TX._blend(got, a, col)
+        assert np.array_equal(got, img * (1 - a) + col * a)
+    got = img.copy()
+    TX._blend(got, a, colour_img, a, 0.55)
+    assert np.array_equal(got, img * (1 - a) + colour_img * 0.55 * a)
+    got = img.copy()
+    TX._scale(got, a[..., 0])
+    assert np.array_equal(got, img * (1 - a))
+    got = img.copy()
+    TX._blend(got, np.zeros_like(a), np.float32([1, 2, 3]))
+    assert np.array_equal(got, img)
+
+    model = identity_model(11, {"sex": "male", "age": 40, "skin_tone": 3})
+    d = P._dir(*np.meshgrid(np.linspace(0, np.pi, 12), np.linspace(-np.pi, np.pi, 16, endpoint=False), indexing="ij"))
+    m3 = P.FM.load()
+    pts = model.v0[np.concatenate([m3.part_vertices["head"], m3.part_vertices["face"]])] - model.sp["c"]
+    rp = np.linalg.norm(pts, axis=1)
+    dots = d.reshape(-1, 3) @ (pts / rp[:, None]).T
+    near = dots > np.cos(np.radians(7.0))
+    ref = np.where(near.any(1), np.where(near, rp[None, :] * dots, 0.0).max(1), P._ell_radius(d.reshape(-1, 3), model.sp))
+    assert np.array_equal(P.head_radius(model.v0, model.sp, d).reshape(-1), ref)

@@ -211,7 +211,11 @@ def head_radius(v: np.ndarray, sp: dict, d: np.ndarray, cone_deg: float = 7.0) -
     for i in range(0, len(flat), 256):
         dots = flat[i:i + 256] @ u.T
         near = dots > cosc
-        r = np.where(near, rp[None, :] * dots, 0.0).max(1)
+        cols = np.flatnonzero(near.any(0))  # the vertices inside some direction's cone: the max is over them
+        if not len(cols):
+            continue
+        near = near[:, cols]
+        r = np.where(near, rp[cols][None, :] * dots[:, cols], 0.0).max(1)
         has = near.any(1)
         out[i:i + 256][has] = r[has]
     return out.reshape(d.shape[:-1])
