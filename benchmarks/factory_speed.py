@@ -3,8 +3,9 @@
     python benchmarks/factory_speed.py [--renders 400] [--workers 1,2] [--stages 60]
                                        [--rss 10000,100000] [--rss-workers 2] [--spec specs/demo.yaml]
 
-Every figure comes from this run, on the demo spec (privacy gate on, against the demo gallery that
-``python -m dmsfactory.privacy.testgallery out/real-gallery`` writes):
+Every figure comes from this run, on the demo spec (privacy gate on, against the demo's reference
+gallery of :mod:`dmsfactory.privacy.testgallery`, written once to ``$TMPDIR/dmsfactory-bench-gallery``:
+one path for every checkout, so that two checkouts benchmark the same samples):
 
 * ``renderer_alone``: the procedural renderer on the same plan entries (identity builds included,
   as in a run), one process: the baseline every ratio is taken against.
@@ -62,14 +63,18 @@ def _spec_dict(path: str, gallery: Path, images: int | None = None, renders: int
     return d
 
 
+GALLERY = Path(tempfile.gettempdir()) / "dmsfactory-bench-gallery"
+
+
 def _gallery(tmp: Path) -> Path:
-    g = ROOT / "out" / "real-gallery"
-    if not (g / "astronaut.png").is_file():
-        g = tmp / "real-gallery"
+    """The reference gallery at one fixed path: the spec names it, so its path is part of the spec hash
+    and with it of every key and seeded draw. A path inside the checkout (or a fresh temporary
+    directory) made two checkouts, or two runs, render different samples (40 vs 42 quarantined)."""
+    if not (GALLERY / "astronaut.png").is_file():
         from dmsfactory.privacy.testgallery import write_reference_gallery
 
-        write_reference_gallery(g)
-    return g
+        write_reference_gallery(GALLERY)
+    return GALLERY
 
 
 def renderer_alone(spec, n: int) -> dict:
