@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 
-from dmsfactory.datasets.reader import shard_paths
+from dmsfactory.datasets.reader import load_doc, shard_paths
 from dmsfactory.datasets.shards import decode_image, iter_tar_groups
 
 SPLITS = ("train", "val", "test", "quarantine")
@@ -36,7 +36,7 @@ def _docs(paths: list[Path]) -> Iterator[tuple[dict[str, Any], bytes | None]]:
     for p in paths:
         for _key, parts in iter_tar_groups(p):
             if "json" in parts:
-                yield json.loads(parts["json"]), parts.get("jpg") or parts.get("png")
+                yield load_doc(parts["json"]), parts.get("jpg") or parts.get("png")
 
 
 class Candidates:
