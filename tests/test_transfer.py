@@ -165,6 +165,40 @@ def test_crop_rule_same_framing_on_render_and_its_mediapipe_redetection(renders)
     assert np.median(eyes) >= 0.6 and min(eyes) >= 0.4, eyes
 
 
+def test_synthetic_face_crops_are_framed_by_the_given_detector_and_targets_stay_exact(shards):
+    """``frame``: the face crop is cut around the detector's points (as on a real image), the landmark
+    targets are the exact points in that crop, eye crops keep the exact landmarks, and a sample the
+    detector misses leaves the face-crop tasks with its reason counted (not silently)."""
+    from dmsfactory.labelers.params import ibug68_index_map
+    from dmsfactory.training.data import iter_samples
+    from dmsfactory.transfer.synth import NOT_FRAMED, face_crops, read_synthetic
+
+    tasks = ("eye", "yawn", "landmarks")
+    exact = read_synthetic(shards, "train", tasks, limit=12)
+    seen = []
+
+    docs = [(np.asarray(r["image"]), np.asarray(r["json"]["landmarks"]["xy"], np.float64))
+            for r, _ in zip(iter_samples(shards, "train"), range(12))]
+    points = {img.tobytes(): xy for img, xy in docs}
+
+    def shifted(img):  # a "detector" that finds every other face 12 px to the right of its exact place
+        seen.append(1)
+        return None if len(seen) % 2 == 0 else points[np.asarray(img).tobytes()] + np.array([12.0, 0.0])
+
+    framed = read_synthetic(shards, "train", tasks, limit=12, frame=shifted)
+    assert framed.excluded["landmarks"][NOT_FRAMED] == 6 and framed.excluded["yawn"][NOT_FRAMED] >= 1
+    assert len(framed.tasks["landmarks"]) == 6 and len(exact.tasks["landmarks"]) == 12
+    assert len(framed.tasks["eye"]) == len(exact.tasks["eye"])  # eye crops: exact landmarks, unaffected
+    np.testing.assert_array_equal(framed.tasks["eye"].x, exact.tasks["eye"].x)
+    ib = np.asarray(ibug68_index_map(), np.int64)
+    for row, (img, xy) in zip(range(6), docs[::2]):
+        big, _, box = face_crops(C.grey(img), xy + np.array([12.0, 0.0]))
+        np.testing.assert_array_equal(framed.tasks["landmarks"].x[row], big)
+        np.testing.assert_allclose(framed.tasks["landmarks"].y[row], box.to_crop(xy[ib], C.LANDMARK_SIZE).reshape(-1),
+                                   rtol=1e-6, atol=1e-6)
+        assert not np.array_equal(big, exact.tasks["landmarks"].x[2 * row])  # the framing did move
+
+
 def test_crop_pixels_and_coordinates_agree():
     img = np.zeros((100, 120, 3), np.uint8)
     cv2.circle(img, (70, 40), 3, (255, 255, 255), -1)
@@ -428,6 +462,7 @@ def test_transfer_end_to_end_is_deterministic_and_linked_from_the_card(shards, r
         assert (out / f).is_file(), f
     js = json.loads((out / "report.json").read_text())
     assert js["settings"]["overrides"] == TINY
+    assert js["settings"]["framing"] == "exact"
     assert js["settings"]["training"]["warmup_fraction"] == 0.05  # reports tell the warm-up apart
     md = (out / "report.md").read_text()
     assert "Non-standard settings" in md and "synthetic only" in md

@@ -35,6 +35,9 @@ def add_parser(sub) -> None:
     t.add_argument("--seeds", type=int, default=1, metavar="N",
                    help="train the synthetic-only model with N training seeds and report the spread of its "
                         "real-set figures (default 1)")
+    t.add_argument("--framing", choices=("exact", "detector"), default="exact",
+                   help="what frames the synthetic face crops: their exact landmarks (default) or MediaPipe on "
+                        "the render, as the real images are framed (docs/transfer.md, Crop rules)")
     t.add_argument("--no-card-link", action="store_true", help="do not add the report link to SHARDS_DIR/README.md")
     t.set_defaults(fn=cmd_transfer)
 
@@ -57,7 +60,8 @@ def cmd_transfer(a: argparse.Namespace) -> int:
     try:
         rep = run_transfer(a.shards_dir, a.real, a.out, tasks=tuple(a.tasks) if a.tasks else None, seed=a.seed,
                            max_synthetic=a.max_synthetic, threads=a.threads, control=a.control,
-                           quick=a.quick, seeds=a.seeds, link_card=not a.no_card_link, log=log)
+                           quick=a.quick, seeds=a.seeds, link_card=not a.no_card_link, framing=a.framing,
+                           log=log)
     except TransferInputError as e:
         lines = e.problems[:MAX_LINES]
         if len(e.problems) > MAX_LINES:

@@ -142,6 +142,9 @@ def markdown(rep: dict[str, Any]) -> str:
          f"- seed {st['seed']}, {st['folds']}-fold, {st['bootstrap']} bootstrap resamples, {st['threads']} torch thread(s); "
          f"{rep['seconds']:.0f} s wall, {rep.get('cpu_seconds', 0):.0f} s CPU"
          + (f" (load average {rep['load_average_1min']} at the end)" if rep.get("load_average_1min") is not None else ""), ""]
+    if st.get("framing", "exact") != "exact":
+        L += [f"**Synthetic face crops framed by MediaPipe on the renders** (`--framing {st['framing']}`; the default "
+              "frames them by the exact landmarks)", ""]
     if st.get("overrides"):
         L += [f"**Non-standard settings** (not comparable with standard reports): {st['overrides']}", ""]
     L += ["## Summary", "", "| real set | rows | detected | synthetic only | real k-fold | training-free baseline | chance |",

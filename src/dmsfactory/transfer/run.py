@@ -22,6 +22,7 @@ from dmsfactory.transfer.synth import read_synthetic
 MODEL_TASKS = ("eye", "yawn", "landmarks", "head_pose", "gaze")
 TASK_SEED = {"eye": 1000, "yawn": 2000, "landmarks": 3000, "head_pose": 4000, "gaze": 5000}
 SYNTHETIC_VAL_LIMIT = 2000
+FRAMINGS = ("exact", "detector")  # what frames the synthetic face crops (docs/transfer.md, "Crop rules")
 REPORT_VERSION = 1
 
 
@@ -136,6 +137,7 @@ def run_transfer(
     quick: bool = False,
     seeds: int = 1,
     link_card: bool = True,
+    framing: str = "exact",
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train the reference models on the shards, judge them on the real folder, write the report.
@@ -147,7 +149,9 @@ def run_transfer(
     (most of the report's time; the report records it). ``seeds`` > 1 trains the synthetic-only model
     that many times (training seeds ``seed``, ``seed + 1``, ...; the first is the report's model) and
     reports the spread of its real-set figures: on small sets one training run can be off by more
-    than its bootstrap interval shows. Returns the report as a dict.
+    than its bootstrap interval shows. ``framing`` frames the synthetic face crops by their exact landmarks
+    ("exact", the default) or by MediaPipe on the render ("detector", as the real images are framed;
+    docs/transfer.md, "Crop rules"). Returns the report as a dict.
     """
     import torch  # heavy: torch
 
@@ -179,12 +183,16 @@ def run_transfer(
     # 1. synthetic data
     t0 = time.perf_counter()
     say(f"reading synthetic shards from {shards_dir} (train{'' if max_synthetic is None else f', first {max_synthetic}'}, val)")
-    syn = read_synthetic(shards_dir, "train", want, max_synthetic, progress=lambda n: say(f"  synthetic train: {n} samples"))
+    if framing not in FRAMINGS:
+        raise ValueError(f"framing {framing!r}: use one of {', '.join(FRAMINGS)}")
     det = Detector()
+    frame = det.detect if framing == "detector" else None
+    syn = read_synthetic(shards_dir, "train", want, max_synthetic, progress=lambda n: say(f"  synthetic train: {n} samples"),
+                         frame=frame)
     try:
         # MediaPipe reads the labelled cue (EAR, mouth ratio) on the synthetic validation pixels too
         cue = det.detect if any(t in want for t in ("eye", "yawn")) else None
-        val = read_synthetic(shards_dir, "val", want, SYNTHETIC_VAL_LIMIT, measure=cue)
+        val = read_synthetic(shards_dir, "val", want, SYNTHETIC_VAL_LIMIT, measure=cue, frame=frame)
     except FileNotFoundError:
         val = None
     lap("read_synthetic", t0)
@@ -227,7 +235,7 @@ def run_transfer(
                     "renderer": _renderer_version(syn), "synthetic_train_samples": syn.samples,
                     "max_synthetic": max_synthetic, "synthetic_val_samples": val.samples if val else 0},
         "real": {"dir": str(Path(real_dir).resolve()), "sets": [n for n, _ in sets]},
-        "settings": {"seed": seed, "threads": threads, "folds": folds, "bootstrap": n_boot,
+        "settings": {"seed": seed, "threads": threads, "folds": folds, "bootstrap": n_boot, "framing": framing,
                      "overrides": st or None, "control": control,
                      "crops": {"face_scale": C.FACE_SCALE, "eye_scale": C.EYE_SCALE, "face_size": C.FACE_SIZE,
                                "landmark_size": C.LANDMARK_SIZE, "eye_size": C.EYE_SIZE},

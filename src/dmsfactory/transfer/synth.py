@@ -95,12 +95,23 @@ def _measure(measure, img: np.ndarray, lab: dict, counts: Counter):
     return False if p is None else p
 
 
+FACE_TASKS = ("yawn", "landmarks", "head_pose", "gaze")  # the tasks that read the face crop
+NOT_FRAMED = "no face found by the framing detector (real images without one are left out too)"
+
+
 def read_synthetic(dataset_dir: str | Path, split: str, tasks: tuple[str, ...], limit: int | None = None,
                    progress: Callable[[int], None] | None = None,
-                   measure: Callable[[np.ndarray], np.ndarray | None] | None = None) -> SyntheticSet:
+                   measure: Callable[[np.ndarray], np.ndarray | None] | None = None,
+                   frame: Callable[[np.ndarray], np.ndarray | None] | None = None) -> SyntheticSet:
     """``measure(image) -> MediaPipe landmarks or None``: when given, the eye and yawn rows' metadata get
     MediaPipe's eye aspect ratio / mouth ratio on the synthetic pixels (``mp_ear``, ``mp_mar``; None when
-    MediaPipe finds no face), for every positive row and as many negatives: does the label show?"""
+    MediaPipe finds no face), for every positive row and as many negatives: does the label show?
+
+    ``frame(image) -> landmarks or None``: the detector that frames the face crops (the real images'
+    detector, so both domains carry its framing errors; docs/transfer.md, "Crop rules"). None frames
+    them by the exact landmarks. A sample it finds no face in leaves the face-crop tasks (counted in
+    ``excluded``), as a real image does. Targets (points, pose, gaze) stay exact either way; eye crops
+    always use the exact landmarks."""
     ib = np.asarray(ibug68_index_map(), np.int64)
     buf: dict[str, tuple[list, list, list, list]] = {t: ([], [], [], []) for t in tasks}
     counts = Counter()
@@ -128,8 +139,16 @@ def read_synthetic(dataset_dir: str | Path, split: str, tasks: tuple[str, ...], 
         g = C.grey(img)
         mp = _measure(measure, img, lab, counts) if measure is not None else None
         big = small = box = None
-        if any(t in tasks for t in ("yawn", "landmarks", "head_pose", "gaze")):
-            big, small, box = face_crops(g, xy)
+        face_tasks = [t for t in FACE_TASKS if t in tasks]
+        if face_tasks:
+            fp = xy
+            if frame is not None:
+                fp = (None if mp is False else mp) if frame == measure and mp is not None else frame(img)
+            if fp is None:
+                for t in face_tasks:
+                    excluded[t][NOT_FRAMED] += 1
+            else:
+                big, small, box = face_crops(g, fp)
 
         def add(t, x, y, m=meta):
             buf[t][0].append(x)
@@ -150,6 +169,8 @@ def read_synthetic(dataset_dir: str | Path, split: str, tasks: tuple[str, ...], 
                 add("eye", C.crop(g, eb, C.EYE_SIZE), [1.0 if e["state"] == "close" else 0.0],
                     {**meta, "side": side, "source_side_px": eb.side,
                      **({"mp_ear": None if mp is False else _ear(mp, side)} if mp is not None else {})})
+        if box is None:  # not framed: no face-crop task reads this sample
+            continue
         if "yawn" in tasks:
             mo = lab.get("mouth") or {}
             if mo.get("visible") is False:
