@@ -175,11 +175,10 @@ def test_synthetic_face_crops_are_framed_by_the_given_detector_and_targets_stay_
 
     tasks = ("eye", "yawn", "landmarks")
     exact = read_synthetic(shards, "train", tasks, limit=12)
-    seen = []
-
     docs = [(np.asarray(r["image"]), np.asarray(r["json"]["landmarks"]["xy"], np.float64))
             for r, _ in zip(iter_samples(shards, "train"), range(12))]
     points = {img.tobytes(): xy for img, xy in docs}
+    seen = []
 
     def shifted(img):  # a "detector" that finds every other face 12 px to the right of its exact place
         seen.append(1)
