@@ -160,6 +160,8 @@ def run_transfer(
 
     t_start = time.perf_counter()
     say = log or (lambda s: None)
+    if framing not in FRAMINGS:  # before anything is read or written
+        raise ValueError(f"framing {framing!r}: use one of {', '.join(FRAMINGS)}")
     real, want, manifest = check_inputs(shards_dir, real_dir, tasks, max_synthetic)
     out = Path(out_dir) if out_dir is not None else Path(shards_dir) / "transfer"
     out.mkdir(parents=True, exist_ok=True)
@@ -183,8 +185,6 @@ def run_transfer(
     # 1. synthetic data
     t0 = time.perf_counter()
     say(f"reading synthetic shards from {shards_dir} (train{'' if max_synthetic is None else f', first {max_synthetic}'}, val)")
-    if framing not in FRAMINGS:
-        raise ValueError(f"framing {framing!r}: use one of {', '.join(FRAMINGS)}")
     det = Detector()
     frame = det.detect if framing == "detector" else None
     syn = read_synthetic(shards_dir, "train", want, max_synthetic, progress=lambda n: say(f"  synthetic train: {n} samples"),

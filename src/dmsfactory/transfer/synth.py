@@ -142,7 +142,7 @@ def read_synthetic(dataset_dir: str | Path, split: str, tasks: tuple[str, ...], 
         face_tasks = [t for t in FACE_TASKS if t in tasks]
         if face_tasks:
             fp = xy
-            if frame is not None:
+            if frame is not None:  # the validation split's cue detection is the same call: reuse its answer
                 fp = (None if mp is False else mp) if frame == measure and mp is not None else frame(img)
             if fp is None:
                 for t in face_tasks:
