@@ -198,6 +198,38 @@ def test_synthetic_face_crops_are_framed_by_the_given_detector_and_targets_stay_
         assert not np.array_equal(big, exact.tasks["landmarks"].x[2 * row])  # the framing did move
 
 
+def test_no_augmented_leaves_out_the_augment_stages_views_and_counts_them(tmp_path):
+    """``augmented=False``: the rows are exactly the rendered images' rows, and every augmented view is
+    counted as left out for each task (never dropped silently)."""
+    from dmsfactory import pipeline
+    from dmsfactory.spec import parse_spec
+    from dmsfactory.transfer.synth import AUGMENTED, read_synthetic
+
+    spec = parse_spec({
+        "name": "transfer-aug", "seed": 5, "backend": "procedural",
+        "classes": {"alert": 1, "severe_fatigue": 1},
+        "conditions": {"lighting": {"daylight": 1}, "accessory": {"none": 1},
+                       "camera": {"mount": {"steering_column": 1}, "fov_deg": 38}},
+        "identities": {"count": 8, "images_per_identity": 2, "mixup_fraction": 0.0},
+        "image": {"size": 128}, "splits": {"train": 0.75, "val": 0.125, "test": 0.125},
+        "augment": {"enabled": True, "policy": "geometric", "views_per_image": 1},
+        "verify": {"enabled": False}, "privacy": {"enabled": False},
+    })
+    pipeline.run_plain(spec, tmp_path)
+    tasks = ("eye", "landmarks")
+    every = read_synthetic(tmp_path, "train", tasks)
+    renders = read_synthetic(tmp_path, "train", tasks, augmented=False)
+    aug = [m["augmented"] for m in every.tasks["landmarks"].meta]
+    assert sum(aug) > 0 and not all(aug)
+    keep = [i for i, a in enumerate(aug) if not a]
+    np.testing.assert_array_equal(renders.tasks["landmarks"].x, every.tasks["landmarks"].x[keep])
+    np.testing.assert_array_equal(renders.tasks["landmarks"].y, every.tasks["landmarks"].y[keep])
+    assert not any(m["augmented"] for m in renders.tasks["eye"].meta)
+    assert len(renders.tasks["eye"]) == sum(not m["augmented"] for m in every.tasks["eye"].meta)
+    for t in tasks:
+        assert renders.excluded[t][AUGMENTED] == sum(aug) and AUGMENTED not in every.excluded[t]
+
+
 def test_crop_pixels_and_coordinates_agree():
     img = np.zeros((100, 120, 3), np.uint8)
     cv2.circle(img, (70, 40), 3, (255, 255, 255), -1)
@@ -461,7 +493,7 @@ def test_transfer_end_to_end_is_deterministic_and_linked_from_the_card(shards, r
         assert (out / f).is_file(), f
     js = json.loads((out / "report.json").read_text())
     assert js["settings"]["overrides"] == TINY
-    assert js["settings"]["framing"] == "exact"
+    assert js["settings"]["framing"] == "exact" and js["settings"]["augmented_views"] == "used"
     assert js["settings"]["training"]["warmup_fraction"] == 0.05  # reports tell the warm-up apart
     md = (out / "report.md").read_text()
     assert "Non-standard settings" in md and "synthetic only" in md

@@ -38,6 +38,9 @@ def add_parser(sub) -> None:
     t.add_argument("--framing", choices=("exact", "detector"), default="exact",
                    help="what frames the synthetic face crops: their exact landmarks (default) or MediaPipe on "
                         "the render, as the real images are framed (docs/transfer.md, Crop rules)")
+    t.add_argument("--no-augmented", action="store_true",
+                   help="train on the rendered images alone, leaving out the augment stage's views: compare with "
+                        "a report without it to see whether the augmentation helps on your data")
     t.add_argument("--no-card-link", action="store_true", help="do not add the report link to SHARDS_DIR/README.md")
     t.set_defaults(fn=cmd_transfer)
 
@@ -61,7 +64,7 @@ def cmd_transfer(a: argparse.Namespace) -> int:
         rep = run_transfer(a.shards_dir, a.real, a.out, tasks=tuple(a.tasks) if a.tasks else None, seed=a.seed,
                            max_synthetic=a.max_synthetic, threads=a.threads, control=a.control,
                            quick=a.quick, seeds=a.seeds, link_card=not a.no_card_link, framing=a.framing,
-                           log=log)
+                           augmented=not a.no_augmented, log=log)
     except TransferInputError as e:
         lines = e.problems[:MAX_LINES]
         if len(e.problems) > MAX_LINES:

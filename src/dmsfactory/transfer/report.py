@@ -145,6 +145,9 @@ def markdown(rep: dict[str, Any]) -> str:
     if st.get("framing", "exact") != "exact":
         L += [f"**Synthetic face crops framed by MediaPipe on the renders** (`--framing {st['framing']}`; the default "
               "frames them by the exact landmarks)", ""]
+    if st.get("augmented_views") == "left out":
+        L += ["**Trained on the rendered images alone** (`--no-augmented`: the augment stage's views left out of "
+              "the synthetic rows)", ""]
     if st.get("overrides"):
         L += [f"**Non-standard settings** (not comparable with standard reports): {st['overrides']}", ""]
     L += ["## Summary", "", "| real set | rows | detected | synthetic only | real k-fold | training-free baseline | chance |",

@@ -138,6 +138,7 @@ def run_transfer(
     seeds: int = 1,
     link_card: bool = True,
     framing: str = "exact",
+    augmented: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train the reference models on the shards, judge them on the real folder, write the report.
@@ -151,7 +152,9 @@ def run_transfer(
     reports the spread of its real-set figures: on small sets one training run can be off by more
     than its bootstrap interval shows. ``framing`` frames the synthetic face crops by their exact landmarks
     ("exact", the default) or by MediaPipe on the render ("detector", as the real images are framed;
-    docs/transfer.md, "Crop rules"). Returns the report as a dict.
+    docs/transfer.md, "Crop rules"). ``augmented=False`` trains on the rendered images alone, leaving out
+    the augment stage's views (train and validation), so that two reports show whether the augmentation
+    helps on the real data. Returns the report as a dict.
     """
     import torch  # heavy: torch
 
@@ -188,11 +191,11 @@ def run_transfer(
     det = Detector()
     frame = det.detect if framing == "detector" else None
     syn = read_synthetic(shards_dir, "train", want, max_synthetic, progress=lambda n: say(f"  synthetic train: {n} samples"),
-                         frame=frame)
+                         frame=frame, augmented=augmented)
     try:
         # MediaPipe reads the labelled cue (EAR, mouth ratio) on the synthetic validation pixels too
         cue = det.detect if any(t in want for t in ("eye", "yawn")) else None
-        val = read_synthetic(shards_dir, "val", want, SYNTHETIC_VAL_LIMIT, measure=cue, frame=frame)
+        val = read_synthetic(shards_dir, "val", want, SYNTHETIC_VAL_LIMIT, measure=cue, frame=frame, augmented=augmented)
     except FileNotFoundError:
         val = None
     lap("read_synthetic", t0)
@@ -236,6 +239,7 @@ def run_transfer(
                     "max_synthetic": max_synthetic, "synthetic_val_samples": val.samples if val else 0},
         "real": {"dir": str(Path(real_dir).resolve()), "sets": [n for n, _ in sets]},
         "settings": {"seed": seed, "threads": threads, "folds": folds, "bootstrap": n_boot, "framing": framing,
+                     "augmented_views": "used" if augmented else "left out",
                      "overrides": st or None, "control": control,
                      "crops": {"face_scale": C.FACE_SCALE, "eye_scale": C.EYE_SCALE, "face_size": C.FACE_SIZE,
                                "landmark_size": C.LANDMARK_SIZE, "eye_size": C.EYE_SIZE},

@@ -97,12 +97,14 @@ def _measure(measure, img: np.ndarray, lab: dict, counts: Counter):
 
 FACE_TASKS = ("yawn", "landmarks", "head_pose", "gaze")  # the tasks that read the face crop
 NOT_FRAMED = "no face found by the framing detector (real images without one are left out too)"
+AUGMENTED = "augmented view (--no-augmented: the rendered images only)"
 
 
 def read_synthetic(dataset_dir: str | Path, split: str, tasks: tuple[str, ...], limit: int | None = None,
                    progress: Callable[[int], None] | None = None,
                    measure: Callable[[np.ndarray], np.ndarray | None] | None = None,
-                   frame: Callable[[np.ndarray], np.ndarray | None] | None = None) -> SyntheticSet:
+                   frame: Callable[[np.ndarray], np.ndarray | None] | None = None,
+                   augmented: bool = True) -> SyntheticSet:
     """``measure(image) -> MediaPipe landmarks or None``: when given, the eye and yawn rows' metadata get
     MediaPipe's eye aspect ratio / mouth ratio on the synthetic pixels (``mp_ear``, ``mp_mar``; None when
     MediaPipe finds no face), for every positive row and as many negatives: does the label show?
@@ -111,7 +113,11 @@ def read_synthetic(dataset_dir: str | Path, split: str, tasks: tuple[str, ...], 
     detector, so both domains carry its framing errors; docs/transfer.md, "Crop rules"). None frames
     them by the exact landmarks. A sample it finds no face in leaves the face-crop tasks (counted in
     ``excluded``), as a real image does. Targets (points, pose, gaze) stay exact either way; eye crops
-    always use the exact landmarks."""
+    always use the exact landmarks.
+
+    ``augmented=False`` leaves out the augment stage's views (a sample with ``aug`` or ``source_key``),
+    counted in ``excluded`` for every task: trained on the renders alone, the report shows whether the
+    augmentation helps on the real data (docs/transfer.md)."""
     ib = np.asarray(ibug68_index_map(), np.int64)
     buf: dict[str, tuple[list, list, list, list]] = {t: ([], [], [], []) for t in tasks}
     counts = Counter()
@@ -136,6 +142,10 @@ def read_synthetic(dataset_dir: str | Path, split: str, tasks: tuple[str, ...], 
         lab = doc.get("labels") or {}
         ident = str((lab.get("identity") or {}).get("id") or doc.get("identity"))
         meta = _meta(doc)
+        if not augmented and meta["augmented"]:
+            for t in tasks:
+                excluded[t][AUGMENTED] += 1
+            continue
         g = C.grey(img)
         mp = _measure(measure, img, lab, counts) if measure is not None else None
         big = small = box = None
