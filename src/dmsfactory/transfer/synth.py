@@ -61,6 +61,11 @@ def eye_crop(image: np.ndarray, points: np.ndarray, side: str) -> np.ndarray:
     return C.crop(image, C.exact_box(C.eye_box(points, side)), C.EYE_SIZE)
 
 
+def _is_augmented(doc: dict) -> bool:
+    """An augment stage's view (not a render): it lists the ops applied (``aug``) or names its source sample."""
+    return bool(doc.get("aug")) or bool(doc.get("source_key"))
+
+
 def _meta(doc: dict) -> dict:
     lab = doc.get("labels") or {}
     mo = lab.get("mouth") or {}
@@ -69,7 +74,7 @@ def _meta(doc: dict) -> dict:
         "key": doc.get("key"), "class": lab.get("class"), "lighting": lab.get("lighting"),
         "accessory": lab.get("accessory"), "yawn_type": mo.get("yawn"), "mouth_openness": mo.get("openness"),
         "hand_over_mouth": lab.get("hand_over_mouth"), "yaw": hp.get("yaw"),
-        "augmented": bool(doc.get("aug")) or bool(doc.get("source_key")),
+        "augmented": _is_augmented(doc),
         "renderer_version": ((doc.get("params") or {}).get("render") or {}).get("renderer_version"),
     }
 
@@ -132,6 +137,10 @@ def read_synthetic(dataset_dir: str | Path, split: str, tasks: tuple[str, ...], 
         n += 1
         if progress is not None and n % 500 == 0:
             progress(n)
+        if not augmented and _is_augmented(doc):  # before any decoding: the reason is this, not a later one
+            for t in tasks:
+                excluded[t][AUGMENTED] += 1
+            continue
         img = np.asarray(rec["image"])
         lm = doc.get("landmarks") or {}
         xy = np.asarray(lm.get("xy") or [], np.float64)
@@ -142,10 +151,6 @@ def read_synthetic(dataset_dir: str | Path, split: str, tasks: tuple[str, ...], 
         lab = doc.get("labels") or {}
         ident = str((lab.get("identity") or {}).get("id") or doc.get("identity"))
         meta = _meta(doc)
-        if not augmented and meta["augmented"]:
-            for t in tasks:
-                excluded[t][AUGMENTED] += 1
-            continue
         g = C.grey(img)
         mp = _measure(measure, img, lab, counts) if measure is not None else None
         big = small = box = None
