@@ -4,6 +4,7 @@
     python scripts/convert_real.py yawn       /work/real/Muneeb-Ahmed-Khan+Yawn-Detection       /work/realfmt/yawn
     python scripts/convert_real.py keypoints  /work/real/alexandrenpl+P1_Facial_Keypoints       /work/realfmt/keypoints-dev
     python scripts/convert_real.py keypoints  /work/real/alexandrenpl+P1_Facial_Keypoints       /work/realfmt/keypoints-test --split test
+    python scripts/convert_real.py cew        /work/real/altaga+DBSE-monitor                     /work/realfmt/cew
 
 Sources (docs/transfer.md, "Development sets"): their images are research-use data; the output
 folder must lie outside this repository (the script refuses otherwise) and is never committed.
@@ -20,6 +21,13 @@ Images are linked (symlinks; ``--copy`` copies), never re-encoded.
 * ``keypoints``: ``data/{training,test}`` + ``data/{training,test}_frames_keypoints.csv`` ->
   ``faces/images`` + ``faces/labels.csv`` (file, identity = the file name without its frame
   number, x0..y67). Only images listed in the CSV are used.
+* ``cew``: Closed Eyes in the Wild (Song et al., Pattern Recognition 2014), 24 x 24 grey eye patches, as
+  the zip ``Drowsiness/train/dataset/dataset_B_Eye_Images.zip`` holds them ->
+  ``eye_crops/{open,closed}`` (left and right eyes of each face, bytes as in the zip) plus
+  ``eye_crops/identities.csv``: an open eye's identity is the Labeled Faces in the Wild person its file
+  is named after (``Aaron_Guiel_0001_L.jpg`` -> ``Aaron_Guiel``), a closed eye's the web photo it was
+  cut from (``closed_eye_0012.jpg_face_1_L.jpg`` -> ``closed_eye_0012``): both eyes of a face, and
+  every photo of a person, stay in one fold.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import os
 import re
 import shutil
 import sys
+import zipfile
 from pathlib import Path
 
 SOURCES = {
@@ -38,6 +47,9 @@ SOURCES = {
              "under the YawDD terms); no licence file in the repository"),
     "keypoints": ("alexandrenpl/P1_Facial_Keypoints", "4dd79c5", "Udacity project, MIT for the code; the images are "
                   "YouTube Faces frames (Wolf et al. 2011), research use"),
+    "cew": ("altaga/DBSE-monitor", "18cda42", "the repository is MIT for its code; the zip is the CEW dataset (Song, "
+            "Tan, Liu, Chen, Pattern Recognition 2014; open eyes from Labeled Faces in the Wild), redistributed "
+            "without its own licence: research use only"),
 }
 
 
@@ -87,6 +99,45 @@ def eye_state(src: Path, out: Path, copy: bool) -> None:
             n += 1
     _source_note(out, "eye-state", src)
     print(f"{out}: eye_crops/ with {n} images")
+
+
+CEW_ZIP = "Drowsiness/train/dataset/dataset_B_Eye_Images.zip"
+CEW_FOLDERS = {"openLeftEyes": "open", "openRightEyes": "open", "closedLeftEyes": "closed", "closedRightEyes": "closed"}
+
+
+def cew_identity(name: str) -> str:
+    """The person (open eyes: the LFW name) or the photo (closed eyes) an eye patch comes from."""
+    m = re.match(r"(closed_eye_\d+)\.", name) or re.match(r"(.+)_\d{4}_[LR]\.jpg$", name)
+    if m is None:
+        sys.exit(f"error: {name}: not a CEW eye-patch name (closed_eye_NNNN.jpg_face_K_L.jpg or Person_Name_NNNN_L.jpg)")
+    return m.group(1)
+
+
+def cew(src: Path, out: Path) -> None:
+    z = src / CEW_ZIP
+    if not z.is_file():
+        sys.exit(f"error: {z} not found (expected the CEW zip at {CEW_ZIP} of the checkout)")
+    rows = []
+    with zipfile.ZipFile(z) as zf:
+        for info in sorted(zf.infolist(), key=lambda i: i.filename):
+            parts = info.filename.split("/")
+            if info.is_dir() or len(parts) != 3 or parts[1] not in CEW_FOLDERS:
+                continue
+            cls, name = CEW_FOLDERS[parts[1]], parts[2]
+            dst = out / "eye_crops" / cls / name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(zf.read(info))
+            rows.append((f"{cls}/{name}", cew_identity(name)))
+    if not rows:
+        sys.exit(f"error: {z}: no images under {', '.join(CEW_FOLDERS)}")
+    with (out / "eye_crops" / "identities.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "identity"])
+        w.writerows(rows)
+    n_id = len({i for _, i in rows})
+    _source_note(out, "cew", src, f"- eye_crops/identities.csv: {n_id} identities (LFW persons for open eyes, source "
+                 "photos for closed eyes)\n")
+    print(f"{out}: eye_crops/ with {len(rows)} images, {n_id} identities")
 
 
 def _cluster_identities(files: list[Path]) -> list[str]:
@@ -197,6 +248,8 @@ def main(argv=None) -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     if a.kind == "eye-state":
         eye_state(a.source, a.out, a.copy)
+    elif a.kind == "cew":
+        cew(a.source, a.out)
     elif a.kind == "yawn":
         yawn(a.source, a.out, a.copy, not a.no_identities)
     else:

@@ -564,3 +564,41 @@ def test_converter_keypoints_layout_and_refuses_the_repo(tmp_path, renders):
     r = subprocess.run([sys.executable, str(script), "keypoints", str(src), str(repo / "out" / "x-real")],
                        capture_output=True, text=True)
     assert r.returncode != 0 and "inside the repository" in r.stderr
+
+
+def test_converter_cew_zip_to_eye_crops_with_person_and_photo_identities(tmp_path, renders):
+    import subprocess
+    import sys
+    import zipfile
+
+    repo = Path(__file__).resolve().parent.parent
+    src = tmp_path / "DBSE-monitor"
+    z = src / "Drowsiness" / "train" / "dataset" / "dataset_B_Eye_Images.zip"
+    z.parent.mkdir(parents=True)
+    patch = cv2.cvtColor(cv2.resize(renders["open"][0].image, (24, 24)), cv2.COLOR_RGB2GRAY)
+    data = cv2.imencode(".jpg", patch)[1].tobytes()
+    names = {"openLeftEyes": ["Ann_Lee_0001_L.jpg", "Ann_Lee_0002_L.jpg", "Bo_Ma_0001_L.jpg"],
+             "openRightEyes": ["Ann_Lee_0001_R.jpg"],
+             "closedLeftEyes": ["closed_eye_0007.jpg_face_1_L.jpg"],
+             "closedRightEyes": ["closed_eye_0007.jpg_face_1_R.jpg", "closed_eye_0010.png_face_2_R.jpg"]}
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("dataset_B_Eye_Images/", b"")
+        for folder, files in names.items():
+            for f in files:
+                zf.writestr(f"dataset_B_Eye_Images/{folder}/{f}", data)
+    out = tmp_path / "fmt"
+    script = repo / "scripts" / "convert_real.py"
+    r = subprocess.run([sys.executable, str(script), "cew", str(src), str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    cs = read_real(out).classes["eye_crops"]
+    assert sum(cs.labels) == 3 and len(cs) == 7  # 1 = closed
+    ids = {f.name: i for f, i in zip(cs.files, cs.identities)}
+    assert ids["Ann_Lee_0001_L.jpg"] == ids["Ann_Lee_0002_L.jpg"] == ids["Ann_Lee_0001_R.jpg"] == "Ann_Lee"
+    assert ids["Bo_Ma_0001_L.jpg"] == "Bo_Ma"
+    assert ids["closed_eye_0007.jpg_face_1_L.jpg"] == ids["closed_eye_0007.jpg_face_1_R.jpg"] == "closed_eye_0007"
+    assert ids["closed_eye_0010.png_face_2_R.jpg"] == "closed_eye_0010"
+    assert (out / "eye_crops" / "open" / "Bo_Ma_0001_L.jpg").read_bytes() == data  # bytes as in the zip
+    bad = tmp_path / "bad"
+    (bad / "Drowsiness" / "train" / "dataset").mkdir(parents=True)
+    r = subprocess.run([sys.executable, str(script), "cew", str(bad), str(tmp_path / "fmt2")], capture_output=True, text=True)
+    assert r.returncode != 0 and "dataset_B_Eye_Images.zip not found" in r.stderr
