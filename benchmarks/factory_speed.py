@@ -228,16 +228,24 @@ def e2e_run(sd: dict, out: Path, workers: int) -> dict:
     return r
 
 
+def steady_specs(a, gal: Path) -> tuple[dict, dict]:
+    """The ``--renders`` spec (cut) and the ``--steady`` one (grown: more identities of the same spec);
+    an error before anything runs when the second does not plan more renders."""
+    cut = _spec_dict(a.spec, gal, renders=a.renders)
+    sd = _spec_dict(a.spec, gal)
+    sd["identities"]["count"] = max(1, a.steady // sd["identities"]["images_per_identity"])
+    if sd["identities"]["count"] <= cut["identities"]["count"]:
+        raise SystemExit(f"--steady {a.steady} must plan more renders than --renders {a.renders}")
+    return cut, sd
+
+
 def steady_state(a, gal: Path, alone: dict, short: dict | None, tmp: Path) -> dict:
     """Marginal throughput between a one-worker run at ``--renders`` and one at ``--steady`` renders."""
+    cut, sd = steady_specs(a, gal)
     if short is None:
-        short = e2e_run(_spec_dict(a.spec, gal, renders=a.renders), tmp / "e2e-w1", 1)
-    sd = _spec_dict(a.spec, gal)  # grown, not cut: more identities of the same spec
-    sd["identities"]["count"] = max(1, a.steady // sd["identities"]["images_per_identity"])
+        short = e2e_run(cut, tmp / "e2e-w1", 1)
     long = e2e_run(sd, tmp / "steady-w1", 1)
     dn = long["renders"] - short["renders"]
-    if dn <= 0:
-        raise SystemExit(f"--steady {a.steady} must plan more renders than --renders {a.renders} ({short['renders']})")
     dw, dc = long["wall_s"] - short["wall_s"], long["cpu_s"] - short["cpu_s"]
     per_s, per_cpu_s = dn / dw, dn / dc
     return {"renders": [short["renders"], long["renders"]], "wall_s": [short["wall_s"], long["wall_s"]],
@@ -268,6 +276,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmpd:
         tmp = Path(tmpd)
         gal = _gallery(tmp)
+        if a.steady and not a.skip_e2e:
+            steady_specs(a, gal)  # a bad --steady fails now, not after the runs before it
         spec = parse_spec(_spec_dict(a.spec, gal))
         res["spec"] = {"name": spec.name, "renders": min(a.renders, spec.total_samples), "image_size": spec.image.size}
         res["renderer_alone"] = renderer_alone(spec, min(a.renders, spec.total_samples))
