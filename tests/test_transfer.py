@@ -525,6 +525,29 @@ def test_transfer_end_to_end_is_deterministic_and_linked_from_the_card(shards, r
     assert any(k.startswith("dp_eps") for k in a["sets"]["eye_state"]["methods"])
 
 
+@pytest.mark.slow
+def test_jobs_give_the_numbers_of_one_process(shards, real_dir, tmp_path):
+    """Training seeds, the control and the real folds (with fine-tunes and DP-SGD) on two worker processes
+    give the report of one process; the workers' CPU time is counted."""
+    from dmsfactory.transfer.run import run_transfer
+
+    kw = dict(seed=3, settings=TINY, n_boot=50, folds=2, tasks=("eye", "landmarks"), control=True, seeds=2,
+              link_card=False)
+    one = run_transfer(shards, real_dir, tmp_path / "one", jobs=1, **kw)
+    two = run_transfer(shards, real_dir, tmp_path / "two", jobs=2, **kw)
+    assert one["settings"]["jobs"] == 1 and two["settings"]["jobs"] == 2
+    for name in ("eye_state", "landmarks"):
+        a, b = one["sets"][name], two["sets"][name]
+        assert a["methods"] == b["methods"], name
+        assert a["synthetic_only_seeds"] == b["synthetic_only_seeds"], name
+        assert {"control_shuffled_labels", "real_kfold", "finetune_k50", "dp_eps1"} <= set(a["methods"]), name
+    assert one["synthetic"]["eye"]["losses"] == two["synthetic"]["eye"]["losses"]
+    for f in ("eye_state_eps1_fold0.json", "landmarks_eps8_fold1.json"):  # DP ledgers written by the workers
+        assert (tmp_path / "two" / "ledgers" / f).read_text() == (tmp_path / "one" / "ledgers" / f).read_text(), f
+    # the workers' CPU time is in the report's: two processes cannot report less than one did on its own
+    assert two["timings"]["train_synthetic_eye_cpu"] >= 0.5 * one["timings"]["train_synthetic_eye_cpu"]
+
+
 def test_undecodable_real_image_is_named(shards, tmp_path, renders):
     from dmsfactory.transfer.run import TransferInputError, run_transfer
 

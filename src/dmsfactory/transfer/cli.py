@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from dmsfactory.cli import UsageError
+from dmsfactory.transfer.jobs import usable_cores
 
 MAX_LINES = 30  # problems printed; the rest are counted
 
@@ -27,7 +28,11 @@ def add_parser(sub) -> None:
                    help="subset of eye, yawn, landmarks, head_pose, gaze (default: every task REAL_DIR has)")
     t.add_argument("--seed", type=int, default=0, help="seed of every model, fold and bootstrap (default 0)")
     t.add_argument("--max-synthetic", type=int, metavar="N", help="use the first N synthetic train samples")
-    t.add_argument("--threads", type=int, default=1, help="torch threads (default 1: fastest on a busy shared CPU)")
+    t.add_argument("--threads", type=int, default=1,
+                   help="torch threads per process (default 1: fastest on a busy shared CPU)")
+    t.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="processes for the independent trainings (training seeds, control, real folds); the "
+                        "numbers do not depend on it (default: every usable core)"),
     t.add_argument("--control", action="store_true",
                    help="add a negative control: the model trained on the synthetic set with shuffled labels")
     t.add_argument("--quick", action="store_true",
@@ -51,6 +56,8 @@ def cmd_transfer(a: argparse.Namespace) -> int:
     problems = []
     if a.threads is not None and a.threads < 1:
         problems.append(f"--threads: must be >= 1 (got {a.threads})")
+    if a.jobs is not None and a.jobs < 1:
+        problems.append(f"--jobs: must be >= 1 (got {a.jobs})")
     if a.seeds < 1:
         problems.append(f"--seeds: must be >= 1 (got {a.seeds})")
     if problems:
@@ -63,7 +70,8 @@ def cmd_transfer(a: argparse.Namespace) -> int:
     try:
         rep = run_transfer(a.shards_dir, a.real, a.out, tasks=tuple(a.tasks) if a.tasks else None, seed=a.seed,
                            max_synthetic=a.max_synthetic, threads=a.threads, control=a.control,
-                           quick=a.quick, seeds=a.seeds, link_card=not a.no_card_link, framing=a.framing,
+                           quick=a.quick, seeds=a.seeds, jobs=a.jobs or usable_cores(),
+                           link_card=not a.no_card_link, framing=a.framing,
                            augmented=not a.no_augmented, log=log)
     except TransferInputError as e:
         lines = e.problems[:MAX_LINES]

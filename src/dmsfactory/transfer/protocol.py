@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -31,6 +32,7 @@ import torch
 from dmsfactory.privacy.dp import PrivacyLedger, default_delta, dp_sgd_fit
 from dmsfactory.transfer import metrics as M
 from dmsfactory.transfer.crops import Box
+from dmsfactory.transfer.jobs import Jobs
 from dmsfactory.transfer.models import TASKS, augment, balanced_weights, fit, loss_fn, make_model, predict, to_input
 from dmsfactory.transfer.real import RealTask
 
@@ -147,15 +149,54 @@ def dp_finetune(model, x: np.ndarray, y: np.ndarray, task: str, eps: float, seed
     return model, info
 
 
+def fold_rows(task: str, x: np.ndarray, y: np.ndarray, tr: np.ndarray, te: np.ndarray, syn_model, *, f: int,
+              seed: int, real_epochs: int, ft_steps: int, learning_curve: tuple[int, ...],
+              dp_epsilons: tuple[float, ...], ledger_stem=None) -> dict:
+    """The trained rows of one fold: the real-trained reference, the learning curve, the fine-tune on all
+    training folds and the DP-SGD rows, each predicting the test fold ``te``. A function of its
+    arguments only (every model seeds itself from ``seed`` and ``f``), so folds can run on worker
+    processes (``transfer/jobs.py``) and give the same numbers as one after the other."""
+    cfg = TASKS[task]
+    out: dict[str, np.ndarray] = {}
+    m = make_model(task, seed + 100 + f)
+    fit(m, x[tr], y[tr], task, epochs=real_epochs, lr=cfg.lr, seed=seed + 200 + f, class_weight=_class_weight(task, y[tr]))
+    out["real_kfold"] = predict(m, x[te], task)
+    rng = np.random.default_rng(seed + 300 + f)
+    for k in learning_curve:
+        sub = _subset_k(tr, y, k, cfg.kind, rng)
+        mm = copy.deepcopy(syn_model)
+        fit(mm, x[sub], y[sub], task, steps=ft_steps, lr=cfg.finetune_lr, seed=seed + 400 + f + k,
+            batch=32, class_weight=_class_weight(task, y[sub]))
+        out[f"finetune_k{k}"] = predict(mm, x[te], task)
+        ms = make_model(task, seed + 500 + f + k)
+        fit(ms, x[sub], y[sub], task, steps=ft_steps, lr=cfg.lr, seed=seed + 600 + f + k, batch=32,
+            class_weight=_class_weight(task, y[sub]))
+        out[f"real_only_k{k}"] = predict(ms, x[te], task)
+    mm = copy.deepcopy(syn_model)
+    fit(mm, x[tr], y[tr], task, epochs=cfg.dp_epochs, lr=cfg.finetune_lr, seed=seed + 700 + f)
+    out["finetune_all"] = predict(mm, x[te], task)
+    dp: dict[str, dict] = {}
+    for e in dp_epsilons:
+        mm = copy.deepcopy(syn_model)
+        lp = None if ledger_stem is None else Path(f"{ledger_stem}_eps{e:g}_fold{f}.json")
+        mm, info = dp_finetune(mm, x[tr], y[tr], task, e, seed + 800 + f, lp)
+        out[f"dp_eps{e:g}"] = predict(mm, x[te], task)
+        dp[f"dp_eps{e:g}"] = {k: info[k] for k in ("epsilon", "delta", "noise_multiplier", "sample_rate", "steps",
+                                                  "epochs", "accountant")}
+    return {"preds": out, "dp": dp, "model": m}
+
+
 def evaluate_set(task: str, rt: RealTask, syn_model, *, seed: int, n_boot: int = M.N_BOOT, folds: int = K_FOLDS,
                  learning_curve: tuple[int, ...] = LEARNING_CURVE_K, dp_epsilons: tuple[float, ...] = DP_EPSILONS,
                  settings: dict | None = None, log: Log = lambda s: None, ledger_dir=None,
-                 extra_models: dict[str, object] | None = None) -> dict:
-    """All rows of the report for one real set. Returns {"methods": {...}, "predictions": {...}, ...}."""
+                 extra_models: dict[str, object] | None = None, jobs: Jobs | None = None) -> dict:
+    """All rows of the report for one real set. Returns {"methods": {...}, "predictions": {...}, ...}.
+    ``jobs`` runs the folds' trainings side by side (same numbers as ``Jobs(1)``, the default)."""
     cfg = TASKS[task]
     st = settings or {}
     real_epochs = st.get("real_epochs", cfg.real_epochs)
     ft_steps = st.get("finetune_steps", cfg.finetune_steps)
+    jobs = jobs or Jobs(1)
     n = len(rt)
     kind = cfg.kind
     preds: dict[str, np.ndarray] = {}
@@ -172,17 +213,35 @@ def evaluate_set(task: str, rt: RealTask, syn_model, *, seed: int, n_boot: int =
         preds[name] = _pred_shape(task, n)
     base_cv = {b: np.zeros(n, np.int64) for b in rt.baselines} if kind == "binary" else {}
     dp_info: dict[str, list] = {f"dp_eps{e:g}": [] for e in dp_epsilons}
-    for f in range(nf):
-        te = np.nonzero(fold == f)[0]
-        tr = np.nonzero(fold != f)[0]
-        if len(te) == 0 or len(tr) == 0:
-            continue
-        log(f"{rt.name}: fold {f + 1}/{nf}: real-trained reference ({len(tr)} train / {len(te)} test)")
-        m = make_model(task, seed + 100 + f)
-        fit(m, rt.x[tr], rt.y[tr], task, epochs=real_epochs, lr=cfg.lr, seed=seed + 200 + f,
-            class_weight=_class_weight(task, rt.y[tr]))
-        preds["real_kfold"][te] = predict(m, rt.x[te], task)
-        fold_models[f] = m
+    splits = [(f, np.nonzero(fold != f)[0], np.nonzero(fold == f)[0]) for f in range(nf)]
+    splits = [(f, tr, te) for f, tr, te in splits if len(te) and len(tr)]
+    trained = ("real-trained reference, fine-tunes (k = " + ", ".join(map(str, learning_curve)) + ", all)"
+               if learning_curve else "real-trained reference, fine-tune on all training folds")
+    trained += " and DP-SGD" if dp_epsilons else ""
+    ledger_stem = None if ledger_dir is None else str(ledger_dir / rt.name)
+    calls = [dict(task=task, x=rt.x, y=rt.y, tr=tr, te=te, syn_model=syn_model, f=f, seed=seed, real_epochs=real_epochs,
+                  ft_steps=ft_steps, learning_curve=tuple(learning_curve), dp_epsilons=tuple(dp_epsilons),
+                  ledger_stem=ledger_stem) for f, tr, te in splits]
+    if jobs.parallel and len(calls) > 1:
+        log(f"{rt.name}: {len(calls)} folds' {trained} on {min(jobs.n, len(calls))} processes")
+    else:
+        for f, tr, te in splits[:1]:
+            log(f"{rt.name}: fold {f + 1}/{nf}: {trained} ({len(tr)} train / {len(te)} test)")
+
+    def done(i: int) -> None:
+        msg = f"{rt.name}: fold {splits[i][0] + 1}/{nf} done"
+        if not jobs.parallel and i + 1 < len(splits):  # one after the other: say what starts now
+            f, tr, te = splits[i + 1]
+            msg += f"; fold {f + 1}/{nf}: {trained} ({len(tr)} train / {len(te)} test)"
+        log(msg)
+
+    results = jobs.map(fold_rows, calls, done=done)
+    for (f, tr, te), r in zip(splits, results):
+        for name, p in r["preds"].items():
+            preds[name][te] = p
+        for name, info in r["dp"].items():
+            dp_info[name].append(info)
+        fold_models[f] = r["model"]
         # chance / mean predictor from the training folds
         if kind == "binary":
             preds["chance"][te] = float(rt.y[tr, 0].mean() > 0.5)
@@ -193,29 +252,6 @@ def evaluate_set(task: str, rt: RealTask, syn_model, *, seed: int, n_boot: int =
             if kind == "binary":
                 t, _ = M.best_threshold(rt.y[tr, 0], s[tr])
                 base_cv[b][te] = (s[te] > t).astype(int)
-        # learning curve
-        rng = np.random.default_rng(seed + 300 + f)
-        for k in learning_curve:
-            sub = _subset_k(tr, rt.y, k, kind, rng)
-            mm = copy.deepcopy(syn_model)
-            fit(mm, rt.x[sub], rt.y[sub], task, steps=ft_steps, lr=cfg.finetune_lr, seed=seed + 400 + f + k,
-                batch=32, class_weight=_class_weight(task, rt.y[sub]))
-            preds[f"finetune_k{k}"][te] = predict(mm, rt.x[te], task)
-            ms = make_model(task, seed + 500 + f + k)
-            fit(ms, rt.x[sub], rt.y[sub], task, steps=ft_steps, lr=cfg.lr, seed=seed + 600 + f + k, batch=32,
-                class_weight=_class_weight(task, rt.y[sub]))
-            preds[f"real_only_k{k}"][te] = predict(ms, rt.x[te], task)
-        log(f"{rt.name}: fold {f + 1}/{nf}: fine-tunes (k = {', '.join(map(str, learning_curve))}, all) and DP-SGD")
-        mm = copy.deepcopy(syn_model)
-        fit(mm, rt.x[tr], rt.y[tr], task, epochs=cfg.dp_epochs, lr=cfg.finetune_lr, seed=seed + 700 + f)
-        preds["finetune_all"][te] = predict(mm, rt.x[te], task)
-        for e in dp_epsilons:
-            mm = copy.deepcopy(syn_model)
-            lp = None if ledger_dir is None else ledger_dir / f"{rt.name}_eps{e:g}_fold{f}.json"
-            mm, info = dp_finetune(mm, rt.x[tr], rt.y[tr], task, e, seed + 800 + f, lp)
-            preds[f"dp_eps{e:g}"][te] = predict(mm, rt.x[te], task)
-            dp_info[f"dp_eps{e:g}"].append({k: info[k] for k in ("epsilon", "delta", "noise_multiplier", "sample_rate",
-                                                                    "steps", "epochs", "accountant")})
     methods: dict[str, dict] = {}
     for name, p in preds.items():
         if name == "chance" and kind == "binary":

@@ -14,6 +14,7 @@ import numpy as np
 
 from dmsfactory.errors import UserError
 from dmsfactory.transfer import crops as C, report as R
+from dmsfactory.transfer.jobs import Jobs
 from dmsfactory.transfer.layout import LayoutError, RealData, read_real
 from dmsfactory.transfer.link import refresh_card
 from dmsfactory.transfer.real import Detector, prepare_class_set, prepare_faces
@@ -136,6 +137,7 @@ def run_transfer(
     control: bool = False,
     quick: bool = False,
     seeds: int = 1,
+    jobs: int = 1,
     link_card: bool = True,
     framing: str = "exact",
     augmented: bool = True,
@@ -154,12 +156,14 @@ def run_transfer(
     ("exact", the default) or by MediaPipe on the render ("detector", as the real images are framed;
     docs/transfer.md, "Crop rules"). ``augmented=False`` trains on the rendered images alone, leaving out
     the augment stage's views (train and validation), so that two reports show whether the augmentation
-    helps on the real data. Returns the report as a dict.
+    helps on the real data. ``jobs`` > 1 runs the independent trainings (training seeds, control, real
+    folds) on that many worker processes of ``threads`` torch threads each: the same numbers, sooner
+    (transfer/jobs.py). Returns the report as a dict.
     """
     import torch  # heavy: torch
 
     from dmsfactory.transfer import protocol as P  # heavy: torch (check_inputs runs first, without it)
-    from dmsfactory.transfer.models import TASKS, balanced_weights, fit, make_model, training_settings  # heavy: torch
+    from dmsfactory.transfer.models import TASKS, balanced_weights, fit, make_model, train_new, training_settings  # heavy: torch
 
     t_start = time.perf_counter()
     say = log or (lambda s: None)
@@ -175,13 +179,18 @@ def run_transfer(
     st = dict(settings or {})
     curve, eps = ((), ()) if quick else (P.LEARNING_CURVE_K, P.DP_EPSILONS)
     timings: dict[str, float] = {}
-    cpu_start = time.process_time()
+    pool = Jobs(jobs, threads)  # starts no process until a phase has two or more trainings
+
+    def cpu() -> float:  # this process and the trainings its workers ran
+        return time.process_time() + pool.cpu_seconds
+
+    cpu_start = cpu()
     cpu_mark = [cpu_start]
 
     def lap(name: str, t0: float) -> None:
         # wall seconds, and this process's CPU seconds (on a shared box the wall time also counts waiting)
         timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - t0, 2)
-        now = time.process_time()
+        now = cpu()
         timings[f"{name}_cpu"] = round(timings.get(f"{name}_cpu", 0.0) + now - cpu_mark[0], 2)
         cpu_mark[0] = now
 
@@ -238,7 +247,7 @@ def run_transfer(
                     "renderer": _renderer_version(syn), "synthetic_train_samples": syn.samples,
                     "max_synthetic": max_synthetic, "synthetic_val_samples": val.samples if val else 0},
         "real": {"dir": str(Path(real_dir).resolve()), "sets": [n for n, _ in sets]},
-        "settings": {"seed": seed, "threads": threads, "folds": folds, "bootstrap": n_boot, "framing": framing,
+        "settings": {"seed": seed, "threads": threads, "jobs": int(jobs), "folds": folds, "bootstrap": n_boot, "framing": framing,
                      "augmented_views": "used" if augmented else "left out",
                      "overrides": st or None, "control": control,
                      "crops": {"face_scale": C.FACE_SCALE, "eye_scale": C.EYE_SCALE, "face_size": C.FACE_SIZE,
@@ -253,74 +262,90 @@ def run_transfer(
         "synthetic": {},
     }
     rows_out: list[dict] = []
-    for task in want:
-        cfg = TASKS[task]
-        tset = [n for n, t in sets if t == task]
-        a = syn.tasks[task]
-        t0 = time.perf_counter()
-        say(f"{task}: training the reference model on {len(a)} synthetic rows ({st.get('synthetic_epochs', cfg.synthetic_epochs)} epochs)")
-        model = make_model(task, seed + TASK_SEED[task])
-        cw = balanced_weights(a.y[:, 0]) if cfg.kind == "binary" else None
-        losses = fit(model, a.x, a.y, task, epochs=st.get("synthetic_epochs", cfg.synthetic_epochs), lr=cfg.lr,
-                     seed=seed + TASK_SEED[task] + 1, class_weight=cw,
-                     progress=lambda s, n: say(f"  {task}: step {s}/{n}"))
-        extra_models = {}
-        if control:
-            say(f"{task}: control model on the same synthetic rows with shuffled labels")
-            rng = np.random.default_rng(seed + TASK_SEED[task] + 2)
-            ctrl = make_model(task, seed + TASK_SEED[task] + 3)
-            fit(ctrl, a.x, a.y[rng.permutation(len(a))], task, epochs=st.get("synthetic_epochs", cfg.synthetic_epochs),
-                lr=cfg.lr, seed=seed + TASK_SEED[task] + 4, class_weight=cw)
-            extra_models["control_shuffled_labels"] = ctrl
-        seed_models = [model]
-        for k in range(1, int(seeds)):
-            say(f"{task}: synthetic-only model again, training seed {seed + k} ({k + 1}/{seeds})")
-            mk = make_model(task, seed + k + TASK_SEED[task])
-            fit(mk, a.x, a.y, task, epochs=st.get("synthetic_epochs", cfg.synthetic_epochs), lr=cfg.lr,
-                seed=seed + k + TASK_SEED[task] + 1, class_weight=cw)
-            seed_models.append(mk)
-        lap(f"train_synthetic_{task}", t0)
-        _save_model(model, out / "models" / f"{task}_synthetic.safetensors", task, seed, shards_dir)
-        vset = val.tasks[task] if val is not None else None
-        syn_rep = {"train_rows": len(a), "excluded": dict(syn.excluded[task]), "losses": losses,
-                   "class_share": float(a.y[:, 0].mean()) if cfg.kind == "binary" else None,
-                   "validation": P.synthetic_validation(task, model, vset, seed, n_boot) if vset is not None else None,
-                   "validation_by_condition": P.by_condition(task, model, vset) if vset is not None else None}
-        if task == "eye":
-            syn_rep["eye_crop_source_side_px_median"] = _eye_side_median(a)
-        report["synthetic"][task] = syn_rep
-        for name in tset:
-            rt = prepared[name]
+    try:
+        for task in want:
+            cfg = TASKS[task]
+            tset = [n for n, t in sets if t == task]
+            a = syn.tasks[task]
             t0 = time.perf_counter()
-            if len(rt) < 2 * folds:
-                say(f"{name}: only {len(rt)} usable real rows; skipped")
-                report["sets"][name] = {"model_task": task, "images": rt.images, "detected": rt.detected,
-                                        "skipped": f"only {len(rt)} usable rows (need {2 * folds})"}
-                continue
-            say(f"{name}: judging on {len(rt)} real rows ({rt.detected}/{rt.images} images with a face)")
-            res = P.evaluate_set(task, rt, model, seed=seed, n_boot=n_boot, folds=folds, settings=st, log=say,
-                                 ledger_dir=ledger_dir, extra_models=extra_models, learning_curve=curve, dp_epsilons=eps)
-            sec: dict[str, Any] = {
-                "model_task": task, "images": rt.images, "detected": rt.detected,
-                "detection_rate": rt.detected / rt.images if rt.images else None, "rows": len(rt),
-                "positives": int(rt.y[:, 0].sum()) if cfg.kind == "binary" else None,
-                "identities": len(set(rt.ids)) if rt.ids else None, "folds": res["folds"],
-                "methods": res["methods"], "notes": rt.notes,
-            }
-            if len(seed_models) > 1:
-                sec["synthetic_only_seeds"] = _seed_spread(task, rt, res["methods"]["synthetic_only"], seed_models[1:], seed, P)
-            sec["analysis"] = _analysis(task, rt, model, res, vset, P)
-            sec["plots"] = R.plots(name, task, rt, res, out / "plots")
-            maps = sec["analysis"].pop("_maps", None)
-            if maps:
-                p = R.occlusion_plot(maps, out / "plots" / f"occlusion_{name}.png")
-                if p:
-                    sec["plots"].append(p)
-            report["sets"][name] = sec
-            rows_out += R.prediction_rows(name, task, rt, res)
-            lap(f"evaluate_{name}", t0)
+            epochs = st.get("synthetic_epochs", cfg.synthetic_epochs)
+            cw = balanced_weights(a.y[:, 0]) if cfg.kind == "binary" else None
+            # the report's model, the control (shuffled labels) and the other training seeds: independent fits
+            calls = [dict(task=task, init_seed=seed + TASK_SEED[task], x=a.x, y=a.y, epochs=epochs, lr=cfg.lr,
+                          fit_seed=seed + TASK_SEED[task] + 1, class_weight=cw)]
+            names = [f"training seed {seed}"]
+            if control:
+                rng = np.random.default_rng(seed + TASK_SEED[task] + 2)
+                calls.append(dict(task=task, init_seed=seed + TASK_SEED[task] + 3, x=a.x, y=a.y[rng.permutation(len(a))],
+                                  epochs=epochs, lr=cfg.lr, fit_seed=seed + TASK_SEED[task] + 4, class_weight=cw))
+                names.append("control (shuffled labels)")
+            for k in range(1, int(seeds)):
+                calls.append(dict(task=task, init_seed=seed + k + TASK_SEED[task], x=a.x, y=a.y, epochs=epochs, lr=cfg.lr,
+                                  fit_seed=seed + k + TASK_SEED[task] + 1, class_weight=cw))
+                names.append(f"training seed {seed + k}")
+            parallel = pool.parallel and len(calls) > 1
+            for c, nm in zip(calls, names):
+                # one stderr line per epoch; inline, the first model reports through the log
+                c["progress_label"] = f"{task}, {nm}" if parallel and log is not None else None
+            say(f"{task}: training {len(calls)} model{'s' if len(calls) > 1 else ''} on {len(a)} synthetic rows ({epochs} "
+                f"epochs): {', '.join(names)}" + (f" on {min(pool.n, len(calls))} processes" if parallel else ""))
+            if not parallel:
+                first = calls[0]
+                model = make_model(task, first["init_seed"])
+                losses = fit(model, a.x, a.y, task, epochs=epochs, lr=cfg.lr, seed=first["fit_seed"], class_weight=cw,
+                             progress=lambda s, n: say(f"  {task}: step {s}/{n}"))
+                trained = [(model, losses)] + pool.map(train_new, calls[1:],
+                                                       done=lambda i: say(f"{task}: {names[i + 1]} trained"))
+            else:
+                trained = pool.map(train_new, calls, done=lambda i: say(f"{task}: {names[i]} trained"))
+            model, losses = trained[0]
+            extra_models = {"control_shuffled_labels": trained[1][0]} if control else {}
+            seed_models = [model] + [m for m, _ in trained[1 + int(control):]]
+            lap(f"train_synthetic_{task}", t0)
+            _save_model(model, out / "models" / f"{task}_synthetic.safetensors", task, seed, shards_dir)
+            vset = val.tasks[task] if val is not None else None
+            syn_rep = {"train_rows": len(a), "excluded": dict(syn.excluded[task]), "losses": losses,
+                       "class_share": float(a.y[:, 0].mean()) if cfg.kind == "binary" else None,
+                       "validation": P.synthetic_validation(task, model, vset, seed, n_boot) if vset is not None else None,
+                       "validation_by_condition": P.by_condition(task, model, vset) if vset is not None else None}
+            if task == "eye":
+                syn_rep["eye_crop_source_side_px_median"] = _eye_side_median(a)
+            report["synthetic"][task] = syn_rep
+            for name in tset:
+                rt = prepared[name]
+                t0 = time.perf_counter()
+                if len(rt) < 2 * folds:
+                    say(f"{name}: only {len(rt)} usable real rows; skipped")
+                    report["sets"][name] = {"model_task": task, "images": rt.images, "detected": rt.detected,
+                                            "skipped": f"only {len(rt)} usable rows (need {2 * folds})"}
+                    continue
+                say(f"{name}: judging on {len(rt)} real rows ({rt.detected}/{rt.images} images with a face)")
+                res = P.evaluate_set(task, rt, model, seed=seed, n_boot=n_boot, folds=folds, settings=st, log=say,
+                                     ledger_dir=ledger_dir, extra_models=extra_models, learning_curve=curve, dp_epsilons=eps,
+                                     jobs=pool)
+                sec: dict[str, Any] = {
+                    "model_task": task, "images": rt.images, "detected": rt.detected,
+                    "detection_rate": rt.detected / rt.images if rt.images else None, "rows": len(rt),
+                    "positives": int(rt.y[:, 0].sum()) if cfg.kind == "binary" else None,
+                    "identities": len(set(rt.ids)) if rt.ids else None, "folds": res["folds"],
+                    "methods": res["methods"], "notes": rt.notes,
+                }
+                if len(seed_models) > 1:
+                    sec["synthetic_only_seeds"] = _seed_spread(task, rt, res["methods"]["synthetic_only"], seed_models[1:], seed, P)
+                sec["analysis"] = _analysis(task, rt, model, res, vset, P)
+                sec["plots"] = R.plots(name, task, rt, res, out / "plots")
+                maps = sec["analysis"].pop("_maps", None)
+                if maps:
+                    p = R.occlusion_plot(maps, out / "plots" / f"occlusion_{name}.png")
+                    if p:
+                        sec["plots"].append(p)
+                report["sets"][name] = sec
+                rows_out += R.prediction_rows(name, task, rt, res)
+                lap(f"evaluate_{name}", t0)
+    finally:
+        pool.close()
     report["seconds"] = round(time.perf_counter() - t_start, 1)
-    report["cpu_seconds"] = round(time.process_time() - cpu_start, 1)
+    report["cpu_seconds"] = round(cpu() - cpu_start, 1)
     try:
         import os
 

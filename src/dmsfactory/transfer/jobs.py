@@ -1,0 +1,103 @@
+"""The report's independent trainings on several processes (``dmsfactory transfer --jobs``).
+
+A report trains many models that do not depend on one another: the synthetic-only model of every
+training seed (and the shuffled-label control), and per real fold the real-trained reference, the
+fine-tunes and the DP-SGD rows. Each is a function of its seed and its data only (every model seeds
+its own initialisation and its own batch order; nothing reads the global random state that another
+training left behind), so they can run side by side and give the numbers they give one after the
+other. ``Jobs(1)`` runs them inline, in order, in this process; ``Jobs(n)`` on ``n`` spawned worker
+processes with ``threads`` torch threads each, results in submission order. Each call's CPU time is
+measured where it runs and summed in :attr:`Jobs.cpu_seconds`, so a report's CPU figure counts its
+workers too.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Callable
+
+
+def usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _init_worker(threads: int) -> None:
+    import torch  # heavy: torch
+
+    torch.set_num_threads(max(1, int(threads)))
+
+
+def _timed(fn: Callable[..., Any], kwargs: dict[str, Any]) -> tuple[Any, float]:
+    c0 = time.process_time()
+    out = fn(**kwargs)
+    return out, time.process_time() - c0
+
+
+def stderr_progress(label: str) -> Callable[[int, int], None]:
+    """A progress callback a worker process can use: one stderr line per epoch."""
+
+    def progress(step: int, total: int) -> None:
+        print(f"  {label}: step {step}/{total}", file=sys.stderr, flush=True)
+
+    return progress
+
+
+class Jobs:
+    """Run independent calls inline (``n == 1``) or on ``n`` worker processes (spawned once, reused)."""
+
+    def __init__(self, n: int = 1, threads: int = 1):
+        if int(n) < 1:
+            raise ValueError(f"jobs must be >= 1 (got {n})")
+        self.n = int(n)
+        self.threads = max(1, int(threads))
+        self.cpu_seconds = 0.0  # CPU time of the calls run on workers (inline calls count in this process)
+        self._pool: ProcessPoolExecutor | None = None
+
+    @property
+    def parallel(self) -> bool:
+        return self.n > 1
+
+    def map(self, fn: Callable[..., Any], calls: list[dict[str, Any]],
+            done: Callable[[int], None] | None = None) -> list[Any]:
+        """``[fn(**kw) for kw in calls]``; ``fn`` must be a module-level function (it is pickled).
+        ``done(i)`` is called as call ``i`` finishes (in completion order on workers)."""
+        if not self.parallel or len(calls) <= 1:
+            out = []
+            for i, kw in enumerate(calls):
+                out.append(fn(**kw))
+                if done is not None:
+                    done(i)
+            return out
+        if self._pool is None:
+            import multiprocessing as mp
+
+            # spawn, not fork: the parent has torch (and its thread pools) loaded already
+            self._pool = ProcessPoolExecutor(self.n, mp_context=mp.get_context("spawn"),
+                                             initializer=_init_worker, initargs=(self.threads,))
+        futures = [self._pool.submit(_timed, fn, kw) for kw in calls]
+        index = {f: i for i, f in enumerate(futures)}
+        from concurrent.futures import as_completed
+
+        for f in as_completed(futures):
+            if f.exception() is None:
+                self.cpu_seconds += f.result()[1]
+            if done is not None:
+                done(index[f])
+        return [f.result()[0] for f in futures]  # re-raises a worker's exception here
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> "Jobs":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
