@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -546,6 +547,17 @@ def test_jobs_give_the_numbers_of_one_process(shards, real_dir, tmp_path):
         assert (tmp_path / "two" / "ledgers" / f).read_text() == (tmp_path / "one" / "ledgers" / f).read_text(), f
     # the workers' CPU time is in the report's: two processes cannot report less than one did on its own
     assert two["timings"]["train_synthetic_eye_cpu"] >= 0.5 * one["timings"]["train_synthetic_eye_cpu"]
+
+
+def test_a_dead_worker_is_a_clear_error_naming_the_usual_causes():
+    from dmsfactory.transfer.jobs import Jobs, JobsError
+
+    with Jobs(2) as jobs:
+        assert jobs.map(pow, [dict(base=2, exp=3), dict(base=3, exp=2)]) == [8, 9]  # results in call order
+        with pytest.raises(JobsError, match="ran out of memory.*--jobs 1.*__main__"):
+            jobs.map(os._exit, [dict(status=1), dict(status=1)])
+    with pytest.raises(ValueError, match="jobs must be >= 1"):
+        Jobs(0)
 
 
 def test_undecodable_real_image_is_named(shards, tmp_path, renders):

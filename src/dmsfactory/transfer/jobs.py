@@ -16,8 +16,15 @@ from __future__ import annotations
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable
+
+from dmsfactory.errors import UserError
+
+
+class JobsError(UserError, RuntimeError):
+    """A worker process died (killed for memory, or a script without a ``__main__`` guard)."""
 
 
 def usable_cores() -> int:
@@ -82,14 +89,20 @@ class Jobs:
                                              initializer=_init_worker, initargs=(self.threads,))
         futures = [self._pool.submit(_timed, fn, kw) for kw in calls]
         index = {f: i for i, f in enumerate(futures)}
-        from concurrent.futures import as_completed
-
-        for f in as_completed(futures):
-            if f.exception() is None:
-                self.cpu_seconds += f.result()[1]
-            if done is not None:
-                done(index[f])
-        return [f.result()[0] for f in futures]  # re-raises a worker's exception here
+        try:
+            for f in as_completed(futures):
+                if f.exception() is None:
+                    self.cpu_seconds += f.result()[1]
+                if done is not None:
+                    done(index[f])
+            return [f.result()[0] for f in futures]  # re-raises a worker's exception here
+        except BrokenProcessPool as e:
+            self.close()
+            raise JobsError(
+                f"a worker process of --jobs {self.n} died before it finished ({e}). The usual causes: it ran out "
+                "of memory (each worker holds a copy of the training crops: try fewer jobs, or --jobs 1), or a "
+                "Python script that calls run_transfer(jobs > 1) has no `if __name__ == \"__main__\":` guard "
+                "(the workers are spawned and import the main script)") from None
 
     def close(self) -> None:
         if self._pool is not None:
