@@ -149,29 +149,40 @@ def dp_finetune(model, x: np.ndarray, y: np.ndarray, task: str, eps: float, seed
     return model, info
 
 
+FOLD_PARTS = ("reference", "fine-tunes")
+
+
 def fold_rows(task: str, x: np.ndarray, y: np.ndarray, tr: np.ndarray, te: np.ndarray, syn_model, *, f: int,
-              seed: int, real_epochs: int, ft_steps: int, learning_curve: tuple[int, ...],
+              part: str, seed: int, real_epochs: int, ft_steps: int, learning_curve: tuple[int, ...],
               dp_epsilons: tuple[float, ...], ledger_stem=None) -> dict:
-    """The trained rows of one fold: the real-trained reference, the learning curve, the fine-tune on all
-    training folds and the DP-SGD rows, each predicting the test fold ``te``. A function of its
-    arguments only (every model seeds itself from ``seed`` and ``f``), so folds can run on worker
-    processes (``transfer/jobs.py``) and give the same numbers as one after the other."""
+    """One part of one fold's trained rows, each predicting the test fold ``te``: ``reference`` the
+    real-trained reference and the learning curve, ``fine-tunes`` the fine-tune on all training folds and
+    the DP-SGD rows. A function of its arguments only (each part first seeds torch's global generator,
+    every model its own initialisation and batch order), so the parts can run on worker processes
+    (``transfer/jobs.py``) and give the numbers they give one after the other; two parts per fold keep
+    two workers busy where five folds alone would leave one idle for the last."""
     cfg = TASKS[task]
     out: dict[str, np.ndarray] = {}
-    m = make_model(task, seed + 100 + f)
-    fit(m, x[tr], y[tr], task, epochs=real_epochs, lr=cfg.lr, seed=seed + 200 + f, class_weight=_class_weight(task, y[tr]))
-    out["real_kfold"] = predict(m, x[te], task)
-    rng = np.random.default_rng(seed + 300 + f)
-    for k in learning_curve:
-        sub = _subset_k(tr, y, k, cfg.kind, rng)
-        mm = copy.deepcopy(syn_model)
-        fit(mm, x[sub], y[sub], task, steps=ft_steps, lr=cfg.finetune_lr, seed=seed + 400 + f + k,
-            batch=32, class_weight=_class_weight(task, y[sub]))
-        out[f"finetune_k{k}"] = predict(mm, x[te], task)
-        ms = make_model(task, seed + 500 + f + k)
-        fit(ms, x[sub], y[sub], task, steps=ft_steps, lr=cfg.lr, seed=seed + 600 + f + k, batch=32,
-            class_weight=_class_weight(task, y[sub]))
-        out[f"real_only_k{k}"] = predict(ms, x[te], task)
+    if part == "reference":
+        m = make_model(task, seed + 100 + f)  # seeds the global generator too
+        fit(m, x[tr], y[tr], task, epochs=real_epochs, lr=cfg.lr, seed=seed + 200 + f,
+            class_weight=_class_weight(task, y[tr]))
+        out["real_kfold"] = predict(m, x[te], task)
+        rng = np.random.default_rng(seed + 300 + f)
+        for k in learning_curve:
+            sub = _subset_k(tr, y, k, cfg.kind, rng)
+            mm = copy.deepcopy(syn_model)
+            fit(mm, x[sub], y[sub], task, steps=ft_steps, lr=cfg.finetune_lr, seed=seed + 400 + f + k,
+                batch=32, class_weight=_class_weight(task, y[sub]))
+            out[f"finetune_k{k}"] = predict(mm, x[te], task)
+            ms = make_model(task, seed + 500 + f + k)
+            fit(ms, x[sub], y[sub], task, steps=ft_steps, lr=cfg.lr, seed=seed + 600 + f + k, batch=32,
+                class_weight=_class_weight(task, y[sub]))
+            out[f"real_only_k{k}"] = predict(ms, x[te], task)
+        return {"preds": out, "dp": {}, "model": m}
+    if part != "fine-tunes":
+        raise ValueError(f"part {part!r}: use one of {', '.join(FOLD_PARTS)}")
+    torch.manual_seed(seed + 700 + f)
     mm = copy.deepcopy(syn_model)
     fit(mm, x[tr], y[tr], task, epochs=cfg.dp_epochs, lr=cfg.finetune_lr, seed=seed + 700 + f)
     out["finetune_all"] = predict(mm, x[te], task)
@@ -183,7 +194,7 @@ def fold_rows(task: str, x: np.ndarray, y: np.ndarray, tr: np.ndarray, te: np.nd
         out[f"dp_eps{e:g}"] = predict(mm, x[te], task)
         dp[f"dp_eps{e:g}"] = {k: info[k] for k in ("epsilon", "delta", "noise_multiplier", "sample_rate", "steps",
                                                   "epochs", "accountant")}
-    return {"preds": out, "dp": dp, "model": m}
+    return {"preds": out, "dp": dp, "model": None}
 
 
 def evaluate_set(task: str, rt: RealTask, syn_model, *, seed: int, n_boot: int = M.N_BOOT, folds: int = K_FOLDS,
@@ -191,7 +202,8 @@ def evaluate_set(task: str, rt: RealTask, syn_model, *, seed: int, n_boot: int =
                  settings: dict | None = None, log: Log = lambda s: None, ledger_dir=None,
                  extra_models: dict[str, object] | None = None, jobs: Jobs | None = None) -> dict:
     """All rows of the report for one real set. Returns {"methods": {...}, "predictions": {...}, ...}.
-    ``jobs`` runs the folds' trainings side by side (same numbers as ``Jobs(1)``, the default)."""
+    ``jobs`` runs the folds' trainings side by side (same numbers as ``Jobs(1)``, the default): two
+    parts per fold (:func:`fold_rows`)."""
     cfg = TASKS[task]
     st = settings or {}
     real_epochs = st.get("real_epochs", cfg.real_epochs)
@@ -215,27 +227,29 @@ def evaluate_set(task: str, rt: RealTask, syn_model, *, seed: int, n_boot: int =
     dp_info: dict[str, list] = {f"dp_eps{e:g}": [] for e in dp_epsilons}
     splits = [(f, np.nonzero(fold != f)[0], np.nonzero(fold == f)[0]) for f in range(nf)]
     splits = [(f, tr, te) for f, tr, te in splits if len(te) and len(tr)]
-    trained = ("real-trained reference, fine-tunes (k = " + ", ".join(map(str, learning_curve)) + ", all)"
-               if learning_curve else "real-trained reference, fine-tune on all training folds")
-    trained += " and DP-SGD" if dp_epsilons else ""
+    parts = {"reference": "real-trained reference" + (" and learning curve (k = " + ", ".join(map(str, learning_curve))
+                                                       + ")" if learning_curve else ""),
+             "fine-tunes": "fine-tune on all training folds" + (" and DP-SGD" if dp_epsilons else "")}
     ledger_stem = None if ledger_dir is None else str(ledger_dir / rt.name)
-    calls = [dict(task=task, x=rt.x, y=rt.y, tr=tr, te=te, syn_model=syn_model, f=f, seed=seed, real_epochs=real_epochs,
-                  ft_steps=ft_steps, learning_curve=tuple(learning_curve), dp_epsilons=tuple(dp_epsilons),
-                  ledger_stem=ledger_stem) for f, tr, te in splits]
-    if jobs.parallel and len(calls) > 1:
-        log(f"{rt.name}: {len(calls)} folds' {trained} on {min(jobs.n, len(calls))} processes")
-    else:
-        for f, tr, te in splits[:1]:
-            log(f"{rt.name}: fold {f + 1}/{nf}: {trained} ({len(tr)} train / {len(te)} test)")
+    work = [(split, part) for split in splits for part in FOLD_PARTS]
+    calls = [dict(task=task, x=rt.x, y=rt.y, tr=tr, te=te, syn_model=syn_model, f=f, part=part, seed=seed,
+                  real_epochs=real_epochs, ft_steps=ft_steps, learning_curve=tuple(learning_curve),
+                  dp_epsilons=tuple(dp_epsilons), ledger_stem=ledger_stem) for (f, tr, te), part in work]
+    log(f"{rt.name}: {len(splits)} folds x ({'; '.join(parts.values())})"
+        + (f" on {min(jobs.n, len(calls))} processes" if jobs.parallel and len(calls) > 1 else ""))
 
     def done(i: int) -> None:
-        msg = f"{rt.name}: fold {splits[i][0] + 1}/{nf} done"
-        if not jobs.parallel and i + 1 < len(splits):  # one after the other: say what starts now
-            f, tr, te = splits[i + 1]
-            msg += f"; fold {f + 1}/{nf}: {trained} ({len(tr)} train / {len(te)} test)"
-        log(msg)
+        (f, tr, te), part = work[i]
+        log(f"{rt.name}: fold {f + 1}/{nf}: {parts[part]} done ({len(tr)} train / {len(te)} test)")
 
-    results = jobs.map(fold_rows, calls, done=done)
+    results: dict[int, dict] = {}
+    for i, r in enumerate(jobs.map(fold_rows, calls, done=done)):
+        (f, tr, te), part = work[i]
+        res = results.setdefault(f, {"preds": {}, "dp": {}, "model": None})
+        res["preds"].update(r["preds"])
+        res["dp"].update(r["dp"])
+        res["model"] = res["model"] if r["model"] is None else r["model"]
+    results = [results[f] for f, _, _ in splits]
     for (f, tr, te), r in zip(splits, results):
         for name, p in r["preds"].items():
             preds[name][te] = p
