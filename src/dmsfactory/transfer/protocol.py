@@ -242,20 +242,14 @@ def evaluate_set(task: str, rt: RealTask, syn_model, *, seed: int, n_boot: int =
         (f, tr, te), part = work[i]
         log(f"{rt.name}: fold {f + 1}/{nf}: {parts[part]} done ({len(tr)} train / {len(te)} test)")
 
-    results: dict[int, dict] = {}
-    for i, r in enumerate(jobs.map(fold_rows, calls, done=done)):
-        (f, tr, te), part = work[i]
-        res = results.setdefault(f, {"preds": {}, "dp": {}, "model": None})
-        res["preds"].update(r["preds"])
-        res["dp"].update(r["dp"])
-        res["model"] = res["model"] if r["model"] is None else r["model"]
-    results = [results[f] for f, _, _ in splits]
-    for (f, tr, te), r in zip(splits, results):
+    for ((f, tr, te), part), r in zip(work, jobs.map(fold_rows, calls, done=done)):  # in fold order
         for name, p in r["preds"].items():
             preds[name][te] = p
         for name, info in r["dp"].items():
             dp_info[name].append(info)
-        fold_models[f] = r["model"]
+        if r["model"] is not None:
+            fold_models[f] = r["model"]
+    for f, tr, te in splits:
         # chance / mean predictor from the training folds
         if kind == "binary":
             preds["chance"][te] = float(rt.y[tr, 0].mean() > 0.5)
