@@ -33,13 +33,13 @@ def main(argv=None) -> int:
 
     import torch
 
-    from dmsfactory.transfer.jobs import usable_cores
+    from dmsfactory.env import available_cores
     from dmsfactory.transfer.models import TASKS
     from dmsfactory.transfer.run import run_transfer
     from dmsfactory.transfer.synth import read_synthetic
 
     torch.set_num_threads(a.threads)
-    jobs = a.jobs or usable_cores()
+    jobs = a.jobs or available_cores()
     t0 = time.perf_counter()
     syn = read_synthetic(a.shards, "train", tuple(TASKS), a.max_synthetic)
     read_s = time.perf_counter() - t0

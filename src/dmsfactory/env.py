@@ -3,12 +3,21 @@
 The CLI applies them at start (``setdefault``: a user's setting wins), the local Prefect server of
 :mod:`dmsfactory.flows.deploy` runs with them, and the test suite's ``conftest.py`` applies them too;
 ``Makefile`` and ``prefect.yaml`` export the same values for processes started outside Python.
+:func:`available_cores` is the one place that asks the OS how many cores a run may use.
 """
 
 from __future__ import annotations
 
 import os
 from typing import MutableMapping
+
+def available_cores() -> int:
+    """Cores this process may use (its CPU affinity where the OS tells, else the CPU count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
 
 DEFAULT_ENV: dict[str, str] = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",  # the server otherwise tries to reach an analytics host

@@ -41,6 +41,7 @@ from dmsfactory.datasets.coverage import CoverageCounter, coverage_gaps, coverag
 from dmsfactory.datasets.reader import iter_raw_split
 from dmsfactory.datasets.reader_files import write_reader_files  # wids indexes, croissant.json
 from dmsfactory.datasets.shards import ShardRecord, clean_partials, finished_record, write_batch, write_json_atomic
+from dmsfactory.env import available_cores
 from dmsfactory.errors import UserError
 from dmsfactory.generators import Generator, get_generator
 from dmsfactory.generators.diffusion.card import card_section as diffusion_card_section
@@ -195,14 +196,6 @@ def process_shard(spec: DatasetSpec, job: ShardJob, out_dir: str | Path) -> Shar
 
 
 # ---------------------------------------------------------------- worker processes
-def available_cores() -> int:
-    """Cores this process may use (its CPU affinity where the OS tells, else the CPU count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 WORKER_MEMORY = 1.5 * 2**30  # measured peak of one worker on the demo spec: 0.96-1.24 GB (models, renderer cache)
 
 

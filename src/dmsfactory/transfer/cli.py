@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from dmsfactory.cli import UsageError
-from dmsfactory.transfer.jobs import usable_cores
+from dmsfactory.env import available_cores
 
 MAX_LINES = 30  # problems printed; the rest are counted
 
@@ -32,7 +32,7 @@ def add_parser(sub) -> None:
                    help="torch threads per process (default 1: fastest on a busy shared CPU)")
     t.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="processes for the independent trainings (training seeds, control, real folds); the "
-                        "numbers do not depend on it (default: every usable core)"),
+                        "numbers do not depend on it (default: every usable core)")
     t.add_argument("--control", action="store_true",
                    help="add a negative control: the model trained on the synthetic set with shuffled labels")
     t.add_argument("--quick", action="store_true",
@@ -70,7 +70,7 @@ def cmd_transfer(a: argparse.Namespace) -> int:
     try:
         rep = run_transfer(a.shards_dir, a.real, a.out, tasks=tuple(a.tasks) if a.tasks else None, seed=a.seed,
                            max_synthetic=a.max_synthetic, threads=a.threads, control=a.control,
-                           quick=a.quick, seeds=a.seeds, jobs=a.jobs or usable_cores(),
+                           quick=a.quick, seeds=a.seeds, jobs=a.jobs or available_cores(),
                            link_card=not a.no_card_link, framing=a.framing,
                            augmented=not a.no_augmented, log=log)
     except TransferInputError as e:

@@ -13,7 +13,6 @@ workers too.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -25,13 +24,6 @@ from dmsfactory.errors import UserError
 
 class JobsError(UserError, RuntimeError):
     """A worker process died (killed for memory, or a script without a ``__main__`` guard)."""
-
-
-def usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _init_worker(threads: int) -> None:
@@ -46,13 +38,14 @@ def _timed(fn: Callable[..., Any], kwargs: dict[str, Any]) -> tuple[Any, float]:
     return out, time.process_time() - c0
 
 
-def stderr_progress(label: str) -> Callable[[int, int], None]:
-    """A progress callback a worker process can use: one stderr line per epoch."""
+class StderrProgress:
+    """A progress callback a worker process can use (it pickles): one stderr line per epoch."""
 
-    def progress(step: int, total: int) -> None:
-        print(f"  {label}: step {step}/{total}", file=sys.stderr, flush=True)
+    def __init__(self, label: str):
+        self.label = label
 
-    return progress
+    def __call__(self, step: int, total: int) -> None:
+        print(f"  {self.label}: step {step}/{total}", file=sys.stderr, flush=True)
 
 
 class Jobs:

@@ -55,7 +55,6 @@ from torch.nn import functional as F
 
 from dmsfactory.augment.mirror import mirror_index
 from dmsfactory.labelers.params import ibug68_index_map
-from dmsfactory.transfer.jobs import stderr_progress
 
 MEAN, STD = 0.5, 0.25
 
@@ -276,12 +275,11 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, task: str, *, steps: int
 
 
 def train_new(task: str, init_seed: int, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float, fit_seed: int,
-              class_weight=None, progress_label: str | None = None) -> tuple[nn.Module, list[float]]:
+              class_weight=None, progress: Callable[[int, int], None] | None = None) -> tuple[nn.Module, list[float]]:
     """A fresh model (``make_model(task, init_seed)``) fitted on (x, y): one call that a worker process can
-    run (``transfer/jobs.py``); ``progress_label`` prints a line per epoch to stderr."""
+    run (``transfer/jobs.py``; there ``progress`` must pickle, e.g. ``jobs.StderrProgress``)."""
     model = make_model(task, init_seed)
-    losses = fit(model, x, y, task, epochs=epochs, lr=lr, seed=fit_seed, class_weight=class_weight,
-                 progress=stderr_progress(progress_label) if progress_label else None)
+    losses = fit(model, x, y, task, epochs=epochs, lr=lr, seed=fit_seed, class_weight=class_weight, progress=progress)
     return model, losses
 
 

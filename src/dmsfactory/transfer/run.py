@@ -14,7 +14,7 @@ import numpy as np
 
 from dmsfactory.errors import UserError
 from dmsfactory.transfer import crops as C, report as R
-from dmsfactory.transfer.jobs import Jobs
+from dmsfactory.transfer.jobs import Jobs, StderrProgress
 from dmsfactory.transfer.layout import LayoutError, RealData, read_real
 from dmsfactory.transfer.link import refresh_card
 from dmsfactory.transfer.real import Detector, prepare_class_set, prepare_faces
@@ -163,7 +163,7 @@ def run_transfer(
     import torch  # heavy: torch
 
     from dmsfactory.transfer import protocol as P  # heavy: torch (check_inputs runs first, without it)
-    from dmsfactory.transfer.models import TASKS, balanced_weights, fit, make_model, train_new, training_settings  # heavy: torch
+    from dmsfactory.transfer.models import TASKS, balanced_weights, train_new, training_settings  # heavy: torch
 
     t_start = time.perf_counter()
     say = log or (lambda s: None)
@@ -188,7 +188,8 @@ def run_transfer(
     cpu_mark = [cpu_start]
 
     def lap(name: str, t0: float) -> None:
-        # wall seconds, and this process's CPU seconds (on a shared box the wall time also counts waiting)
+        # wall seconds, and CPU seconds of this process and its workers (on a shared box the wall time also
+        # counts waiting)
         timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - t0, 2)
         now = cpu()
         timings[f"{name}_cpu"] = round(timings.get(f"{name}_cpu", 0.0) + now - cpu_mark[0], 2)
@@ -247,8 +248,8 @@ def run_transfer(
                     "renderer": _renderer_version(syn), "synthetic_train_samples": syn.samples,
                     "max_synthetic": max_synthetic, "synthetic_val_samples": val.samples if val else 0},
         "real": {"dir": str(Path(real_dir).resolve()), "sets": [n for n, _ in sets]},
-        "settings": {"seed": seed, "threads": threads, "jobs": int(jobs), "folds": folds, "bootstrap": n_boot, "framing": framing,
-                     "augmented_views": "used" if augmented else "left out",
+        "settings": {"seed": seed, "threads": threads, "jobs": int(jobs), "folds": folds, "bootstrap": n_boot,
+                     "framing": framing, "augmented_views": "used" if augmented else "left out",
                      "overrides": st or None, "control": control,
                      "crops": {"face_scale": C.FACE_SCALE, "eye_scale": C.EYE_SCALE, "face_size": C.FACE_SIZE,
                                "landmark_size": C.LANDMARK_SIZE, "eye_size": C.EYE_SIZE},
@@ -284,20 +285,14 @@ def run_transfer(
                                   fit_seed=seed + k + TASK_SEED[task] + 1, class_weight=cw))
                 names.append(f"training seed {seed + k}")
             parallel = pool.parallel and len(calls) > 1
-            for c, nm in zip(calls, names):
-                # one stderr line per epoch; inline, the first model reports through the log
-                c["progress_label"] = f"{task}, {nm}" if parallel and log is not None else None
+            if parallel and log is not None:  # one stderr line per epoch from every worker
+                for c, nm in zip(calls, names):
+                    c["progress"] = StderrProgress(f"{task}, {nm}")
+            elif not parallel:  # one after the other: the report's model reports through the log
+                calls[0]["progress"] = lambda s, n: say(f"  {task}: step {s}/{n}")
             say(f"{task}: training {len(calls)} model{'s' if len(calls) > 1 else ''} on {len(a)} synthetic rows ({epochs} "
                 f"epochs): {', '.join(names)}" + (f" on {min(pool.n, len(calls))} processes" if parallel else ""))
-            if not parallel:
-                first = calls[0]
-                model = make_model(task, first["init_seed"])
-                losses = fit(model, a.x, a.y, task, epochs=epochs, lr=cfg.lr, seed=first["fit_seed"], class_weight=cw,
-                             progress=lambda s, n: say(f"  {task}: step {s}/{n}"))
-                trained = [(model, losses)] + pool.map(train_new, calls[1:],
-                                                       done=lambda i: say(f"{task}: {names[i + 1]} trained"))
-            else:
-                trained = pool.map(train_new, calls, done=lambda i: say(f"{task}: {names[i]} trained"))
+            trained = pool.map(train_new, calls, done=lambda i: say(f"{task}: {names[i]} trained"))
             model, losses = trained[0]
             extra_models = {"control_shuffled_labels": trained[1][0]} if control else {}
             seed_models = [model] + [m for m, _ in trained[1 + int(control):]]
