@@ -145,17 +145,22 @@ def _lip_mask(r, contour) -> np.ndarray:
 
 
 def test_a_yawn_shows_a_dark_mouth_with_teeth_and_tongue():
-    r = render(example_plan_entry(identity_seed=33, state={"mouth_open": 0.9, "yawn": "yawning_without_hand"}, **FRONTAL))
-    poly = _lip_mask(r, T.LIPS_INNER)
-    inside = r.part_ids[poly]
-    names = {r.part_names[i] for i in np.unique(inside) if i >= 0}
-    assert {"teeth", "tongue"} <= names
-    lum = r.image.astype(float).mean(2)
-    face = r.part_ids == r.part_names.index("face")
+    ratios = []
+    for ident in (11, 22, 33, 44, 55, 66, 77, 88):
+        r = render(example_plan_entry(identity_seed=ident, state={"mouth_open": 0.9, "yawn": "yawning_without_hand"}, **FRONTAL))
+        poly = _lip_mask(r, T.LIPS_INNER)
+        inside = r.part_ids[poly]
+        names = {r.part_names[i] for i in np.unique(inside) if i >= 0}
+        assert {"teeth", "tongue"} <= names
+        assert r.render_info["mouth_opening_mm"] > 25
+        lum = r.image.astype(float).mean(2)
+        face = r.part_ids == r.part_names.index("face")
+        ratios.append(lum[poly].mean() / lum[face].mean())
     # darker than the face, not black: ambient occlusion dims only the ambient light (renderer 0.4.2; was
-    # < 0.6 x the face with occlusion on every light: a black hole where a real yawn shows its tongue)
-    assert 0.3 * lum[face].mean() < lum[poly].mean() < 0.85 * lum[face].mean()
-    assert r.render_info["mouth_opening_mm"] > 25
+    # < 0.6 x the face with occlusion on every light: a black hole where a real yawn shows its tongue).
+    # Since id-v4 teeth, tongue and cavity colours differ per identity (0.62-0.95 of the face here; 0.69-0.79
+    # with the former constants): the typical identity is well below the face, none above it
+    assert 0.3 < np.median(ratios) < 0.85 and max(ratios) < 1.0 and min(ratios) > 0.3, ratios
 
 
 @pytest.mark.parametrize("lighting", ["daylight", "night_ir"])

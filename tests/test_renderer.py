@@ -477,3 +477,34 @@ def test_atlas_blends_inside_the_mask_support_equal_whole_image_blends_bit_for_b
     near = dots > np.cos(np.radians(7.0))
     ref = np.where(near.any(1), np.where(near, rp[None, :] * dots, 0.0).max(1), P._ell_radius(d.reshape(-1, 3), model.sp))
     assert np.array_equal(P.head_radius(model.v0, model.sp, d).reshape(-1), ref)
+
+
+def test_each_identity_has_its_own_teeth_tongue_and_cavity_and_keeps_its_other_draws():
+    """id-v4: the mouth interior's colours are drawn per identity (darker, yellower teeth with age) on their
+    own stream, so every earlier draw of the code is what id-v3 drew; the atlas paints the swatches the
+    mouth parts sample with exactly those colours."""
+    import importlib
+
+    I = importlib.import_module("dmsfactory.generators.procedural.identity")
+    P = importlib.import_module("dmsfactory.generators.procedural.parts")
+    TX = importlib.import_module("dmsfactory.generators.procedural.texture")
+
+    young = [I.sample_code(900 + s, {"sex": "female", "age": 20, "skin_tone": 3}) for s in range(120)]
+    old = [I.sample_code(900 + s, {"sex": "female", "age": 75, "skin_tone": 3}) for s in range(120)]
+    teeth = np.array([TX.mouth_colours(c)[0] for c in young])
+    tongue = np.array([TX.mouth_colours(c)[1] for c in young])
+    cavity = np.array([TX.mouth_colours(c)[2] for c in young])
+    for col in (teeth, tongue, cavity):  # people differ: no constant colour a model could key on
+        assert col.mean(1).std() > 6 and np.all((0 <= col) & (col <= 255))
+    assert teeth.mean(1).mean() > np.array([TX.mouth_colours(c)[0] for c in old]).mean(1).mean() + 10
+    # the draws before id-v4 are what id-v3 drew (values recorded from the id-v3 code)
+    first = young[0]
+    new = set(I.mouth_interior_code(900, 0.0))
+    assert len(first) == 136 + len(new)
+    assert (first["ict00"], first["lid_rest"], first["tex_seed"], first["skin_r"]) == (
+        0.6477851524282461, 0.9890428331627474, 254176184.0, 173.19745200372293)
+    assert TX.mouth_colours({k: v for k, v in first.items() if k not in new}) == (TX.TEETH, TX.TONGUE, TX.CAVITY)
+    rgb, _ = TX.build_atlas(first)
+    for name, col in zip(("teeth", "tongue", "mouth"), TX.mouth_colours(first)):
+        x, y = (int(v) for v in P.swatch_uv(name))
+        assert np.abs(rgb[y, x].astype(float) - np.clip(col, 0, 255)).max() <= 1.0

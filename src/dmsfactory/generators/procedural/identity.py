@@ -28,7 +28,8 @@ import numpy as np
 
 from . import facemodel as FM
 
-CODE_VERSION = "id-v3"
+CODE_VERSION = "id-v4"  # id-v4: id-v3's draws (same stream, same values) + the mouth interior's colours
+BASE_STREAM = "id-v3"  # the stream of every draw before id-v4; a new code draws on its own stream after it
 N_MODES = FM.N_IDENTITY
 SHAPE_KEYS = tuple(f"ict{k:02d}" for k in range(N_MODES))
 # anthropometric distances (MediaPipe landmark pairs) and their male - female differences in mm
@@ -109,7 +110,7 @@ def sample_code(seed: int, params: dict) -> dict[str, float]:
     sex = params.get("sex", "female")
     age = float(params.get("age", 35))
     tone = int(params.get("skin_tone", 3))
-    r = _rng("identity", CODE_VERSION, int(seed))
+    r = _rng("identity", BASE_STREAM, int(seed))
     z = r.normal(size=N_MODES)
     d = sex_direction()
     u = d / np.linalg.norm(d)
@@ -166,7 +167,24 @@ def sample_code(seed: int, params: dict) -> dict[str, float]:
     c["clothing"] = float(r.uniform())
     c["tex_seed"] = float(r.integers(0, 2**31 - 1))
     c["lid_rest"] = float(np.clip(0.9 + 0.06 * r.normal(), 0.78, 1.0))  # relaxed upper-lid height (fraction of the model's aperture)
+    c.update(mouth_interior_code(seed, a01))
     return {k: float(v) for k, v in c.items()}
+
+
+def mouth_interior_code(seed: int, a01: float) -> dict[str, float]:
+    """The colours inside the mouth differ between people (id-v4): until id-v3 every identity had the same
+    teeth, tongue and cavity, the one appearance a yawn model could learn as "open mouth". Teeth: value
+    (x the former near-white) falling and yellowing rising with age (``a01``: 0 at 16, 1 at 80 years);
+    tongue: value and a whitish coating; cavity: value. Spreads set a priori around the former constants
+    (:func:`texture.mouth_colours`), not fitted to any real set. Own stream: the id-v3 draws stay as they were."""
+    m = _rng("identity", "mouth-v1", int(seed))
+    return {
+        "teeth_value": float(np.clip(0.88 - 0.12 * a01 + 0.07 * m.normal(), 0.6, 1.0)),
+        "teeth_yellow": float(np.clip(0.25 + 0.4 * a01 + 0.2 * m.normal(), 0, 1)),
+        "tongue_value": float(np.clip(1.0 + 0.1 * m.normal(), 0.75, 1.25)),
+        "tongue_coat": float(np.clip(0.15 + 0.15 * m.normal(), 0, 0.6)),
+        "cavity_value": float(np.clip(1.0 + 0.15 * m.normal(), 0.7, 1.3)),
+    }
 
 
 def identity_code(identity_seed: int, identity_params: dict) -> tuple[dict[str, float], dict]:

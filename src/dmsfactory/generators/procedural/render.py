@@ -45,10 +45,11 @@ from .identity import identity_code, identity_shape
 from .raster import Fragments, interpolate, rasterize, vertex_normals
 from .texture import build_atlas, part_uv
 
-RENDERER_VERSION = "procedural-0.6.0"  # 0.4.0: ICT-FaceKit head (identity modes, blendshapes, mouth interior), new hand;
+RENDERER_VERSION = "procedural-0.7.0"  # 0.4.0: ICT-FaceKit head (identity modes, blendshapes, mouth interior), new hand;
 # 0.4.1: records lip_points (pixels unchanged); 0.4.2: ambient occlusion dims the ambient light only;
 # 0.5.0: face-priority auto-exposure (render info "exposure"); records eye_points
 # 0.6.0: corneal glints (catchlights) instead of the eyeball sheen on the cornea
+# 0.7.0: per-identity teeth, tongue and cavity colours (identity code id-v4)
 PIVOT_IN_HEAD = np.array([0.0, -0.065, -0.075])
 LIPS = list(LIPS_OUTER + LIPS_INNER)
 

@@ -119,6 +119,22 @@ def _scale(img: np.ndarray, a: np.ndarray) -> None:
         img[box] *= (1 - a[box])[..., None]
 
 
+TEETH, TONGUE, CAVITY = (225.0, 218.0, 200.0), (160.0, 70.0, 75.0), (95.0, 35.0, 38.0)  # the id-v3 constants
+TEETH_YELLOW, TONGUE_COAT = (222.0, 196.0, 148.0), (196.0, 172.0, 165.0)
+
+
+def mouth_colours(code: dict) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
+    """(teeth, tongue, cavity) sRGB swatch colours of an identity (:func:`identity.mouth_interior_code`); a
+    code without those keys (before id-v4) gets the former constants."""
+    if "teeth_value" not in code:
+        return TEETH, TONGUE, CAVITY
+    y, c = code["teeth_yellow"], code["tongue_coat"]
+    teeth = code["teeth_value"] * ((1 - y) * np.array(TEETH) + y * np.array(TEETH_YELLOW))
+    tongue = np.minimum(255, code["tongue_value"] * ((1 - c) * np.array(TONGUE) + c * np.array(TONGUE_COAT)))
+    cavity = code["cavity_value"] * np.array(CAVITY)
+    return tuple(teeth.tolist()), tuple(tongue.tolist()), tuple(cavity.tolist())
+
+
 def build_atlas(code: dict) -> tuple[np.ndarray, np.ndarray]:
     """(rgb uint8 512x512x3, nir uint8 512x512) for one identity code."""
     r = np.random.default_rng(int(code["tex_seed"]))
@@ -290,9 +306,10 @@ def build_atlas(code: dict) -> tuple[np.ndarray, np.ndarray]:
     eye[rad < a_pupil] = 8
     img[ey:ey + es, ex:ex + es] = eye
     # ---- swatches
-    sw = {"mouth": (95, 35, 38), "teeth": (225, 218, 200), "socket": (170, 110, 105), "frame": (30, 28, 28),
+    sw = {"socket": (170, 110, 105), "frame": (30, 28, 28),
           "lens_dark": (20, 22, 25), "lens_clear": (200, 215, 225), "mask": (150, 195, 225), "cap": (40, 50, 80),
-          "phone": (25, 25, 28), "screen": (60, 110, 160), "sleeve": (60, 60, 70), "seat": (45, 45, 48), "tongue": (160, 70, 75), "lash": tuple(np.minimum(hair * 0.35, 28.0).tolist())}
+          "phone": (25, 25, 28), "screen": (60, 110, 160), "sleeve": (60, 60, 70), "seat": (45, 45, 48), "lash": tuple(np.minimum(hair * 0.35, 28.0).tolist())}
+    sw["teeth"], sw["tongue"], sw["mouth"] = mouth_colours(code)
     cl = code["clothing"]
     palette = [(40, 45, 60), (200, 200, 205), (110, 30, 35), (35, 70, 50), (90, 90, 95), (180, 150, 110), (20, 20, 22), (70, 100, 150)]
     sw["cloth"] = palette[int(cl * 8) % 8]
