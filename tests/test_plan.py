@@ -137,6 +137,33 @@ def test_a_yawning_still_is_a_recorded_moment_of_the_clips_yawn(tiny_spec_dict):
     assert plan == make_plan(parse_spec(tiny_spec_dict))  # seeded
 
 
+def test_a_yawning_still_tilts_the_head_up_as_a_clips_yawn_does_and_moves_no_other_draw(tiny_spec_dict, monkeypatch):
+    """Clips tilt the head up 4-8 deg times the yawn's level; a still is a moment of that yawn, so its
+    planned head pitch carries the same tilt (drawn last on the moment's own stream, recorded)."""
+    from dmsfactory.clips.drivers import YAWN
+
+    tiny_spec_dict["identities"] = {"count": 40, "images_per_identity": 10}
+    tiny_spec_dict["classes"] = {"moderate_fatigue": 0.5, "alert": 0.5}
+    plan = make_plan(parse_spec(tiny_spec_dict))
+    monkeypatch.setitem(YAWN, "head_tilt_deg", (0.0, 0.0))
+    flat = make_plan(parse_spec(tiny_spec_dict))
+    yawns = 0
+    for a, b in zip(plan, flat):
+        ym = a["state"]["yawn_moment"]
+        if ym is None:
+            assert a == b
+            continue
+        yawns += 1
+        assert 4.0 <= ym["head_tilt_deg"] <= 8.0 and b["state"]["yawn_moment"]["head_tilt_deg"] == 0.0
+        tilt = a["head_pose_car"]["pitch"] - b["head_pose_car"]["pitch"]
+        if abs(a["head_pose_car"]["pitch"]) < 45:  # not at the clip
+            assert abs(tilt - ym["head_tilt_deg"] * ym["shape_level"]) < 1e-3 and tilt > 0
+        assert {k: v for k, v in ym.items() if k != "head_tilt_deg"} == {
+            k: v for k, v in b["state"]["yawn_moment"].items() if k != "head_tilt_deg"}
+        assert a["state"]["mouth_open"] == b["state"]["mouth_open"] and a["head_pose_car"]["yaw"] == b["head_pose_car"]["yaw"]
+    assert yawns > 40
+
+
 def test_shard_jobs_cover_plan_once(tiny_spec_dict):
     spec = parse_spec(tiny_spec_dict)
     plan = make_plan(spec)

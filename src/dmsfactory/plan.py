@@ -168,8 +168,9 @@ def yawn_still(amplitude: float, rs: np.random.Generator) -> dict[str, Any]:
     (mouth opening >= ``YAWN["labelled_open"]``). Stills and clips thus share one definition of a
     yawning frame, and a set holds early and late moments of yawns, not only their widest point.
 
-    Returns the mouth opening, the shape's level there (0..1 of the amplitude) and every parameter
-    that placed the moment (recorded in the plan entry's ``state.yawn_moment``)."""
+    Returns the mouth opening, the shape's level there (0..1 of the amplitude), every parameter that
+    placed the moment and the head's upward tilt at the acme (``head_tilt_deg``, applied times the
+    level as a clip's yawn applies it; all recorded in the plan entry's ``state.yawn_moment``)."""
     peak_frac, opening_share = rs.uniform(*YAWN_SHAPE["peak_frac"]), rs.uniform(*YAWN_SHAPE["opening_share"])
     shape = YawnShape.split(0.0, 1.0, amplitude, peak_frac, opening_share)  # times as shares of the yawn
     y0 = min(1.0, YAWN_SHAPE["labelled_open"] / amplitude)
@@ -178,9 +179,10 @@ def yawn_still(amplitude: float, rs: np.random.Generator) -> dict[str, Any]:
     t = float(rs.uniform(t_on, t_off))
     level = float(shape.curve(np.array([t]))[0])
     phase = "opening" if t < shape.opening_s else "acme" if t <= shape.opening_s + shape.peak_s else "closing"
+    tilt = rs.uniform(*YAWN_SHAPE["head_tilt_deg"])  # drawn last: the moment's other draws stay as they were
     return {"mouth_open": round_to(amplitude * level), "shape_level": round_to(level), "amplitude": round_to(amplitude),
             "peak_frac": round_to(peak_frac), "opening_share": round_to(opening_share), "time_frac": round_to(t),
-            "phase": phase}
+            "phase": phase, "head_tilt_deg": round_to(tilt)}
 
 
 def make_entry(spec: DatasetSpec, spec_hash: str, index: int, ident: Identity, cond: dict[str, Any]) -> dict[str, Any]:
@@ -217,6 +219,8 @@ def make_entry(spec: DatasetSpec, spec_hash: str, index: int, ident: Identity, c
     if nod_deg and r.random() < nod_p:
         head["pitch"] -= r.uniform(0.5, 1.0) * nod_deg
         head["roll"] += r.uniform(-0.3, 0.3) * nod_deg
+    if yawn_moment is not None:  # as in a clip's yawn: the head tilts up with the mouth
+        head["pitch"] += yawn_moment["head_tilt_deg"] * yawn_moment["shape_level"]
     gaze = {"yaw": r.uniform(c.gaze.yaw.min, c.gaze.yaw.max), "pitch": r.uniform(c.gaze.pitch.min, c.gaze.pitch.max)}
     zone = "front"
     action = "safe_drive"

@@ -102,7 +102,8 @@ RATE_MULTIPLIER = {"talking": 2.0, "texting": 0.45}
 YAWN = {"duration_mean_s": 6.25, "driver_sd_s": 0.4, "yawn_sd_s": 0.5, "lo_s": 4.8, "hi_s": 8.0,
         "peak_frac": (0.1, 0.18), "opening_share": (0.6, 0.7),
         "amplitude": (0.7, 1.0),  # the widest opening (mouth_open)
-        "labelled_open": 0.3}  # a moment of a yawn is labelled yawning while the mouth opens >= this (clips and stills)
+        "labelled_open": 0.3,  # a moment of a yawn is labelled yawning while the mouth opens >= this (clips and stills)
+        "head_tilt_deg": (4.0, 8.0)}  # the head tilts up with the mouth, times the yawn's level (clips and stills)
 
 # reference figures (issue 24) used by the benchmark and the dataset card
 REFERENCE = {
