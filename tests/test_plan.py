@@ -137,15 +137,18 @@ def test_a_yawning_still_is_a_recorded_moment_of_the_clips_yawn(tiny_spec_dict):
     assert plan == make_plan(parse_spec(tiny_spec_dict))  # seeded
 
 
-def test_a_yawning_still_tilts_the_head_up_as_a_clips_yawn_does_and_moves_no_other_draw(tiny_spec_dict, monkeypatch):
-    """Clips tilt the head up 4-8 deg times the yawn's level; a still is a moment of that yawn, so its
-    planned head pitch carries the same tilt (drawn last on the moment's own stream, recorded)."""
+def test_a_yawning_still_tilts_the_head_and_narrows_the_eyes_as_a_clips_yawn_does_and_moves_no_other_draw(
+        tiny_spec_dict, monkeypatch):
+    """Clips tilt the head up 4-8 deg and narrow the eyes by 35-50 %, times the yawn's level; a still is a
+    moment of that yawn, so its planned head pitch and eye openness carry the same (drawn after the
+    moment on its own stream, recorded)."""
     from dmsfactory.clips.drivers import YAWN
 
     tiny_spec_dict["identities"] = {"count": 40, "images_per_identity": 10}
     tiny_spec_dict["classes"] = {"moderate_fatigue": 0.5, "alert": 0.5}
     plan = make_plan(parse_spec(tiny_spec_dict))
     monkeypatch.setitem(YAWN, "head_tilt_deg", (0.0, 0.0))
+    monkeypatch.setitem(YAWN, "eye_narrow", (0.0, 0.0))
     flat = make_plan(parse_spec(tiny_spec_dict))
     yawns = 0
     for a, b in zip(plan, flat):
@@ -155,11 +158,16 @@ def test_a_yawning_still_tilts_the_head_up_as_a_clips_yawn_does_and_moves_no_oth
             continue
         yawns += 1
         assert 4.0 <= ym["head_tilt_deg"] <= 8.0 and b["state"]["yawn_moment"]["head_tilt_deg"] == 0.0
+        assert 0.35 <= ym["eye_narrow"] <= 0.5
         tilt = a["head_pose_car"]["pitch"] - b["head_pose_car"]["pitch"]
         if abs(a["head_pose_car"]["pitch"]) < 45:  # not at the clip
             assert abs(tilt - ym["head_tilt_deg"] * ym["shape_level"]) < 1e-3 and tilt > 0
-        assert {k: v for k, v in ym.items() if k != "head_tilt_deg"} == {
-            k: v for k, v in b["state"]["yawn_moment"].items() if k != "head_tilt_deg"}
+        for side in ("left", "right"):
+            want = b["state"][f"eye_openness_{side}"] * (1 - ym["eye_narrow"] * ym["shape_level"])
+            assert abs(a["state"][f"eye_openness_{side}"] - want) < 2e-3
+        moved = {"head_tilt_deg", "eye_narrow"}
+        assert {k: v for k, v in ym.items() if k not in moved} == {
+            k: v for k, v in b["state"]["yawn_moment"].items() if k not in moved}
         assert a["state"]["mouth_open"] == b["state"]["mouth_open"] and a["head_pose_car"]["yaw"] == b["head_pose_car"]["yaw"]
     assert yawns > 40
 

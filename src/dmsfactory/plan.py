@@ -169,8 +169,9 @@ def yawn_still(amplitude: float, rs: np.random.Generator) -> dict[str, Any]:
     yawning frame, and a set holds early and late moments of yawns, not only their widest point.
 
     Returns the mouth opening, the shape's level there (0..1 of the amplitude), every parameter that
-    placed the moment and the head's upward tilt at the acme (``head_tilt_deg``, applied times the
-    level as a clip's yawn applies it; all recorded in the plan entry's ``state.yawn_moment``)."""
+    placed the moment, and the head's upward tilt and the eyes' narrowing at the acme (``head_tilt_deg``,
+    ``eye_narrow``, applied times the level as a clip's yawn applies them); all recorded in the plan
+    entry's ``state.yawn_moment``."""
     peak_frac, opening_share = rs.uniform(*YAWN_SHAPE["peak_frac"]), rs.uniform(*YAWN_SHAPE["opening_share"])
     shape = YawnShape.split(0.0, 1.0, amplitude, peak_frac, opening_share)  # times as shares of the yawn
     y0 = min(1.0, YAWN_SHAPE["labelled_open"] / amplitude)
@@ -179,10 +180,11 @@ def yawn_still(amplitude: float, rs: np.random.Generator) -> dict[str, Any]:
     t = float(rs.uniform(t_on, t_off))
     level = float(shape.curve(np.array([t]))[0])
     phase = "opening" if t < shape.opening_s else "acme" if t <= shape.opening_s + shape.peak_s else "closing"
-    tilt = rs.uniform(*YAWN_SHAPE["head_tilt_deg"])  # drawn last: the moment's other draws stay as they were
+    tilt = rs.uniform(*YAWN_SHAPE["head_tilt_deg"])  # drawn after the moment: its earlier draws stay as they were
+    narrow = rs.uniform(*YAWN_SHAPE["eye_narrow"])
     return {"mouth_open": round_to(amplitude * level), "shape_level": round_to(level), "amplitude": round_to(amplitude),
             "peak_frac": round_to(peak_frac), "opening_share": round_to(opening_share), "time_frac": round_to(t),
-            "phase": phase, "head_tilt_deg": round_to(tilt)}
+            "phase": phase, "head_tilt_deg": round_to(tilt), "eye_narrow": round_to(narrow)}
 
 
 def make_entry(spec: DatasetSpec, spec_hash: str, index: int, ident: Identity, cond: dict[str, Any]) -> dict[str, Any]:
@@ -203,7 +205,7 @@ def make_entry(spec: DatasetSpec, spec_hash: str, index: int, ident: Identity, c
         yawn = "yawning_with_hand" if r.random() < 0.4 else "yawning_without_hand"
         yawn_moment = yawn_still(r.uniform(*YAWN_SHAPE["amplitude"]), rng(spec.seed, "yawn_moment", index))
         mouth = yawn_moment["mouth_open"]
-        narrow = 1.0 - 0.3 * yawn_moment["shape_level"]  # eyes narrow with the yawn: 30 % at its acme
+        narrow = 1.0 - yawn_moment["eye_narrow"] * yawn_moment["shape_level"]  # as in a clip's yawn: 35-50 % at its acme
         eo_l, eo_r = eo_l * narrow, eo_r * narrow
     elif c.talking > 0:  # its own named draw: specs without talking keep every other draw unchanged
         rt = rng(spec.seed, "talking", index)

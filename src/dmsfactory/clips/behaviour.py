@@ -548,7 +548,7 @@ def simulate(
             glance_ev(g)
         elif k == "yawn":
             shape = YawnShape.split(s, d, u(*YAWN["amplitude"]), u(*YAWN["peak_frac"]), u(*YAWN["opening_share"]))
-            dr.update(shape=shape, narrow=u(0.35, 0.5), pitch=u(*YAWN["head_tilt_deg"]),
+            dr.update(shape=shape, narrow=u(*YAWN["eye_narrow"]), pitch=u(*YAWN["head_tilt_deg"]),
                       label="yawning_with_hand" if seg.get("with_hand") else "yawning_without_hand")
             events.append({"type": "yawn", "start_s": shape.start_s, "end_s": shape.end_s,
                            "with_hand": bool(seg.get("with_hand")), "opening_s": shape.opening_s,

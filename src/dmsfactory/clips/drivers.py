@@ -103,7 +103,8 @@ YAWN = {"duration_mean_s": 6.25, "driver_sd_s": 0.4, "yawn_sd_s": 0.5, "lo_s": 4
         "peak_frac": (0.1, 0.18), "opening_share": (0.6, 0.7),
         "amplitude": (0.7, 1.0),  # the widest opening (mouth_open)
         "labelled_open": 0.3,  # a moment of a yawn is labelled yawning while the mouth opens >= this (clips and stills)
-        "head_tilt_deg": (4.0, 8.0)}  # the head tilts up with the mouth, times the yawn's level (clips and stills)
+        "head_tilt_deg": (4.0, 8.0),  # the head tilts up with the mouth, times the yawn's level (clips and stills)
+        "eye_narrow": (0.35, 0.5)}  # the eyes narrow by this share at the acme, times the yawn's level (clips and stills)
 
 # reference figures (issue 24) used by the benchmark and the dataset card
 REFERENCE = {
