@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import MutableMapping
 
+
 def available_cores() -> int:
     """Cores this process may use (its CPU affinity where the OS tells, else the CPU count)."""
     try:

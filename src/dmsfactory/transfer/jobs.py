@@ -63,11 +63,16 @@ class Jobs:
     def parallel(self) -> bool:
         return self.n > 1
 
+    def spreads(self, n_calls: int) -> bool:
+        """Does :meth:`map` run ``n_calls`` calls on worker processes (so their arguments must pickle)?
+        Otherwise it runs them inline, one after the other."""
+        return self.parallel and n_calls > 1
+
     def map(self, fn: Callable[..., Any], calls: list[dict[str, Any]],
             done: Callable[[int], None] | None = None) -> list[Any]:
         """``[fn(**kw) for kw in calls]``; ``fn`` must be a module-level function (it is pickled).
         ``done(i)`` is called as call ``i`` finishes (in completion order on workers)."""
-        if not self.parallel or len(calls) <= 1:
+        if not self.spreads(len(calls)):
             out = []
             for i, kw in enumerate(calls):
                 out.append(fn(**kw))

@@ -236,7 +236,7 @@ def evaluate_set(task: str, rt: RealTask, syn_model, *, seed: int, n_boot: int =
                   real_epochs=real_epochs, ft_steps=ft_steps, learning_curve=tuple(learning_curve),
                   dp_epsilons=tuple(dp_epsilons), ledger_stem=ledger_stem) for (f, tr, te), part in work]
     log(f"{rt.name}: {len(splits)} folds x ({'; '.join(parts.values())})"
-        + (f" on {min(jobs.n, len(calls))} processes" if jobs.parallel and len(calls) > 1 else ""))
+        + (f" on {min(jobs.n, len(calls))} processes" if jobs.spreads(len(calls)) else ""))
 
     def done(i: int) -> None:
         (f, tr, te), part = work[i]

@@ -284,7 +284,7 @@ def run_transfer(
                 calls.append(dict(task=task, init_seed=seed + k + TASK_SEED[task], x=a.x, y=a.y, epochs=epochs, lr=cfg.lr,
                                   fit_seed=seed + k + TASK_SEED[task] + 1, class_weight=cw))
                 names.append(f"training seed {seed + k}")
-            parallel = pool.parallel and len(calls) > 1
+            parallel = pool.spreads(len(calls))
             if parallel and log is not None:  # one stderr line per epoch from every worker
                 for c, nm in zip(calls, names):
                     c["progress"] = StderrProgress(f"{task}, {nm}")
