@@ -70,6 +70,24 @@ def test_face_describer_backends_agree():
         assert np.linalg.norm(a.descriptor - b.descriptor) < 1e-4
 
 
+def test_deferred_descriptors_go_through_the_network_together_and_equal_one_at_a_time():
+    """``describe(defer=True)`` cuts the chips, ``complete`` describes the faces of several images in one
+    call (what the privacy gate does for an identity's views): the same descriptors as describing each
+    image on its own, and the dlib backend ignores ``defer``."""
+    imgs = [np.ascontiguousarray(i) for i in _images()]
+    t = FaceDescriber(("hog",), backend="torch")
+    single = [t.describe(i) for i in imgs]
+    deferred = [t.describe(i, defer=True) for i in imgs]
+    faces = [f for fs in deferred for f in fs]
+    assert len(faces) >= 3 and all(f.descriptor is None and f.extra["chip"].shape == (150, 150, 3) for f in faces)
+    t.complete(faces)
+    assert all("chip" not in f.extra for f in faces)
+    for a, b in zip([f for fs in single for f in fs], faces):
+        assert a.box == b.box and np.linalg.norm(a.descriptor - b.descriptor) < 1e-4
+    d = FaceDescriber(("hog",), backend="dlib")
+    assert all(f.descriptor is not None for f in d.describe(imgs[0], defer=True))
+
+
 def test_reader_names_the_problem(tmp_path):
     import face_recognition_models as frm
 

@@ -84,13 +84,14 @@ class FaceAnalyzer:
             self.describe(a)
         return a
 
-    def describe(self, a: Analysis, roi: tuple[float, float, float, float] | None = None) -> Analysis:
+    def describe(self, a: Analysis, roi: tuple[float, float, float, float] | None = None, defer: bool = False) -> Analysis:
         """Add the faces with descriptors to a presence-only analysis (no second MediaPipe run);
         ``roi`` (the labelled face box, original-image pixels): only that face
-        (:meth:`FaceDescriber.describe`)."""
+        (:meth:`FaceDescriber.describe`). ``defer``: the faces' descriptors wait for
+        :meth:`complete`, which runs the network once for many analyses."""
         if a.described:
             return a
-        faces = self.describer.describe(a.work, a.mp_work, roi=_scaled(roi, a.scale))
+        faces = self.describer.describe(a.work, a.mp_work, roi=_scaled(roi, a.scale), defer=defer)
         if a.scale != 1.0:
             for f in faces:
                 f.box = tuple(v / a.scale for v in f.box)
@@ -99,6 +100,10 @@ class FaceAnalyzer:
         a.work = None
         a.mp_work = None
         return a
+
+    def complete(self, analyses: list[Analysis]) -> None:
+        """The descriptors :meth:`describe` deferred, for all ``analyses`` in one network call."""
+        self.describer.complete([f for a in analyses for f in a.faces])
 
 
 def _scaled(box: tuple[float, float, float, float] | None, scale: float) -> tuple[float, ...] | None:

@@ -267,18 +267,39 @@ class FaceDescriber:
         return [f for f in faces if len(f.extra["detectors"]) > 1 or f.source != "hog" or f.score >= self.hog_min_score]
 
     def describe_box(self, img: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+        if self.backend == "torch":
+            return self._rec.describe_chips(self.chip(img, box))[0]
+        import dlib  # heavy: dlib
+
+        self.setup()
+        shape = self._sp(img, dlib.rectangle(*(int(round(v)) for v in box)))
+        return np.asarray(self._rec.compute_face_descriptor(img, shape, 0), np.float32)
+
+    def chip(self, img: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+        """The aligned 150 x 150 chip that ``compute_face_descriptor`` cuts inside (5-point shape in
+        ``box``, padding 0.25): what the torch backend describes."""
         import dlib  # heavy: dlib
 
         self.setup()
         x0, y0, x1, y1 = (int(round(v)) for v in box)
         shape = self._sp(img, dlib.rectangle(x0, y0, x1, y1))
-        if self.backend == "torch":  # the chip compute_face_descriptor cuts inside (size 150, padding 0.25)
-            return self._rec.describe_chips(dlib.get_face_chip(img, shape, size=150, padding=0.25))[0]
-        return np.asarray(self._rec.compute_face_descriptor(img, shape, 0), np.float32)
+        return dlib.get_face_chip(img, shape, size=150, padding=0.25)
+
+    def complete(self, faces: list[Face]) -> None:
+        """Describe every face that :meth:`describe` left pending (``defer=True``) in one network call:
+        a batch of chips costs ~4.5 ms per chip against ~10 for one at a time (torch, one thread)."""
+        todo = [f for f in faces if f.descriptor is None and "chip" in f.extra]
+        if not todo:
+            return
+        desc = self._rec.describe_chips(np.stack([f.extra.pop("chip") for f in todo]))
+        for f, d in zip(todo, desc):
+            f.descriptor = d
 
     def describe(self, img: np.ndarray, mediapipe: list[Face] | None = None,
-                 roi: tuple[float, float, float, float] | None = None) -> list[Face]:
-        """All faces in ``img`` (uint8 RGB) with descriptors; largest first.
+                 roi: tuple[float, float, float, float] | None = None, defer: bool = False) -> list[Face]:
+        """All faces in ``img`` (uint8 RGB) with descriptors; largest first. ``defer`` (torch backend):
+        cut each face's chip but leave its descriptor for :meth:`complete`, so that many images' faces
+        go through the network together (same numbers as one at a time, up to float noise).
 
         ``roi`` (the labelled face box, ``img`` pixels): describe only the face the labels are about,
         the one that overlaps the box best (IoU > ``ROI_MIN_IOU``); none when no face overlaps it. Used
@@ -295,7 +316,10 @@ class FaceDescriber:
             faces = self.merge_boxes(img, mediapipe)
             faces.sort(key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
         for f in faces:
-            f.descriptor = self.describe_box(img, f.box)
+            if defer and self.backend == "torch":
+                f.extra["chip"] = self.chip(img, f.box)
+            else:
+                f.descriptor = self.describe_box(img, f.box)
         return faces
 
 

@@ -203,9 +203,9 @@ class PrivacyStage:
         for s in batch:
             if s.key in analysed and not self.per_image(s):
                 idents.setdefault(str(s.identity), []).append(s)
+        verdicts = self.identity_verdicts(list(idents), by_key, analysed)
         for ident, members in idents.items():
-            v = self.identity_verdict(ident, by_key, analysed)
-            self._apply_identity(v, members)
+            self._apply_identity(verdicts[ident], members)
         return batch
 
     def _leakage_per_image(self, samples: list[FaceSample], analysed: dict[str, tuple[Any, str | None]]) -> None:
@@ -239,18 +239,32 @@ class PrivacyStage:
                 s.add_verdict(STAGE, "leakage", "keep", f"closest real face at {m.distance:.3f} >= {m.threshold}", **scores)
 
     # ------------------------------------------------------------ identity mode
-    def identity_verdict(self, identity: str, by_key: dict[str, FaceSample] | None = None,
-                         analysed: dict[str, tuple[Any, str | None]] | None = None):
-        """The identity's verdict from its views (cached per process: every batch gets the same one)."""
-        hit = self._identities.get(identity)
-        if hit is not None:
-            self._identities.move_to_end(identity)
-            return hit
+    def identity_verdicts(self, identities: list[str], by_key: dict[str, FaceSample] | None = None,
+                          analysed: dict[str, tuple[Any, str | None]] | None = None) -> dict[str, IdentityVerdict]:
+        """The identities' verdicts from their views (cached per process: every batch gets the same one).
+        The views of all identities not yet judged go through the descriptor network together."""
         self.setup()
-        by_key, analysed = by_key or {}, analysed or {}
+        out: dict[str, IdentityVerdict] = {}
+        pending = []
+        for identity in dict.fromkeys(identities):
+            hit = self._identities.get(identity)
+            if hit is not None:
+                self._identities.move_to_end(identity)
+                out[identity] = hit
+            else:
+                pending.append(self._identity_views(identity, by_key or {}, analysed or {}))
+        self.analyzer.complete([a for _, views in pending for _, _, a, _ in views])
+        for res, views in pending:
+            out[res.identity] = self._judge_identity(res, views)
+        return out
+
+    def _identity_views(self, identity: str, by_key: dict[str, FaceSample], analysed: dict[str, tuple[Any, str | None]]):
+        """Up to ``identity_views`` views of the identity with a face (descriptors deferred):
+        (verdict being built, [(key, sha256, analysis, written box)])."""
         res = IdentityVerdict(identity)
+        views = []
         for key in self.views.candidates(identity):
-            if len(res.views) >= self.cfg.identity_views:
+            if len(views) >= self.cfg.identity_views:
                 break
             res.tried += 1
             s = by_key.get(key)
@@ -262,12 +276,16 @@ class PrivacyStage:
                     continue
                 img, sha = self.judged(s)
                 a = self.analyzer.analyze(img, name=f"view {key}", presence=False, descriptors=False, hash_=False)
-            self.analyzer.describe(a, roi=s.written_bbox)  # the identity's own face only (the box as written)
-            if not a.faces:
-                continue
+            self.analyzer.describe(a, roi=s.written_bbox, defer=True)  # the identity's own face only (the box as written)
+            if a.faces:
+                views.append((key, sha, a, s.written_bbox))
+        return res, views
+
+    def _judge_identity(self, res: IdentityVerdict, views: list) -> IdentityVerdict:
+        """The verdict from the described views: the worst view decides."""
+        for key, sha, a, box in views:
             match = self.search.closest([np.stack([f.descriptor for f in a.faces])])[0] if self.galleries else None
-            prim = a.primary(s.written_bbox)
-            res.views.append(ViewResult(key, sha, len(a.faces), match, prim.descriptor.astype(np.float32)))
+            res.views.append(ViewResult(key, sha, len(a.faces), match, a.primary(box).descriptor.astype(np.float32)))
         matched = [v for v in res.views if v.match is not None]
         if matched:
             worst = max(matched, key=lambda v: v.match.margin)
@@ -280,7 +298,7 @@ class PrivacyStage:
                         g = x.gallery if tier == "sharp" else f"{x.gallery} [low-res faces]"
                         gd[g] = min(gd.get(g, float("inf")), round(d, 4))
             res.gallery_distances = gd
-        self._identities[identity] = res
+        self._identities[res.identity] = res
         if len(self._identities) > self._identity_cache:
             self._identities.popitem(last=False)
         return res
