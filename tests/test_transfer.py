@@ -498,6 +498,9 @@ def test_transfer_end_to_end_is_deterministic_and_linked_from_the_card(shards, r
     assert js["settings"]["training"]["warmup_fraction"] == 0.05  # reports tell the warm-up apart
     md = (out / "report.md").read_text()
     assert "Non-standard settings" in md and "synthetic only" in md
+    # the CPU kernels that trained the models are part of the result (another path, other figures)
+    assert js["machine"]["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability() and js["machine"]["cores"] >= 1
+    assert f"torch CPU kernels {js['machine']['torch_cpu_capability']}" in md
     card = (Path(shards) / "README.md").read_text()
     assert card.count("## Sim-to-real transfer") == 1
     assert card.count("r1/report.md)") == 1 and card.count("r0/report.md)") == 1  # one line per report folder

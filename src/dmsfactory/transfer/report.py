@@ -141,7 +141,10 @@ def markdown(rep: dict[str, Any]) -> str:
          f"- real: `{rep['real']['dir']}`",
          f"- seed {st['seed']}, {st['folds']}-fold, {st['bootstrap']} bootstrap resamples, {st['threads']} torch thread(s); "
          f"{rep['seconds']:.0f} s wall, {rep.get('cpu_seconds', 0):.0f} s CPU"
-         + (f" (load average {rep['load_average_1min']} at the end)" if rep.get("load_average_1min") is not None else ""), ""]
+         + (f" (load average {rep['load_average_1min']} at the end)" if rep.get("load_average_1min") is not None else ""),
+         *([f"- machine: {m.get('cpu')}, torch CPU kernels {m.get('torch_cpu_capability')}: compare figures only with "
+            "reports from the same kernels (another CPU path moves a training run's figures by more than its "
+            "seed spread; docs/transfer.md)"] if (m := rep.get("machine")) else []), ""]
     if st.get("framing", "exact") != "exact":
         L += [f"**Synthetic face crops framed by MediaPipe on the renders** (`--framing {st['framing']}`; the default "
               "frames them by the exact landmarks)", ""]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from collections import Counter
@@ -104,6 +105,21 @@ def _versions() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             out[p] = None
     return out
+
+
+def _machine() -> dict[str, Any]:
+    """What picks the training's float kernels: the same set, seeds and code trained on another CPU
+    kernel path gives other figures (docs/transfer.md, eighth session: a yawn row moved by 0.9 points
+    with torch's kernels forced from AVX-512 to AVX2 on one box, by ~6 points between two machines)."""
+    import torch  # heavy: torch
+
+    cpu = platform.processor() or None
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def _strict(x):
@@ -259,6 +275,7 @@ def run_transfer(
                      "quick": quick, "learning_curve_k": list(curve), "dp_epsilons": list(eps),
                      "synthetic_seeds": int(seeds)},
         "versions": _versions(),
+        "machine": _machine(),
         "sets": {},
         "synthetic": {},
     }
@@ -342,8 +359,6 @@ def run_transfer(
     report["seconds"] = round(time.perf_counter() - t_start, 1)
     report["cpu_seconds"] = round(cpu() - cpu_start, 1)
     try:
-        import os
-
         report["load_average_1min"] = round(os.getloadavg()[0], 2)
     except OSError:
         pass
