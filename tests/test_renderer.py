@@ -501,8 +501,8 @@ def test_each_identity_has_its_own_teeth_tongue_and_cavity_and_keeps_its_other_d
     first = young[0]
     new = set(I.mouth_interior_code(900, 0.0))
     assert len(first) == 136 + len(new)
-    assert (first["ict00"], first["lid_rest"], first["tex_seed"], first["skin_r"]) == (
-        0.6477851524282461, 0.9890428331627474, 254176184.0, 173.19745200372293)
+    assert (first["ict00"], first["lid_rest"], first["tex_seed"], first["skin_r"]) == pytest.approx((
+        0.6477851524282461, 0.9890428331627474, 254176184.0, 173.19745200372293), rel=1e-12)  # float noise across CPUs
     assert TX.mouth_colours({k: v for k, v in first.items() if k not in new}) == (TX.TEETH, TX.TONGUE, TX.CAVITY)
     rgb, _ = TX.build_atlas(first)
     for name, col in zip(("teeth", "tongue", "mouth"), TX.mouth_colours(first)):
