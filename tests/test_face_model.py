@@ -127,14 +127,38 @@ def test_jaw_open_raises_mouth_opening_monotonically_and_a_yawn_is_not_talking()
             st = {**st0, "mouth_open": float(mo), "yawn": yawn if mo > 0 else "none"}
             v, w = R.apply_expression(im.v0, st, im)
             lm = m.landmarks(v)
-            mm.append(np.linalg.norm(lm[13] - lm[14]) * 1000)
+            mm.append(R.mouth_opening_mm(lm))
             jaw.append(w.get("jawOpen", 0.0))
         assert all(b > a + 1.0 for a, b in zip(mm, mm[1:])), (yawn, mm)
         assert all(b > a for a, b in zip(jaw, jaw[1:]))
         if yawn != "none":
             yawn_mm = mm
     assert yawn_mm[-1] > 25 and mm[-1] < yawn_mm[-1] - 8  # a yawn drops the jaw much further than talking
-    assert mm[0] < 2.5  # lips together at rest
+    assert mm[0] == 0.0  # lips together at rest
+
+
+def test_lips_meet_at_rest_and_part_as_a_non_yawning_mouth_opens():
+    """Renderer 0.8.0: the face model's neutral lips are parted 0.2-1.8 mm; a mouth at rest is sealed
+    (pressed together, held closed over a slightly dropped jaw) and parts gradually up to
+    ``LIP_SEAL_OPEN``, from where talking mouths are rendered as before."""
+    m = FM.load()
+    st0 = example_plan_entry()["state"]
+    neutral_gaps = []
+    for seed in (3, 11, 27, 40, 55, 1234):
+        im = R.identity_model(seed, example_plan_entry(identity_seed=seed)["identity_params"])
+        neutral_gaps.append(R.mouth_opening_mm(m.landmarks(im.v0)))
+        gaps, weights = [], []
+        for mo in (0.0, 0.03, 0.06, 0.12, 0.3):
+            v, w = R.apply_expression(im.v0, {**st0, "mouth_open": mo, "yawn": "none", "smile": 0.0}, im)
+            gaps.append(R.mouth_opening_mm(m.landmarks(v)))
+            weights.append(w)
+        assert gaps[0] < 0.5 and gaps[1] < 1.0, (seed, gaps)  # sealed at rest (a lip line, no gap)
+        assert gaps[3] > 1.5 and gaps[4] > gaps[3] + 2.0, (seed, gaps)  # parted from LIP_SEAL_OPEN on
+        assert all(b >= a - 0.3 for a, b in zip(gaps, gaps[1:])), (seed, gaps)
+        assert weights[0]["mouthPress_L"] == weights[0]["mouthPress_R"] == R.LIP_SEAL
+        for w in weights[3:]:  # at and above LIP_SEAL_OPEN: the talking recipe alone
+            assert "mouthPress_L" not in w and "mouthClose" not in w
+    assert max(neutral_gaps) > 1.0  # what the seal is for: the model's neutral lips part
 
 
 def _lip_mask(r, contour) -> np.ndarray:

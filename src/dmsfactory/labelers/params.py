@@ -15,7 +15,7 @@ from dmsfactory.landmarks import IBUG68_FROM_MEDIAPIPE
 from dmsfactory.sample import FaceSample
 from dmsfactory.taxonomy import CLOSED_OPENNESS, DRIVING_ZONES, FATIGUE_LEVEL  # noqa: F401  (re-exported)
 
-SCHEMA_VERSION = "1.5.0"  # 1.5.0: eyes.<side>.visible from the renderer's eye-contour visibility (a turned or bowed head, hair, a hand, the frame edge); 1.4.0: a yawning still is a moment of a yawn (mouth >= 0.3, as clips label it), not only its widest point; 1.3.0: mouth.visible from the renderer's lip-landmark visibility (a hand over a yawn, a mask); 1.2.0: face-model head: aperture/mouth opening measured on its surface, expression weights
+SCHEMA_VERSION = "1.6.0"  # 1.6.0: mouth.opening_mm is the lips' vertical gap (0 where they meet), not the 3D distance of 13/14; 1.5.0: eyes.<side>.visible from the renderer's eye-contour visibility (a turned or bowed head, hair, a hand, the frame edge); 1.4.0: a yawning still is a moment of a yawn (mouth >= 0.3, as clips label it), not only its widest point; 1.3.0: mouth.visible from the renderer's lip-landmark visibility (a hand over a yawn, a mask); 1.2.0: face-model head: aperture/mouth opening measured on its surface, expression weights
 # 1.1.0: gaze.in_head.distance_m (fixation distance; per-eye gaze converges)
 
 

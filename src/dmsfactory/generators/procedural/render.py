@@ -45,11 +45,12 @@ from .identity import identity_code, identity_shape
 from .raster import Fragments, interpolate, rasterize, vertex_normals
 from .texture import build_atlas, part_uv
 
-RENDERER_VERSION = "procedural-0.7.0"  # 0.4.0: ICT-FaceKit head (identity modes, blendshapes, mouth interior), new hand;
+RENDERER_VERSION = "procedural-0.8.0"  # 0.4.0: ICT-FaceKit head (identity modes, blendshapes, mouth interior), new hand;
 # 0.4.1: records lip_points (pixels unchanged); 0.4.2: ambient occlusion dims the ambient light only;
 # 0.5.0: face-priority auto-exposure (render info "exposure"); records eye_points
 # 0.6.0: corneal glints (catchlights) instead of the eyeball sheen on the cornea
 # 0.7.0: per-identity teeth, tongue and cavity colours (identity code id-v4)
+# 0.8.0: lips sealed at rest (LIP_SEAL); mouth_opening_mm is the lips' vertical gap
 PIVOT_IN_HEAD = np.array([0.0, -0.065, -0.075])
 LIPS = list(LIPS_OUTER + LIPS_INNER)
 
@@ -354,6 +355,12 @@ def _side_suffix(side: str) -> str:
     return "_L" if side == "left" else "_R"
 
 
+# A mouth at rest is closed (most adults' lips meet at rest); the face model's neutral lips are parted
+# 0.2-1.8 mm. Non-yawning openings below LIP_SEAL_OPEN press the lips together (mouthPress up to
+# LIP_SEAL at 0, mouthClose against the jaw's drop) and part them gradually up to it.
+LIP_SEAL, LIP_SEAL_OPEN = 0.6, 0.12
+
+
 def expression_weights(st: dict, eye_rot: dict | None = None) -> dict[str, float]:
     """ARKit blendshape weights (ICT names) for a state. Eye openness -> eyeBlink (its exact value is set
     by the lid closing, see ``apply_expression``) + some eyeSquint; each eye's rotation -> eyeLook*
@@ -380,12 +387,15 @@ def expression_weights(st: dict, eye_rot: dict | None = None) -> dict[str, float
             add("mouthLowerDown" + s, 0.35 * mo)
             add("mouthUpperUp" + s, 0.35 * mo)
             add("browInnerUp" + s, 0.35 * mo)
-    elif mo > 0:
+    else:  # lips at rest are sealed: pressed together at 0, parting fully only from LIP_SEAL_OPEN on
+        seal = max(0.0, 1.0 - mo / LIP_SEAL_OPEN)
         add("jawOpen", 0.55 * mo)
+        add("mouthClose", 0.55 * mo * seal)  # the lips stay together over a slightly dropped jaw
         add("mouthFunnel", 0.12 * mo)
         for s in ("_L", "_R"):
-            add("mouthLowerDown" + s, 0.6 * mo)
-            add("mouthUpperUp" + s, 0.35 * mo)
+            add("mouthPress" + s, LIP_SEAL * seal)
+            add("mouthLowerDown" + s, 0.6 * mo * (1.0 - seal))
+            add("mouthUpperUp" + s, 0.35 * mo * (1.0 - seal))
     for s in ("_L", "_R"):
         add("mouthSmile" + s, sm)
         add("cheekSquint" + s, 0.6 * sm)
@@ -404,6 +414,13 @@ def expression_weights(st: dict, eye_rot: dict | None = None) -> dict[str, float
             add("eyeLookIn" + sx, np.clip(inward / LOOK_SIDE_DEG, 0, 1))
             add("eyeLookOut" + sx, np.clip(-inward / LOOK_SIDE_DEG, 0, 1))
     return {k: min(1.0, v) for k, v in w.items()}
+
+
+def mouth_opening_mm(face: np.ndarray) -> float:
+    """How far the lips are apart: the upper lip's contact point (13) above the lower one's (14) along
+    the head's vertical axis, in mm; 0 where they meet or overlap (pressed lips cross slightly). The
+    3D distance counted the lips' front-back offset as an opening (1-3 mm on a closed mouth)."""
+    return max(0.0, float(face[13, 1] - face[14, 1]) * 1000)
 
 
 def apply_expression(v0: np.ndarray, st: dict, im: IdentityModel, eye_rot: dict | None = None) -> tuple[np.ndarray, dict]:
@@ -862,7 +879,7 @@ def _build_scene(entry: dict, config: ProceduralConfig) -> _Scene:
     uvp = part_uv()
     ao_m = _eye_ao(geo["ao"], st)
     parts: list[P.Part] = []
-    mouth_mm = float(np.linalg.norm(face[13] - face[14]) * 1000)
+    mouth_mm = mouth_opening_mm(face)
     for k in FM.PARTS:
         if k in ("gums", "teeth") and mouth_mm < 1.5:  # hidden behind closed lips (the dark cavity stays)
             continue
