@@ -267,11 +267,11 @@ class FaceDescriber:
         return [f for f in faces if len(f.extra["detectors"]) > 1 or f.source != "hog" or f.score >= self.hog_min_score]
 
     def describe_box(self, img: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+        self.setup()
         if self.backend == "torch":
             return self._rec.describe_chips(self.chip(img, box))[0]
         import dlib  # heavy: dlib
 
-        self.setup()
         shape = self._sp(img, dlib.rectangle(*(int(round(v)) for v in box)))
         return np.asarray(self._rec.compute_face_descriptor(img, shape, 0), np.float32)
 
@@ -291,6 +291,7 @@ class FaceDescriber:
         todo = [f for f in faces if f.descriptor is None and "chip" in f.extra]
         if not todo:
             return
+        self.setup()
         desc = self._rec.describe_chips(np.stack([f.extra.pop("chip") for f in todo]))
         for f, d in zip(todo, desc):
             f.descriptor = d
