@@ -85,7 +85,8 @@ HANDS_ON_WHEEL = ("both", "only_left", "only_right", "none")
 # ARKit-named blendshapes the procedural renderer (0.4.0, face model) drives from the state (docs/renderer.md)
 EXPRESSIONS = tuple(f"{n}_{s}" for n in ("eyeBlink", "eyeSquint", "eyeLookUp", "eyeLookDown", "eyeLookIn", "eyeLookOut",
                                          "mouthStretch", "mouthLowerDown", "mouthUpperUp", "mouthSmile", "cheekSquint",
-                                         "browInnerUp", "browOuterUp", "noseSneer") for s in ("L", "R")) + ("jawOpen", "mouthFunnel")
+                                         "browInnerUp", "browOuterUp", "noseSneer", "mouthPress") for s in ("L", "R")) \
+    + ("jawOpen", "mouthFunnel", "mouthClose")  # mouthPress, mouthClose: lips sealed at rest (renderer 0.8.0, labels 1.6.0)
 
 
 def _eye() -> Schema:
@@ -309,6 +310,7 @@ SCHEMA_FINGERPRINTS = {
     "1.3.0": "e0b9c4099f3d9bb6235b6814434e4ee905aa1b37c6954ee78950a921f10cd5b1",  # same fields; mouth.visible now from the render
     "1.4.0": "e0b9c4099f3d9bb6235b6814434e4ee905aa1b37c6954ee78950a921f10cd5b1",  # same fields; yawning stills at any moment of a yawn
     "1.5.0": "e0b9c4099f3d9bb6235b6814434e4ee905aa1b37c6954ee78950a921f10cd5b1",  # same fields; eyes.visible from the render
+    "1.6.0": "07840e8dbe46d029cf30de0a5954199636f6048feeef25325d167d76d9c703c1",  # expression mouthPress_L/R, mouthClose; opening_mm the vertical gap
 }
 # the same for a clip's labels (CLIP_LABELS_SCHEMA), keyed by dmsfactory.clips.generate.CLIP_SCHEMA_VERSION
 # (1.0.0 fingerprinted labels.temporal alone)
