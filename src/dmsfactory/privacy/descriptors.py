@@ -267,23 +267,25 @@ class FaceDescriber:
         return [f for f in faces if len(f.extra["detectors"]) > 1 or f.source != "hog" or f.score >= self.hog_min_score]
 
     def describe_box(self, img: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
-        self.setup()
         if self.backend == "torch":
-            return self._rec.describe_chips(self.chip(img, box))[0]
+            chip = self.chip(img, box)  # sets the describer up before self._rec is read
+            return self._rec.describe_chips(chip)[0]
+        shape = self._shape(img, box)
+        return np.asarray(self._rec.compute_face_descriptor(img, shape, 0), np.float32)
+
+    def _shape(self, img: np.ndarray, box: tuple[float, float, float, float]):
+        """dlib's 5-point shape of the face in ``box`` (sets the describer up first)."""
         import dlib  # heavy: dlib
 
-        shape = self._sp(img, dlib.rectangle(*(int(round(v)) for v in box)))
-        return np.asarray(self._rec.compute_face_descriptor(img, shape, 0), np.float32)
+        self.setup()
+        return self._sp(img, dlib.rectangle(*(int(round(v)) for v in box)))
 
     def chip(self, img: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
         """The aligned 150 x 150 chip that ``compute_face_descriptor`` cuts inside (5-point shape in
         ``box``, padding 0.25): what the torch backend describes."""
         import dlib  # heavy: dlib
 
-        self.setup()
-        x0, y0, x1, y1 = (int(round(v)) for v in box)
-        shape = self._sp(img, dlib.rectangle(x0, y0, x1, y1))
-        return dlib.get_face_chip(img, shape, size=150, padding=0.25)
+        return dlib.get_face_chip(img, self._shape(img, box), size=150, padding=0.25)
 
     def complete(self, faces: list[Face]) -> None:
         """Describe every face that :meth:`describe` left pending (``defer=True``) in one network call:
