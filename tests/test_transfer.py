@@ -270,28 +270,32 @@ def test_flip_augmentation_moves_points_with_pixels():
         assert d < 2.0, (s, d)
 
 
-def test_eye_model_sees_every_framing_from_tight_to_the_crop_rule():
+def test_classifiers_see_wider_framings_than_the_regressors():
     """Pre-cropped eye sets are framed tighter than the 2-eye-width rule: the eye model's zoom spans
-    EYE_ZOOM (1.3-2.2 eye widths), the other tasks keep the small framing jitter."""
+    EYE_ZOOM (1.3-2.2 eye widths); the yawn model's spans YAWN_ZOOM (the measured exact-vs-detected
+    framing spread); the regressors (landmarks here) keep the small framing jitter."""
     import torch
 
-    from dmsfactory.transfer.models import EYE_ZOOM, JITTER_SCALE, augment
+    from dmsfactory.transfer.models import EYE_ZOOM, JITTER_SCALE, YAWN_ZOOM, augment
 
     size, n = 48, 256
     img = np.zeros((n, 1, size, size), np.float32)
     img[:, :, 12:36, 12:36] = 1.0  # a bright square half the crop wide, centred
     x = torch.from_numpy(img)
-    y = torch.zeros(n, 1)
 
-    def widths(task):
-        xo, _ = augment(x, y, "binary", task, torch.Generator().manual_seed(0))
+    def zooms(task, kind, y):
+        xo, _ = augment(x, y, kind, task, torch.Generator().manual_seed(0))
         row = xo[:, 0, :, :].amax(dim=1)  # columns the square covers, per crop
-        return (row > 0.5).sum(dim=1).numpy() / 24.0  # its width now over its width before
+        return 24.0 / (row > 0.5).sum(dim=1).numpy()  # the crop side relative to the rule's
 
-    eye, yawn = 1 / widths("eye"), 1 / widths("yawn")  # the crop side relative to the rule's
+    eye = zooms("eye", "binary", torch.zeros(n, 1))
+    yawn = zooms("yawn", "binary", torch.zeros(n, 1))
+    lm = zooms("landmarks", "points", torch.full((n, 136), 0.5))
     assert eye.min() >= EYE_ZOOM[0] - 0.06 and eye.max() <= EYE_ZOOM[1] + 0.06
     assert eye.min() < 0.72 and eye.max() > 1.0  # it reaches both ends: ~1.3 and ~2.2 eye widths
-    assert yawn.min() >= 1 - JITTER_SCALE - 0.06 and yawn.max() <= 1 + JITTER_SCALE + 0.06
+    assert yawn.min() >= YAWN_ZOOM[0] - 0.06 and yawn.max() <= YAWN_ZOOM[1] + 0.06
+    assert yawn.min() < 0.88 and yawn.max() > 1.12  # beyond the regressors' 0.9-1.1
+    assert lm.min() >= 1 - JITTER_SCALE - 0.06 and lm.max() <= 1 + JITTER_SCALE + 0.06
 
 
 # --- layout -----------------------------------------------------------------------------------------------
