@@ -3,7 +3,10 @@
 Hyper-parameters are fixed in :data:`TASKS` and were chosen before looking at any real image: the
 architecture for speed on a 2-core CPU, epochs from the loss curves on the synthetic validation
 split. They are not a knob: a report is only comparable with another report if the models are the
-same. GroupNorm instead of BatchNorm so that Opacus (DP-SGD, per-sample gradients) accepts the
+same. The classifiers' training framings (:data:`EYE_ZOOM`, :data:`YAWN_ZOOM`) came later and were
+not chosen blind: they follow framing differences measured between the two domains (the eye sets'
+crops looked at, MediaPipe's face box against the exact one on renders) and were checked on the real
+development sets (docs/transfer.md); reports from before them are a different model. GroupNorm instead of BatchNorm so that Opacus (DP-SGD, per-sample gradients) accepts the
 network.
 
 ``RefNet``: four stages (3x3 conv stride 2, GroupNorm, ReLU, then -- from the second stage on -- a
