@@ -6,8 +6,8 @@ split. They are not a knob: a report is only comparable with another report if t
 same. The classifiers' training framings (:data:`EYE_ZOOM`, :data:`YAWN_ZOOM`) came later and were
 not chosen blind: they follow framing differences measured between the two domains (the eye sets'
 crops looked at, MediaPipe's face box against the exact one on renders) and were checked on the real
-development sets (docs/transfer.md); reports from before them are a different model. GroupNorm instead of BatchNorm so that Opacus (DP-SGD, per-sample gradients) accepts the
-network.
+development sets (docs/transfer.md); reports from before them are a different model. GroupNorm
+instead of BatchNorm so that Opacus (DP-SGD, per-sample gradients) accepts the network.
 
 ``RefNet``: four stages (3x3 conv stride 2, GroupNorm, ReLU, then -- from the second stage on -- a
 3x3 conv stride 1, GroupNorm, ReLU), widths 16/32/64/128; flatten; linear 128; LayerNorm; ReLU;
@@ -21,8 +21,9 @@ zoom/shift of the crop (scale 0.9-1.1, shift up to 5 % of the side) standing for
 between exact and detected landmarks (crops.py); the classifiers zoom wider, log-uniformly: eye
 0.65-1.1 (:data:`EYE_ZOOM`: eye crops from 1.3 to 2.2 eye widths, the framings pre-cropped eye sets
 use), yawn 0.85-1.15 with shifts up to 8 % (:data:`YAWN_ZOOM`: the measured spread of that noise).
-Binary tasks: one logit, binary cross-entropy with class weights that make both classes count equally (so the 0.5 threshold targets balanced
-accuracy, whatever the class shares of the training set). Landmarks: L1 on crop-normalised
+Binary tasks: one logit, binary cross-entropy with class weights that make both classes count
+equally (so the 0.5 threshold targets balanced accuracy, whatever the class shares of the training
+set). Landmarks: L1 on crop-normalised
 coordinates. Angles: L1 on degrees / 30.
 
 Why the warm-up: the hidden linear layer reads 2,048 non-negative features (GroupNorm + ReLU, about
@@ -64,38 +65,6 @@ from dmsfactory.labelers.params import ibug68_index_map
 MEAN, STD = 0.5, 0.25
 
 
-@dataclass(frozen=True)
-class TaskConfig:
-    name: str
-    kind: str  # "binary" | "points" | "angles"
-    size: int
-    n_out: int
-    synthetic_epochs: int
-    real_epochs: int  # k-fold "trained on real" reference, from scratch
-    finetune_steps: int  # learning curve: steps on k real images
-    dp_epochs: int  # DP-SGD fine-tune epochs on the private (real) training folds
-    lr: float = 2e-3
-    finetune_lr: float = 5e-4
-    batch: int = 64
-
-
-# epochs from the synthetic validation curves of the development dataset (docs/transfer.md): eye 8 (AUC
-# 0.906 at 4, 0.922 at 8, 0.925 at 12), yawn 16 (0.70 at 4, 0.84 at 8, 0.880 at 16), landmarks 16
-# (inner-51 NME 0.133 at 8, 0.111 at 12, 0.107 at 16); from scratch on 1,160 synthetic eye crops
-# (the size of a real set's training folds) 30 epochs beat 15 (AUC 0.884 vs 0.856): real_epochs 30
-TASKS: dict[str, TaskConfig] = {
-    "eye": TaskConfig("eye", "binary", 48, 1, synthetic_epochs=8, real_epochs=30, finetune_steps=150, dp_epochs=3),
-    "yawn": TaskConfig("yawn", "binary", 64, 1, synthetic_epochs=16, real_epochs=30, finetune_steps=150, dp_epochs=3),
-    "landmarks": TaskConfig("landmarks", "points", 64, 136, synthetic_epochs=16, real_epochs=30, finetune_steps=200,
-                            dp_epochs=3),
-    "head_pose": TaskConfig("head_pose", "angles", 64, 3, synthetic_epochs=8, real_epochs=30, finetune_steps=150,
-                            dp_epochs=3),
-    "gaze": TaskConfig("gaze", "angles", 64, 2, synthetic_epochs=8, real_epochs=30, finetune_steps=150, dp_epochs=3),
-}
-
-WIDTHS = (16, 32, 64, 128)
-HIDDEN = 128
-WEIGHT_DECAY = 1e-4
 # Random framing in training: a zoom (the crop side over the crop rule's) and a shift (up to this share
 # of the side on each axis). Landmarks, head pose, gaze: uniform 0.9-1.1 and 5 %, the framing noise
 # between exact and detected landmarks; wider framing made the landmark regressor worse (inner 51
@@ -111,8 +80,44 @@ JITTER_SHIFT = 0.05
 EYE_ZOOM = (0.65, 1.1)
 YAWN_ZOOM = (0.85, 1.15)
 YAWN_SHIFT = 0.08
-_LOG_ZOOM = {"eye": EYE_ZOOM, "yawn": YAWN_ZOOM}
-_SHIFT = {"yawn": YAWN_SHIFT}
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    name: str
+    kind: str  # "binary" | "points" | "angles"
+    size: int
+    n_out: int
+    synthetic_epochs: int
+    real_epochs: int  # k-fold "trained on real" reference, from scratch
+    finetune_steps: int  # learning curve: steps on k real images
+    dp_epochs: int  # DP-SGD fine-tune epochs on the private (real) training folds
+    lr: float = 2e-3
+    finetune_lr: float = 5e-4
+    batch: int = 64
+    zoom: tuple[float, float] | None = None  # training zoom drawn log-uniformly in this range; None: 1 +- JITTER_SCALE
+    shift: float = JITTER_SHIFT  # training shift, up to this share of the crop side per axis
+
+
+# epochs from the synthetic validation curves of the development dataset (docs/transfer.md): eye 8 (AUC
+# 0.906 at 4, 0.922 at 8, 0.925 at 12), yawn 16 (0.70 at 4, 0.84 at 8, 0.880 at 16), landmarks 16
+# (inner-51 NME 0.133 at 8, 0.111 at 12, 0.107 at 16); from scratch on 1,160 synthetic eye crops
+# (the size of a real set's training folds) 30 epochs beat 15 (AUC 0.884 vs 0.856): real_epochs 30
+TASKS: dict[str, TaskConfig] = {
+    "eye": TaskConfig("eye", "binary", 48, 1, synthetic_epochs=8, real_epochs=30, finetune_steps=150, dp_epochs=3,
+                      zoom=EYE_ZOOM),
+    "yawn": TaskConfig("yawn", "binary", 64, 1, synthetic_epochs=16, real_epochs=30, finetune_steps=150, dp_epochs=3,
+                       zoom=YAWN_ZOOM, shift=YAWN_SHIFT),
+    "landmarks": TaskConfig("landmarks", "points", 64, 136, synthetic_epochs=16, real_epochs=30, finetune_steps=200,
+                            dp_epochs=3),
+    "head_pose": TaskConfig("head_pose", "angles", 64, 3, synthetic_epochs=8, real_epochs=30, finetune_steps=150,
+                            dp_epochs=3),
+    "gaze": TaskConfig("gaze", "angles", 64, 2, synthetic_epochs=8, real_epochs=30, finetune_steps=150, dp_epochs=3),
+}
+
+WIDTHS = (16, 32, 64, 128)
+HIDDEN = 128
+WEIGHT_DECAY = 1e-4
 ANGLE_UNIT = 30.0
 # linear learning-rate warm-up over the first 5 % of the steps, then the cosine decay (module docstring)
 WARMUP_FRACTION = 0.05
@@ -124,8 +129,7 @@ def training_settings() -> dict:
     return {"optimizer": "AdamW", "weight_decay": WEIGHT_DECAY, "warmup_fraction": WARMUP_FRACTION,
             "hidden_norm": "LayerNorm",
             "schedule": "linear warm-up, then cosine decay to 0", "flip": True,
-            "jitter_scale": JITTER_SCALE, "jitter_shift": JITTER_SHIFT, "eye_zoom": list(EYE_ZOOM),
-            "yawn_zoom": list(YAWN_ZOOM), "yawn_shift": YAWN_SHIFT, "angle_unit_deg": ANGLE_UNIT}
+            "jitter_scale": JITTER_SCALE, "jitter_shift": JITTER_SHIFT, "angle_unit_deg": ANGLE_UNIT}
 
 
 def _gn(c: int) -> nn.GroupNorm:
@@ -192,13 +196,14 @@ def augment(x: torch.Tensor, y: torch.Tensor, kind: str, task: str, gen: torch.G
     if n == 0:
         return x, y
     flip = torch.rand(n, generator=gen) < 0.5
+    cfg = TASKS[task]
     u = torch.rand(n, generator=gen)
-    if task in _LOG_ZOOM:  # eye: 1.3-2.2 eye widths (EYE_ZOOM); yawn: YAWN_ZOOM
-        lo, hi = (math.log(v) for v in _LOG_ZOOM[task])
+    if cfg.zoom is not None:  # the classifiers: log-uniform over their range (EYE_ZOOM, YAWN_ZOOM)
+        lo, hi = (math.log(v) for v in cfg.zoom)
         scale = torch.exp(lo + u * (hi - lo))
     else:
         scale = 1.0 + (u * 2 - 1) * JITTER_SCALE  # >1 zooms out
-    shift = (torch.rand(n, 2, generator=gen) * 2 - 1) * _SHIFT.get(task, JITTER_SHIFT) * 2  # normalised [-1, 1] units
+    shift = (torch.rand(n, 2, generator=gen) * 2 - 1) * cfg.shift * 2  # normalised [-1, 1] units
     sx = torch.where(flip, -scale, scale)
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0] = sx
