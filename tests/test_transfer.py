@@ -245,6 +245,18 @@ def test_crop_pixels_and_coordinates_agree():
     assert edge.shape == (32, 32) and edge[:8, :8].max() == 0
 
 
+def test_a_non_square_eye_crop_is_squared_with_its_own_edges_not_black_bars():
+    # a bright, wide eye crop (as a maker's tight box can be): made square around its centre, the added
+    # rows repeat the top and bottom edges, so nothing in the model's input is darker than the image
+    img = np.full((30, 60, 3), 200, np.uint8)
+    img[:, 28:32] = 40  # a dark vertical stripe through the middle, continued into the added rows
+    out = C.whole_image_crop(img, 48)
+    assert out.shape == (48, 48)
+    assert out.min() >= 35 and out[0, 0] >= 190 and out[-1, -1] >= 190  # no black anywhere
+    assert out[0, 24] < 60 and out[-1, 24] < 60  # the edge rows are repeated, stripe included
+    square = C.whole_image_crop(np.full((40, 40, 3), 120, np.uint8), 48)
+    assert square.shape == (48, 48) and square.min() == square.max() == 120  # a square crop is only resized
+
 def test_flip_augmentation_moves_points_with_pixels():
     import torch
 

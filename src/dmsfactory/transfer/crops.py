@@ -12,7 +12,8 @@ model sees real faces as it saw synthetic ones.
 * **Eye crop** (eye state, one crop per eye): a square centred on the midpoint of the eye's two
   corners (subject's right eye 33/133, left eye 362/263), side ``EYE_SCALE`` (2.0) x the corner
   distance; axis-aligned, black outside the image. A folder of real eye crops (``eye_crops/``) is
-  taken as framed by its maker: the image is padded to a square around its centre.
+  taken as framed by its maker: the image is made square around its centre by repeating its edge
+  pixels (not black: a non-square crop would otherwise carry bars that no training crop has).
 
 Both are converted to one grey channel (ITU-R BT.601 luma, ``cv2.COLOR_RGB2GRAY``): near-IR cabin
 cameras are monochrome and colour is a nuisance here, and then resized (``INTER_AREA`` when
@@ -117,10 +118,15 @@ def exact_box(box: Box) -> Box:
 
 
 def whole_image_crop(image: np.ndarray, size: int) -> np.ndarray:
-    """A pre-cropped image (``eye_crops/``): padded to a square around its centre, grey, resized."""
+    """A pre-cropped image (``eye_crops/``): made square around its centre by repeating its edge rows
+    or columns (no black bars: no training crop has them, and a tall or wide crop would carry them
+    into the model), grey, resized."""
     g = grey(image)
     h, w = g.shape
-    return crop(g, Box(w / 2, h / 2, float(max(h, w))), size)
+    s = max(h, w)
+    top, left = (s - h) // 2, (s - w) // 2
+    g = cv2.copyMakeBorder(g, top, s - h - top, left, s - w - left, cv2.BORDER_REPLICATE)
+    return crop(g, Box(s / 2, s / 2, float(s)), size)
 
 
 def framing_agreement(a: Box, b: Box) -> dict[str, float]:

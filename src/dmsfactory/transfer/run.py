@@ -424,8 +424,9 @@ FRAMING_ZOOMS = (0.8, 1.0, 1.25, 1.5)
 
 def _framing_sensitivity(task: str, rt, model, P) -> dict[str, Any]:
     """Pre-cropped images are framed by their maker: the synthetic model's AUC when the real crops are
-    zoomed out (padded, factor > 1) or in (factor < 1) around their centre. A strong rise away from 1.0
-    says the maker's framing differs from the crop rule (2 eye widths); the headline row stays at 1.0."""
+    zoomed out (factor > 1, padded by repeating their edge pixels, as :func:`whole_image_crop` makes a
+    crop square) or in (factor < 1) around their centre. A strong rise away from 1.0 says the maker's
+    framing differs from what the model was trained on; the headline row stays at 1.0."""
     import cv2
 
     from dmsfactory.transfer.models import predict  # heavy: torch
@@ -434,7 +435,7 @@ def _framing_sensitivity(task: str, rt, model, P) -> dict[str, Any]:
     s = rt.x.shape[1]
     for z in FRAMING_ZOOMS:
         m = cv2.getRotationMatrix2D((s / 2, s / 2), 0.0, 1.0 / z)
-        xz = np.stack([cv2.warpAffine(im, m, (s, s), flags=cv2.INTER_LINEAR, borderValue=0) for im in rt.x])
+        xz = np.stack([cv2.warpAffine(im, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) for im in rt.x])
         out[f"zoom_{z:g}"] = P.M.roc_auc(rt.y[:, 0], predict(model, xz, task))
     out["note"] = "AUC of the synthetic-only model on the real crops zoomed by this factor (>1: more context)"
     return out
