@@ -257,6 +257,19 @@ def test_a_non_square_eye_crop_is_squared_with_its_own_edges_not_black_bars():
     square = C.whole_image_crop(np.full((40, 40, 3), 120, np.uint8), 48)
     assert square.shape == (48, 48) and square.min() == square.max() == 120  # a square crop is only resized
 
+def test_eye_crops_report_how_many_images_were_not_square(tmp_path, renders):
+    from dmsfactory.transfer.real import prepare_class_set
+
+    eye = cv2.cvtColor(cv2.resize(renders["open"][0].image, (40, 40)), cv2.COLOR_RGB2BGR)
+    for cls, shapes in (("open", [(40, 40), (30, 40)]), ("closed", [(40, 28), (40, 40), (36, 40)])):
+        (tmp_path / "eye_crops" / cls).mkdir(parents=True)
+        for i, (h, w) in enumerate(shapes):
+            cv2.imwrite(str(tmp_path / "eye_crops" / cls / f"{i}.png"), eye[:h, :w])
+    rt = prepare_class_set(read_real(tmp_path).classes["eye_crops"], None)
+    assert len(rt) == 5 and rt.notes["not_square_edges_repeated"] == 3
+    assert rt.x.min(axis=(1, 2)).min() > 0  # no black bar in any crop (the downsized render itself has no black pixel)
+
+
 def test_flip_augmentation_moves_points_with_pixels():
     import torch
 

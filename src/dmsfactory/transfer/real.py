@@ -105,6 +105,7 @@ def prepare_class_set(cs: ClassSet, det: Detector | None, progress: Callable[[in
     bad = []
     side_idx = {"right": EAR_RIGHT, "left": EAR_LEFT}
     src_side = []
+    squared = 0  # eye_crops/: images that were not square (made square by repeating their edges)
     for i, (f, lab) in enumerate(zip(cs.files, cs.labels)):
         if progress is not None and (i + 1) % 100 == 0:
             progress(i + 1, len(cs.files))
@@ -118,6 +119,7 @@ def prepare_class_set(cs: ClassSet, det: Detector | None, progress: Callable[[in
         if cs.task == "eye_crops":
             detected += 1
             xs.append(C.whole_image_crop(img, C.EYE_SIZE))
+            squared += img.shape[0] != img.shape[1]
             ys.append([float(lab)])
             ids.append(ident)
             files.append(rel)
@@ -163,6 +165,8 @@ def prepare_class_set(cs: ClassSet, det: Detector | None, progress: Callable[[in
     rt.notes["source_side_px_median"] = float(np.median(src_side)) if src_side else None
     rt.notes["grouping"] = ("identities.csv" if cs.identities is not None else
                             ("image (both eyes of an image together)" if cs.task == "eye_state" else "none (record-level)"))
+    if cs.task == "eye_crops":
+        rt.notes["not_square_edges_repeated"] = squared
     return rt
 
 
