@@ -257,6 +257,7 @@ def test_a_non_square_eye_crop_is_squared_with_its_own_edges_not_black_bars():
     square = C.whole_image_crop(np.full((40, 40, 3), 120, np.uint8), 48)
     assert square.shape == (48, 48) and square.min() == square.max() == 120  # a square crop is only resized
 
+
 def test_eye_crops_report_how_many_images_were_not_square(tmp_path, renders):
     from dmsfactory.transfer.real import prepare_class_set
 

@@ -435,7 +435,8 @@ def _framing_sensitivity(task: str, rt, model, P) -> dict[str, Any]:
     s = rt.x.shape[1]
     for z in FRAMING_ZOOMS:
         m = cv2.getRotationMatrix2D((s / 2, s / 2), 0.0, 1.0 / z)
-        xz = np.stack([cv2.warpAffine(im, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) for im in rt.x])
+        xz = np.stack([cv2.warpAffine(im, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                       for im in rt.x])
         out[f"zoom_{z:g}"] = P.M.roc_auc(rt.y[:, 0], predict(model, xz, task))
     out["note"] = "AUC of the synthetic-only model on the real crops zoomed by this factor (>1: more context)"
     return out
