@@ -427,6 +427,31 @@ def test_native_log_filter_drops_only_the_noise(capfd):
     assert "after" in capfd.readouterr().err
 
 
+def test_native_log_filter_ends_with_its_block_while_a_child_still_holds_the_pipe(capfd):
+    """A spawned worker pool's resource tracker inherits fd 2 and outlives the command: the block's
+    end must wait for what was written before it, not for the pipe's end of file (that waited out a
+    2 s timeout after every multi-worker run)."""
+    import subprocess
+    import time
+
+    from dmsfactory.quiet import filter_native_logs
+
+    with filter_native_logs() as f:
+        child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+        os.write(2, b"W0000 00:00:1796266875.724431    8812 inference_feedback_manager.cc:114] Feedback\n")
+        os.write(2, b"last words, no newline")
+        t = time.monotonic()
+    ended = time.monotonic() - t
+    try:
+        assert child.poll() is None  # the child still holds the pipe: no end of file yet
+        assert f.drained.is_set() and f.is_alive()
+        assert ended < 1.5, f"the block's end waited {ended:.2f} s for the child"
+        err = capfd.readouterr().err
+        assert "last words, no newline" in err and "Feedback" not in err and f.dropped == 1
+    finally:
+        child.communicate(b"")
+
+
 def test_verbose_brings_the_native_lines_back(tmp_path):
     spec = {k: v for k, v in SPEC.items() if k not in ("clips", "augment")}
     spec["identities"] = {"count": 6, "images_per_identity": 1, "mixup_fraction": 0.0}

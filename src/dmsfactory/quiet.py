@@ -44,17 +44,23 @@ class _Forwarder(threading.Thread):
         super().__init__(name="dmsfactory-native-log-filter", daemon=True)
         self.read_fd, self.out_fd = read_fd, out_fd
         self.dropped = 0
+        # written into the pipe when the block ends: what arrived before it has been forwarded once the
+        # thread reaches it, whether or not a child process still holds the pipe open (no EOF then)
+        self.marker = b"\x00dmsfactory-end-of-block-" + os.urandom(8).hex().encode() + b"\x00"
+        self.drained = threading.Event()
 
     def _emit(self, data: bytes) -> None:
         while data:
             n = os.write(self.out_fd, data)
             data = data[n:]
 
-    @staticmethod
-    def _noise_start(partial: bytes) -> int:
-        """Where an unfinished line could be turning into a noise line (hold from there), else its length."""
+    def _noise_start(self, partial: bytes) -> int:
+        """Where an unfinished line could be turning into a noise line or the end marker (hold from
+        there), else its length."""
         for i in range(len(partial)):
             if partial[i] in b"IW" and any(p.startswith(partial[i : i + len(p)]) for p in _PREFIXES):
+                return i
+            if partial[i] == 0 and self.marker.startswith(partial[i : i + len(self.marker)]):
                 return i
         return len(partial)
 
@@ -66,26 +72,46 @@ class _Forwarder(threading.Thread):
                 if not chunk:
                     break
                 buf += chunk
+                if self.marker in buf:  # the block's end: forward what came before it, unfinished line too
+                    head, tail = buf.split(self.marker, 1)
+                    self._forward_all(head)
+                    self.drained.set()
+                    buf = tail
                 *lines, buf = buf.split(b"\n")
-                out = []
-                for line in lines:
-                    m = NOISE.search(line)
-                    if m:
-                        self.dropped += 1
-                        if m.start():  # e.g. a progress bar without newline, then the noise line
-                            out.append(line[: m.start()])
-                    else:
-                        out.append(line + b"\n")
+                out = self._filter(lines)
                 cut = self._noise_start(buf)
                 if cut:  # progress bars and prompts end without a newline: pass them on now
                     out.append(buf[:cut])
                     buf = buf[cut:]
                 if out:
                     self._emit(b"".join(out))
-            if buf and not NOISE.search(buf):
-                self._emit(buf)
+            self._forward_all(buf)
         except OSError:
             pass  # the real stderr went away: nothing left to write to
+        finally:
+            self.drained.set()
+
+    def _filter(self, lines: list[bytes]) -> list[bytes]:
+        """Whole lines (newline stripped) -> what to forward (newlines restored), noise dropped."""
+        out = []
+        for line in lines:
+            m = NOISE.search(line)
+            if m:
+                self.dropped += 1
+                if m.start():  # e.g. a progress bar without newline, then the noise line
+                    out.append(line[: m.start()])
+            else:
+                out.append(line + b"\n")
+        return out
+
+    def _forward_all(self, data: bytes) -> None:
+        """Forward ``data`` whole (its last line need not end with a newline), without its noise."""
+        *lines, last = data.split(b"\n")
+        out = self._filter(lines)
+        if last and not NOISE.search(last):
+            out.append(last)
+        if out:
+            self._emit(b"".join(out))
 
 
 @contextlib.contextmanager
@@ -117,8 +143,14 @@ def filter_native_logs(enabled: bool = True) -> Iterator[_Forwarder | None]:
             sys.stderr.flush()
         sys.stderr = old_stderr
         os.dup2(real, 2)  # fd 2 is the real stderr again; the pipe's last writer is `w` (and any children)
+        # Wait for what the block wrote to come out, not for the pipe's end of file: a child process
+        # that outlives the block holds the pipe (a spawned worker pool's resource tracker lives until
+        # this process exits), and waiting for its EOF cost every multi-worker run 2 s at the end.
+        with contextlib.suppress(OSError):
+            os.write(w, fwd.marker)
         os.close(w)
-        fwd.join(timeout=2.0)
+        fwd.drained.wait(timeout=2.0)
+        fwd.join(timeout=0.05)
         if not fwd.is_alive():  # else a child process still holds the pipe: the thread keeps both fds
             os.close(r)
             os.close(real)
