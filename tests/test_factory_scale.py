@@ -106,6 +106,32 @@ def test_a_pool_that_never_gets_a_batch_ends_its_workers():
     assert all(p.exitcode == 0 for p in procs)  # told to stop, not terminated
 
 
+@pytest.mark.slow
+def test_a_released_pool_ends_its_workers_while_the_block_still_runs():
+    """``release()`` (before ``finalize``) lets the workers exit alongside the work that follows it in
+    the block, instead of the block's end waiting for their exit."""
+    from dmsfactory.pipeline import shard_pool
+
+    with shard_pool(2) as pool:
+        procs = list(pool._ex._processes.values())
+        pool.release()
+        pool.release()  # idempotent
+        deadline = time.monotonic() + 60
+        while any(p.is_alive() for p in procs) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(p.is_alive() for p in procs), "the released workers did not exit while the block ran"
+    assert all(p.exitcode == 0 for p in procs)  # told to stop, not terminated
+
+
+def test_parallel_workers_take_the_larger_batches_first():
+    from dmsfactory.plan import ShardJob
+
+    jobs = [ShardJob("train", 0, (1,) * 5), ShardJob("train", 1, (1,) * 2), ShardJob("val", 0, (1,) * 4),
+            ShardJob("test", 0, (1,) * 5)]
+    order = [j.name for j in pipeline.parallel_order(jobs)]
+    assert order == ["train-000000", "test-000000", "val-000000", "train-000001"]  # ties keep plan order
+
+
 def test_kill_during_a_multi_worker_run_resumes_without_duplicates(tmp_path, tiny_spec_dict, write_spec):
     import psutil
 

@@ -248,6 +248,9 @@ class ShardPool:
         self._ctx = multiprocessing.get_context("spawn")  # never fork a process that runs threads
         self._lock = threading.Lock()
         self._ex = self._new()
+        self._procs: list[Any] = []  # the processes of released executors, joined by close()
+        self._released: ProcessPoolExecutor | None = None
+        self._manager: threading.Thread | None = None
         self._start_all()
 
     def _new(self) -> ProcessPoolExecutor:
@@ -295,11 +298,24 @@ class ShardPool:
                     self._ex = self._new()
             raise RuntimeError(f"batch {job.name}: a worker process died ({e}); retry the batch") from e
 
+    def release(self) -> None:
+        """No more batches: tell the workers to exit now, without waiting for them (:meth:`close`
+        waits). A worker's exit (interpreter teardown with torch and MediaPipe loaded) takes ~0.8 s;
+        released before ``finalize``, it runs on the cores the batches no longer use."""
+        with self._lock:
+            ex = self._ex
+            if self._released is ex:
+                return
+            self._procs += list((getattr(ex, "_processes", None) or {}).values())
+            self._manager = getattr(ex, "_executor_manager_thread", None)  # shutdown() forgets it
+            self._released = ex
+        ex.shutdown(wait=False, cancel_futures=True)
+
     def close(self) -> None:
-        ex = self._ex
-        procs = list((getattr(ex, "_processes", None) or {}).values())
-        ex.shutdown(wait=True, cancel_futures=True)
-        for p in procs:  # every worker is gone when the block ends (none left for exit to wait on)
+        self.release()
+        if self._manager is not None:  # what shutdown(wait=True) would have joined
+            self._manager.join()
+        for p in self._procs:  # every worker is gone when the block ends (none left for exit to wait on)
             p.join(timeout=10)
             if p.is_alive():
                 p.terminate()
@@ -396,6 +412,13 @@ def prepare_output(spec: DatasetSpec, out_dir: str | Path, overwrite: bool = Fal
 def plan_jobs(spec: DatasetSpec, limit: int | None = None) -> list[ShardJob]:
     """The run's batches; their entries are made on demand, in the worker that renders them."""
     return lazy_shard_jobs(spec, limit)
+
+
+def parallel_order(jobs: list[ShardJob]) -> list[ShardJob]:
+    """The order to hand batches to parallel workers: larger batches first (a split's short last
+    batch runs when the others end, not while one worker is left with a full one), otherwise plan
+    order. Outputs do not depend on it: records are sorted by name and every batch is seeded alone."""
+    return sorted(jobs, key=lambda j: -len(j.entries))
 
 
 def shard_locator(out_dir: str | Path, records: list[dict[str, Any]]) -> Callable[[str], list[Path]]:
@@ -577,15 +600,16 @@ def run_plain(
     out = prepare_output(spec, out_dir, overwrite)
     jobs = plan_jobs(spec, limit)
     records = []
-    if workers <= 1:
-        for job in jobs:
-            rec = process_shard(spec, job, out)
-            records.append(rec)
-            if on_shard:
-                on_shard(rec)
-    else:
-        with shard_pool(workers) as pool:
-            pending = list(jobs)
+    with shard_pool(workers) as pool:
+        if pool is None:
+            for job in jobs:
+                rec = process_shard(spec, job, out)
+                records.append(rec)
+                if on_shard:
+                    on_shard(rec)
+        else:
+            threading.Thread(target=_import_plotting, daemon=True, name="dmsfactory-card-imports").start()
+            pending = parallel_order(jobs)
             running = {pool.submit(spec, pending.pop(0), out) for _ in range(min(2 * workers, len(pending)))}
             while running:
                 done, running = wait(running, return_when=FIRST_COMPLETED)
@@ -596,9 +620,22 @@ def run_plain(
                         on_shard(rec)
                     if pending:
                         running.add(pool.submit(spec, pending.pop(0), out))
-        records.sort(key=lambda r: r["name"])
-    clip_records = [process_clip_shard(spec, name, batch, out) for name, batch in clip_jobs(spec, limit)]
-    return finalize(spec, out, records, limit, clip_records)
+            records.sort(key=lambda r: r["name"])
+            pool.release()  # the workers exit while the clips and finalize run here
+        clip_records = [process_clip_shard(spec, name, batch, out) for name, batch in clip_jobs(spec, limit)]
+        return finalize(spec, out, records, limit, clip_records)
+
+
+def _import_plotting() -> None:
+    """Import matplotlib (~0.6 s) while worker processes render, not after them: ``finalize`` draws
+    the card's plots with it, and this process is idle until the batches end."""
+    try:
+        import matplotlib  # heavy: matplotlib (plots only)
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot  # noqa: F401  # heavy: matplotlib (plots only)
+    except Exception:  # noqa: BLE001 - finalize imports it again and reports what is wrong
+        pass
 
 
 def default_threads() -> None:

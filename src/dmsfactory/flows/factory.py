@@ -348,7 +348,7 @@ def run_batches(
         from tqdm import tqdm
 
         bar = tqdm(total=progress_total, unit="render", desc=spec.name, file=sys.stderr)
-    pending = list(jobs)
+    pending = pipeline.parallel_order(jobs)
     limit = max_in_flight or len(pending) or 1
     running = [submit(pending.pop(0)) for _ in range(min(limit, len(pending)))]
     records = []
@@ -397,13 +397,20 @@ def factory_flow(
     if cluster and not on_dask():
         sub = batches_flow.with_options(task_runner=task_runner(cluster))
         records = sub(spec_path=spec_path, out=target.out, local=target.local, limit=limit, gpu=gpu)
-    else:
-        jobs = pipeline.plan_jobs(spec, limit)
-        total = sum(len(j.entries) for j in jobs) if progress else None
-        n = in_flight_limit(workers, spec)
-        # batches run in n worker processes (one MediaPipe/dlib graph each); a Dask runner brings its own
-        with pipeline.shard_pool(n if n is not None and not on_dask() else 1):
-            records = run_batches(spec, target, jobs, gpu, n, total)
+        return _finish(spec, target, records, limit, progress)
+    jobs = pipeline.plan_jobs(spec, limit)
+    total = sum(len(j.entries) for j in jobs) if progress else None
+    n = in_flight_limit(workers, spec)
+    # batches run in n worker processes (one MediaPipe/dlib graph each); a Dask runner brings its own
+    with pipeline.shard_pool(n if n is not None and not on_dask() else 1) as pool:
+        records = run_batches(spec, target, jobs, gpu, n, total)
+        if pool is not None:
+            pool.release()  # the workers exit while the clips and finalize run
+        return _finish(spec, target, records, limit, progress)
+
+
+def _finish(spec: DatasetSpec, target: Target, records: list[dict[str, Any]], limit: int | None,
+            progress: bool) -> dict[str, Any]:
     cached = sum(1 for r in records if r.get("cached"))
     print(f"{spec.name}: {len(records)} batches, {cached} reused from Prefect's result cache")
     clip_records = run_clip_batches(spec, target, limit, progress)
