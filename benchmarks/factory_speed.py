@@ -23,7 +23,9 @@ one path for every checkout, so that two checkouts benchmark the same samples):
   difference between the two runs is the work that grows with the dataset, without what every run pays
   once (imports, model setup, gallery load, the card's plots): marginal renders/s (wall and per CPU
   second, each also over the renderer alone) and the fixed seconds the shorter run spent (docs/orchestration.md:
-  at 400 and 1,200 demo renders the marginal rate was within 3 % of the whole-run rate).
+  at 400 and 1,200 demo renders the marginal rate was within 3 % of the whole-run rate). With more
+  than one ``--workers``, the N2 run is made again at the largest W: ``steady_state.scaling`` gives
+  W over W = 1 at N2 renders and at the margin (the work that grows with the dataset).
 * ``scaling``: renders/s with the largest W over W = 1 (wall clock: needs the cores to be free), and
   the CPU time per render with W over W = 1 (the parallel overhead: model setup per process, views
   made again where a batch lacks them), which a shared machine does not distort.
@@ -243,22 +245,31 @@ def steady_specs(a, gal: Path) -> tuple[dict, dict]:
     return cut, sd
 
 
-def steady_state(a, gal: Path, alone: dict, short: dict | None, tmp: Path) -> dict:
-    """Marginal throughput between a one-worker run at ``--renders`` and one at ``--steady`` renders."""
+def steady_state(a, gal: Path, alone: dict, e2e: dict, tmp: Path) -> dict:
+    """Marginal throughput between a one-worker run at ``--renders`` and one at ``--steady`` renders;
+    with more than one ``--workers``, the ``--steady`` run again at the largest W (scaling there, and
+    at the margin)."""
     cut, sd = steady_specs(a, gal)
-    if short is None:
-        short = e2e_run(cut, tmp / "e2e-w1", 1)
+    short = e2e.get("1") or e2e_run(cut, tmp / "e2e-w1", 1)
     long = e2e_run(sd, tmp / "steady-w1", 1)
     dn = long["renders"] - short["renders"]
     dw, dc = long["wall_s"] - short["wall_s"], long["cpu_s"] - short["cpu_s"]
     per_s, per_cpu_s = dn / dw, dn / dc
-    return {"renders": [short["renders"], long["renders"]], "wall_s": [short["wall_s"], long["wall_s"]],
-            "cpu_s": [short["cpu_s"], long["cpu_s"]],
-            "marginal_renders_per_s": round(per_s, 2), "of_renderer_alone": round(per_s / alone["renders_per_s_wall"], 3),
-            "marginal_renders_per_cpu_s": round(per_cpu_s, 2),
-            "of_renderer_alone_cpu": round(per_cpu_s / alone["renders_per_s_cpu"], 3),
-            "fixed_wall_s": round(short["wall_s"] - short["renders"] / per_s, 2),
-            "fixed_cpu_s": round(short["cpu_s"] - short["renders"] / per_cpu_s, 2)}
+    res = {"renders": [short["renders"], long["renders"]], "wall_s": [short["wall_s"], long["wall_s"]],
+           "cpu_s": [short["cpu_s"], long["cpu_s"]],
+           "marginal_renders_per_s": round(per_s, 2), "of_renderer_alone": round(per_s / alone["renders_per_s_wall"], 3),
+           "marginal_renders_per_cpu_s": round(per_cpu_s, 2),
+           "of_renderer_alone_cpu": round(per_cpu_s / alone["renders_per_s_cpu"], 3),
+           "fixed_wall_s": round(short["wall_s"] - short["renders"] / per_s, 2),
+           "fixed_cpu_s": round(short["cpu_s"] - short["renders"] / per_cpu_s, 2)}
+    hi = max((int(k) for k in e2e), default=1)
+    if hi > 1:
+        long_hi = e2e_run(sd, tmp / f"steady-w{hi}", hi)
+        short_hi = e2e[str(hi)]
+        res[f"workers_{hi}"] = {"wall_s": [short_hi["wall_s"], long_hi["wall_s"]], "cpu_s": [short_hi["cpu_s"], long_hi["cpu_s"]]}
+        res["scaling"] = {f"{hi}_over_1": round(long["wall_s"] / long_hi["wall_s"], 3),
+                          f"marginal_{hi}_over_1": round(dw / (long_hi["wall_s"] - short_hi["wall_s"]), 3)}
+    return res
 
 
 def main() -> None:
@@ -310,7 +321,7 @@ def main() -> None:
                 print(json.dumps({f"workers_{w}": r}), file=sys.stderr)
             res["end_to_end"] = e2e
             if a.steady:
-                res["steady_state"] = steady_state(a, gal, res["renderer_alone"], e2e.get("1"), tmp)
+                res["steady_state"] = steady_state(a, gal, res["renderer_alone"], e2e, tmp)
                 print(json.dumps({"steady_state": res["steady_state"]}), file=sys.stderr)
             ws = sorted(int(k) for k in e2e)
             if len(ws) > 1:
