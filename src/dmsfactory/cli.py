@@ -373,7 +373,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _fast_exit() -> None:
+    """At exit, move every object out of the cyclic garbage collector's reach (``gc.freeze``) before
+    the interpreter's final collections: with torch, MediaPipe and albumentations loaded those took
+    0.9-1.0 s after a one-process run had finished (0.1 s with only the CLI imported). Exit handlers,
+    stream flushes and module teardown still run; only unreachable cycles are left to the OS."""
+    import atexit
+    import gc
+
+    if not getattr(_fast_exit, "registered", False):
+        _fast_exit.registered = True  # type: ignore[attr-defined]
+        atexit.register(gc.freeze)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _fast_exit()
     args = build_parser().parse_args(argv)
     verbose = getattr(args, "verbose", False)
     if verbose:
