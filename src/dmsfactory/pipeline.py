@@ -300,8 +300,8 @@ class ShardPool:
 
     def release(self) -> None:
         """No more batches: tell the workers to exit now, without waiting for them (:meth:`close`
-        waits). A worker's exit (interpreter teardown with torch and MediaPipe loaded) takes ~0.8 s;
-        released before ``finalize``, it runs on the cores the batches no longer use."""
+        waits). Shutting the pool down and waiting took ~0.85 s after a demo run's last batch;
+        released before ``finalize``, the workers end while it runs."""
         with self._lock:
             ex = self._ex
             if self._released is ex:
@@ -415,9 +415,9 @@ def plan_jobs(spec: DatasetSpec, limit: int | None = None) -> list[ShardJob]:
 
 
 def parallel_order(jobs: list[ShardJob]) -> list[ShardJob]:
-    """The order to hand batches to parallel workers: larger batches first (a split's short last
-    batch runs when the others end, not while one worker is left with a full one), otherwise plan
-    order. Outputs do not depend on it: records are sorted by name and every batch is seeded alone."""
+    """The order to hand batches to parallel workers: larger batches first (the batches started
+    last are the splits' short ones, so a worker left alone at the end has less to do), otherwise
+    plan order. Outputs do not depend on it: records are sorted by name, every batch is seeded alone."""
     return sorted(jobs, key=lambda j: -len(j.entries))
 
 
@@ -627,7 +627,7 @@ def run_plain(
 
 
 def _import_plotting() -> None:
-    """Import matplotlib (~0.6 s) while worker processes render, not after them: ``finalize`` draws
+    """Import matplotlib (~0.3 s) while worker processes render, not after them: ``finalize`` draws
     the card's plots with it, and this process is idle until the batches end."""
     try:
         import matplotlib  # heavy: matplotlib (plots only)
