@@ -17,7 +17,8 @@ and for renderer 0.6.0 (corneal glints: the pixels of every render with an open 
 0.7.0 (per-identity teeth, tongue and cavity colours, identity code id-v4: the pixels of renders that show
 the mouth interior, every label's renderer and code version); and for renderer 0.8.0 with labels 1.6.0 (lips
 sealed at rest: the pixels of every non-yawning mouth; mouth.opening_mm the lips' vertical gap), recorded on an
-Intel Xeon with AVX-512; and, with no change
+Intel Xeon with AVX-512; and for renderer 0.9.0 (glossy upper eyelids: the pixels of every render, through the
+auto-exposure; params.render.lid_gloss) on the same machine; and, with no change
 to the code, on another CPU (an AMD EPYC with AVX2, no AVX-512: there every label document differed from the earlier
 fixture in its floats, no image did), when the fixture began to record its machine and a portable summary). A deliberate change of what the factory writes (renderer, labels, augmentation,
 privacy verdicts) regenerates the fixture with ``PYTHONPATH=src .venv/bin/python tests/golden_run.py

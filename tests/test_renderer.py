@@ -438,6 +438,38 @@ def test_open_eyes_show_a_corneal_glint_on_a_dark_iris(lighting):
             assert np.median(g[iris]) < np.median(g[eb & (d > 1.3 * rad)])  # iris below sclera
 
 
+def test_upper_eyelids_carry_a_highlight_of_the_recorded_gloss_and_nothing_else_moves(monkeypatch):
+    """Renderer 0.9.0: a closed eye's upper lid shows a highlight (glossy lid skin over the cornea's
+    bulge) whose strength is the render's own draw, recorded as ``lid_gloss``; without it (gloss 0)
+    the lid is matte. Elsewhere only the auto-exposure's small shift moves pixels."""
+    import sys
+
+    R = sys.modules["dmsfactory.generators.procedural.render"]  # the package re-exports the render() function
+    e = example_plan_entry(identity_seed=31, sample_seed=2, lighting="daylight", camera={"image_size": 512, "fov_deg": 38.0},
+                           state={"eye_openness_left": 0.0, "eye_openness_right": 0.0})
+    glossy = render(e)
+    assert glossy.render_info["lid_gloss"] == round(R.lid_gloss(e), 4) > 1.0  # this entry's draw
+    monkeypatch.setattr(R, "LID_GLOSS_MAX", 0.0)
+    matte = render(e)
+    assert matte.render_info["lid_gloss"] == 0.0
+    a, b = (cv2.cvtColor(r.image, cv2.COLOR_RGB2GRAY).astype(np.float64) for r in (glossy, matte))
+    yy, xx = np.mgrid[: a.shape[0], : a.shape[1]]
+    lids = np.zeros(a.shape, bool)
+    below = np.zeros(a.shape, bool)
+    for corner_a, corner_b, centre in ((33, 133, 468), (263, 362, 473)):  # each eye's corners and centre
+        width = np.linalg.norm(glossy.landmarks[corner_a] - glossy.landmarks[corner_b])
+        cx, cy = glossy.landmarks[centre]
+        near = np.hypot(xx - cx, yy - cy) < R.LID_RADIUS * width * 1.5
+        lids |= near & (yy < cy)
+        below |= near & (yy > cy + 0.2 * width)
+    face = glossy.part_ids == glossy.part_names.index("face")
+    assert a[lids & face].max() - b[lids & face].max() >= 40  # the highlight
+    diff = np.abs(a - b)
+    assert np.unravel_index(diff.argmax(), diff.shape) in set(zip(*np.nonzero(lids)))  # the largest change is on a lid
+    assert np.median(diff[~lids & ~below]) <= 2  # elsewhere: the exposure's shift only
+    assert np.percentile(diff[below & face], 99) <= 6  # not on the lower lid or the cheek
+
+
 def test_atlas_blends_inside_the_mask_support_equal_whole_image_blends_bit_for_bit():
     """The atlas painter blends each feature only inside the bounding box of its mask (texture._blend):
     the result must equal the whole-image ``img * (1 - a) + c * a`` exactly, for a colour and an image

@@ -45,12 +45,13 @@ from .identity import identity_code, identity_shape
 from .raster import Fragments, interpolate, rasterize, vertex_normals
 from .texture import build_atlas, part_uv
 
-RENDERER_VERSION = "procedural-0.8.0"  # 0.4.0: ICT-FaceKit head (identity modes, blendshapes, mouth interior), new hand;
+RENDERER_VERSION = "procedural-0.9.0"  # 0.4.0: ICT-FaceKit head (identity modes, blendshapes, mouth interior), new hand;
 # 0.4.1: records lip_points (pixels unchanged); 0.4.2: ambient occlusion dims the ambient light only;
 # 0.5.0: face-priority auto-exposure (render info "exposure"); records eye_points
 # 0.6.0: corneal glints (catchlights) instead of the eyeball sheen on the cornea
 # 0.7.0: per-identity teeth, tongue and cavity colours (identity code id-v4)
 # 0.8.0: lips sealed at rest (LIP_SEAL); mouth_opening_mm is the lips' vertical gap
+# 0.9.0: glossy upper eyelids (LID_GLOSS_MAX; render info "lid_gloss")
 PIVOT_IN_HEAD = np.array([0.0, -0.065, -0.075])
 LIPS = list(LIPS_OUTER + LIPS_INNER)
 
@@ -1019,6 +1020,57 @@ WINDSHIELD = (np.array([0.0, 0.35, 1.0]) / np.linalg.norm([0.0, 0.35, 1.0]), 150
 EYE_BALL_M = 0.012
 
 
+# Glossy upper eyelids (0.9.0). The upper lid is thin, often moist or oily skin stretched over the
+# cornea's bulge, and on a closed eye it shows a small highlight where an open eye would show its
+# catchlight; real closed eyes that a synthetic-only eye model read as open had one much more often
+# than those it read right (docs/renderer.md). Without it the face's broad sheen (SPEC 0.22, exponent
+# 24) left every rendered lid matte. A Blinn-Phong lobe of exponent LID_SHINE over the face's skin
+# within LID_RADIUS eye widths of each eye opening's centre, fading out below the opening's centre
+# line (the upper lid and the brow bone, not the lower lid or the cheek), for each directional light,
+# the windshield in daylight and backlight, and the IR illuminator; its strength is drawn per render,
+# uniform in [0, LID_GLOSS_MAX] (matte to glossy lids; render info "lid_gloss").
+LID_GLOSS_MAX = 2.0
+LID_SHINE = 60.0
+LID_RADIUS = 0.6  # x the eye opening's width, from its centre
+LID_FADE = 0.08  # x the width: below the centre line the gloss fades out over this distance
+
+
+def lid_gloss(entry: dict) -> float:
+    """This render's eyelid gloss (its own seeded draw)."""
+    return float(_srng(entry, "lid_gloss").uniform(0.0, LID_GLOSS_MAX))
+
+
+def _lid_sheen(sc: "_Scene", face_frag: np.ndarray, pos: np.ndarray, nrm: np.ndarray, view: np.ndarray,
+               ir_att: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(fragment indices, specular term) of the glossy upper lids; ``face_frag``: fragments of the face's
+    skin; ``ir_att``: the IR illuminator's irradiance at each fragment (None without it)."""
+    gain = lid_gloss(sc.entry)
+    weight = np.zeros(len(pos), np.float32)
+    if gain <= 0:
+        return np.flatnonzero(weight), weight[:0]
+    up = (sc.R_ch @ np.array([0.0, 1.0, 0.0])).astype(np.float32)
+    for side in ("right", "left"):
+        loop = sc.Vm[sc.fm.eyes[side]["loop"]]
+        c = loop.mean(0).astype(np.float32)
+        width = float(np.linalg.norm(loop.max(0) - loop.min(0)))
+        d = pos - c
+        near = np.clip(1.0 - np.sqrt(np.einsum("pc,pc->p", d, d)) / (LID_RADIUS * width), 0, 1) ** 0.5
+        above = np.clip((d @ up) / (LID_FADE * width) + 0.5, 0, 1)
+        weight = np.maximum(weight, near * above * face_frag)
+    sel = np.flatnonzero(weight > 0)
+    n, v = nrm[sel], view[sel]
+    lobe = np.zeros(len(sel), np.float32)
+    for Lw, col in sc.light["dir"]:
+        L = (sc.R_cw @ Lw).astype(np.float32)
+        lobe += np.clip(_half_cos(n, v, L), 0, None) ** LID_SHINE * np.float32(np.mean(col)) * (n @ L > 0)
+    if sc.light["mode"] in ("daylight", "backlight"):
+        w = (sc.R_cw @ WINDSHIELD[0]).astype(np.float32)
+        lobe += np.clip(_half_cos(n, v, w), 0, None) ** np.float32(40.0) * np.float32(0.5 * float(sc.light["bg"]))
+    if ir_att is not None:
+        lobe += np.clip(np.einsum("pc,pc->p", n, v), 0, None) ** LID_SHINE * ir_att[sel]
+    return sel, (weight[sel] * lobe * np.float32(gain)).astype(np.float32)
+
+
 def _axis_angle(uv: np.ndarray) -> np.ndarray:
     """Angle from the optical axis (radians, on the 12 mm ball the eye atlas is painted for) of eyeball
     atlas coordinates (parts.eyeball's mapping inverted)."""
@@ -1103,6 +1155,8 @@ def _shade(sc: _Scene, mesh: _Mesh) -> tuple[np.ndarray, np.ndarray | None, _Ras
         shade += (d * att)[:, None]
         specl += (d ** 30) * att
     sheen = SPEC[fr.tri] * specl * np.float32(0.35)
+    lid, lid_term = _lid_sheen(sc, part_of_frag == names.index("face"), pos, nrm, view, att if ir else None)
+    sheen[lid] += lid_term
     cornea = np.flatnonzero(part_of_frag == names.index("eyeball"))
     if len(cornea):
         cornea = cornea[_axis_angle(uvp[cornea]) < CORNEA_ANGLE]
@@ -1262,6 +1316,7 @@ def _landmarks_and_info(sc: _Scene, mesh: _Mesh, ras: _Raster, out: np.ndarray, 
         "identity": {**im.info, "code": dict(im.code_rounded)},
         "lighting": {"mode": light["mode"], "bright_pupil": bool(light.get("bright_pupil", False)), "noise_sigma": float(light["noise"])},
         "lens_transmittance": lens_T,
+        "lid_gloss": round(lid_gloss(entry), 4),
         "supersample": ss,
     }
     return RenderResult(out, lm, vis, lm_cam.astype(np.float32), (float(x0), float(y0), float(x1), float(y1)),
