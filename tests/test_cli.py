@@ -83,7 +83,7 @@ def test_the_cli_freezes_the_garbage_collector_at_exit_after_the_exit_handlers_b
         "atexit.register(lambda: print('frozen at the end:', gc.get_freeze_count() > 0, flush=True))\n"
         "from dmsfactory.cli import main\n"
         "print('frozen before main:', gc.get_freeze_count() > 0)\n"
-        f"rc = main(['validate', {str(REPO / 'specs' / 'demo.yaml')!r}])\n"
+        f"rc = main(['validate', {str(REPO / 'specs' / 'clips-demo.yaml')!r}])\n"
         "print('frozen after main:', gc.get_freeze_count() > 0)\n"
         "sys.exit(rc)\n"
     )
