@@ -1045,19 +1045,22 @@ def _lid_sheen(sc: "_Scene", face_frag: np.ndarray, pos: np.ndarray, nrm: np.nda
     """(fragment indices, specular term) of the glossy upper lids; ``face_frag``: fragments of the face's
     skin; ``ir_att``: the IR illuminator's irradiance at each fragment (None without it)."""
     gain = lid_gloss(sc.entry)
-    weight = np.zeros(len(pos), np.float32)
+    face = np.flatnonzero(face_frag)  # only the face's skin can be a lid: the rest weighs nothing
     if gain <= 0:
-        return np.flatnonzero(weight), weight[:0]
+        return face[:0], np.zeros(0, np.float32)
+    weight = np.zeros(len(face), np.float32)
+    fpos = pos[face]
     up = (sc.R_ch @ np.array([0.0, 1.0, 0.0])).astype(np.float32)
     for side in ("right", "left"):
         loop = sc.Vm[sc.fm.eyes[side]["loop"]]
         c = loop.mean(0).astype(np.float32)
         width = float(np.linalg.norm(loop.max(0) - loop.min(0)))
-        d = pos - c
+        d = fpos - c
         near = np.clip(1.0 - np.sqrt(np.einsum("pc,pc->p", d, d)) / (LID_RADIUS * width), 0, 1) ** 0.5
         above = np.clip((d @ up) / (LID_FADE * width) + 0.5, 0, 1)
-        weight = np.maximum(weight, near * above * face_frag)
-    sel = np.flatnonzero(weight > 0)
+        weight = np.maximum(weight, near * above)
+    keep = np.flatnonzero(weight > 0)
+    sel, weight = face[keep], weight[keep]
     n, v = nrm[sel], view[sel]
     lobe = np.zeros(len(sel), np.float32)
     for Lw, col in sc.light["dir"]:
@@ -1068,7 +1071,7 @@ def _lid_sheen(sc: "_Scene", face_frag: np.ndarray, pos: np.ndarray, nrm: np.nda
         lobe += np.clip(_half_cos(n, v, w), 0, None) ** np.float32(40.0) * np.float32(0.5 * float(sc.light["bg"]))
     if ir_att is not None:
         lobe += np.clip(np.einsum("pc,pc->p", n, v), 0, None) ** LID_SHINE * ir_att[sel]
-    return sel, (weight[sel] * lobe * np.float32(gain)).astype(np.float32)
+    return sel, (weight * lobe * np.float32(gain)).astype(np.float32)
 
 
 def _axis_angle(uv: np.ndarray) -> np.ndarray:
