@@ -123,6 +123,54 @@ def test_a_released_pool_ends_its_workers_while_the_block_still_runs():
     assert all(p.exitcode == 0 for p in procs)  # told to stop, not terminated
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc (Linux)")
+def test_the_fork_server_preload_imports_the_workers_modules_and_starts_no_thread():
+    """The fork server imports :mod:`dmsfactory.preload` and then forks every worker: a thread started
+    by that import would be forked mid-work (a lock it holds stays locked in the child)."""
+    code = ("import os, sys, dmsfactory.preload; "
+            "print(len(os.listdir('/proc/self/task')), all(m in sys.modules for m in ('torch', 'mediapipe', 'dlib', "
+            "'albumentations', 'dmsfactory.privacy.stage')))")
+    r = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, **pipeline.SERVER_ENV), capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.split()[-2:] == ["1", "True"], r.stdout
+
+
+@pytest.mark.slow
+def test_pool_workers_are_forked_from_the_server_with_the_runs_environment_and_directory(tmp_path, monkeypatch):
+    """The fork server starts early (its environment and directory are the run's at that moment);
+    a worker forked later still gets the run's current environment and working directory."""
+    from multiprocessing import forkserver
+
+    if pipeline.pool_context().get_start_method() != "forkserver":  # pragma: no cover - Windows
+        pytest.skip("no forkserver on this platform: workers are spawned")
+    pipeline.start_pool_server(2)
+    monkeypatch.setenv("DMSFACTORY_TEST_MARK", "set after the server started")
+    monkeypatch.chdir(tmp_path)
+    with pipeline.shard_pool(2) as pool:
+        ppid = pool._ex.submit(os.getppid).result(timeout=600)
+        env = pool._ex.submit(os.getenv, "DMSFACTORY_TEST_MARK").result(timeout=60)
+        cwd = pool._ex.submit(os.getcwd).result(timeout=60)
+    assert ppid == forkserver._forkserver._forkserver_pid != os.getpid()
+    assert env == "set after the server started"
+    assert Path(cwd).resolve() == tmp_path.resolve()
+
+
+def test_the_fork_server_ends_with_the_process_that_started_it():
+    """No process outlives the run: the fork server is stopped and reaped at exit, even while it is
+    still importing (its CPU time then counts to the run)."""
+    import psutil
+
+    if pipeline.pool_context().get_start_method() != "forkserver":  # pragma: no cover - Windows
+        pytest.skip("no forkserver on this platform: workers are spawned")
+    code = ("from multiprocessing import forkserver; from dmsfactory import pipeline; pipeline.start_pool_server(2); "
+            "print(forkserver._forkserver._forkserver_pid, flush=True)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    server = int(r.stdout.split()[-1])
+    assert not psutil.pid_exists(server) or psutil.Process(server).status() == psutil.STATUS_ZOMBIE
+
+
 def test_parallel_workers_take_the_larger_batches_first():
     from dmsfactory.plan import ShardJob
 
@@ -153,7 +201,10 @@ def test_kill_during_a_multi_worker_run_resumes_without_duplicates(tmp_path, tin
     assert kids, "no worker processes"
     os.kill(proc.pid, signal.SIGKILL)  # the main process only: its workers must not live on as orphans
     proc.wait()
-    gone, alive = psutil.wait_procs([k for k in kids if "spawn" in " ".join(_cmdline(k))], timeout=15)
+    # the fork server and the workers forked from it (or spawned workers, where there is no fork server)
+    pool = [k for k in kids if any(w in " ".join(_cmdline(k)) for w in ("forkserver", "spawn"))]
+    assert len(pool) >= 2, [_cmdline(k) for k in kids]
+    gone, alive = psutil.wait_procs(pool, timeout=15)
     assert not alive, f"worker processes outlived their killed parent: {alive}"
     os.killpg(proc.pid, signal.SIGKILL) if _group_alive(proc.pid) else None
     assert not (out / "manifest.json").exists(), "the run finished before the kill"

@@ -96,6 +96,8 @@ def cmd_run(a: argparse.Namespace) -> int:
     if a.workers is not None and a.workers < 1:
         raise UsageError(f"--workers: must be at least 1 (got {a.workers})")
     workers = pipeline.resolve_workers(spec, a.workers)
+    if not a.cluster:  # the workers' fork server imports their modules while this process plans
+        pipeline.start_pool_server(workers)
     remote = is_url(out)
     try:
         if not remote:

@@ -6,7 +6,8 @@ verify -> privacy -> one shard (+ its quarantine shard). The Prefect flow
 runs the same calls in a loop (used without Prefect and as the overhead baseline).
 
 **All cores.** With ``workers`` > 1 the batches run in a :class:`ShardPool`: that many worker
-processes (spawned, one MediaPipe/dlib graph each), one batch at a time per process. A batch's bytes
+processes (forked from a server that imported the heavy modules once: :func:`pool_context`; one
+MediaPipe/dlib graph each), one batch at a time per process. A batch's bytes
 do not depend on the process that made it (every draw is seeded from the spec and the sample, an
 identity's privacy verdict from its whole plan), so any ``workers`` gives byte-identical shards.
 Prefect keeps one task per batch in the flow process (thread pool): its caching, retries and result
@@ -217,19 +218,90 @@ def resolve_workers(spec: DatasetSpec, workers: int | None = None) -> int:
     return max(1, min(cores, int(mem // WORKER_MEMORY) if mem else cores))
 
 
-def _pool_init(parent: int) -> None:
+def _pool_init(parent: int, env: dict[str, str] | None = None, cwd: str | None = None) -> None:
     ignore_sigint()  # Ctrl-C is the parent's: it prints the one line and ends the workers itself
+    if env is not None:  # a forked worker has the fork server's environment and directory, not the run's
+        os.environ.clear()
+        os.environ.update(env)
+    if cwd is not None:
+        os.chdir(cwd)
     default_threads()
+    ppid = os.getppid()  # the run's process (spawn) or the fork server, which exits with the run
+
+    def gone() -> bool:
+        if os.getppid() != ppid:
+            return True
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:  # pragma: no cover - alive, another user's pid
+            pass
+        return False
 
     def watch() -> None:  # a SIGKILLed parent leaves no orphan holding models and memory
         import time
 
         while True:
             time.sleep(1.0)
-            if os.getppid() != parent:
+            if gone():
                 os._exit(3)
 
     threading.Thread(target=watch, daemon=True, name="dmsfactory-parent-watch").start()
+
+
+PRELOAD = "dmsfactory.preload"  # what the fork server imports before it forks a worker
+SERVER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def pool_context() -> Any:
+    """Where the platform has it (Linux, macOS), multiprocessing's ``forkserver`` with :data:`PRELOAD`:
+    workers are forked from one server process that imported torch, MediaPipe, dlib, albumentations
+    and the renderer once (:mod:`dmsfactory.preload`), instead of each importing them (2-3 s) after
+    it starts. Elsewhere ``spawn``. Never plain ``fork``: the run's own process runs threads."""
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():  # pragma: no cover - Windows
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([PRELOAD])
+    return ctx
+
+
+def start_pool_server(workers: int) -> None:
+    """Start the fork server now when the run will use ``workers`` > 1 processes, so that its imports
+    (~2 s on one core) run while this process validates, plans and opens the output, not after.
+    Main thread (SIGINT is ignored while the server starts, as for spawned workers: a Ctrl-C while it
+    imports prints no traceback). The server runs BLAS/OpenMP on one thread (:data:`SERVER_ENV`):
+    libraries that start thread pools on import would otherwise start them in a process that forks;
+    workers get the run's environment back (:func:`_pool_init`) and keep BLAS on one thread, as the
+    renderer does anyway. Safe to call more than once; a no-op for one worker or without forkserver."""
+    import signal
+
+    if workers <= 1 or pool_context().get_start_method() != "forkserver":
+        return
+    if threading.current_thread() is not threading.main_thread():
+        return
+    from multiprocessing import forkserver
+
+    saved = {k: os.environ.get(k) for k in SERVER_ENV}
+    prev = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        os.environ.update(SERVER_ENV)
+        forkserver.ensure_running()
+        global _SERVER_STOP_REGISTERED
+        if not _SERVER_STOP_REGISTERED:
+            import atexit
+
+            atexit.register(stop_pool_server)
+            _SERVER_STOP_REGISTERED = True
+    finally:
+        signal.signal(signal.SIGINT, prev)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _pool_shard(spec: DatasetSpec, job: ShardJob, out_dir: str) -> dict[str, Any]:
@@ -238,14 +310,40 @@ def _pool_shard(spec: DatasetSpec, job: ShardJob, out_dir: str) -> dict[str, Any
     return rec
 
 
+_SERVER_STOP_REGISTERED = False
+
+
+def stop_pool_server() -> None:
+    """End the fork server and wait for it (at exit: :func:`start_pool_server` registers it). Left
+    alone, the server outlives the run's process by its own exit (or, still importing, by up to ~2 s),
+    and neither its CPU time nor its workers' is counted to the run (``RUSAGE_CHILDREN``: the
+    benchmark's ``cpu_s``). Uses multiprocessing's ``_forkserver._stop`` (CPython 3.8+); a no-op where
+    it is missing or no server runs."""
+    import signal
+    from multiprocessing import forkserver
+
+    fs = getattr(forkserver, "_forkserver", None)
+    pid = getattr(fs, "_forkserver_pid", None)
+    if pid is None or not hasattr(fs, "_stop"):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)  # at once, even while it still imports (it forks nothing now)
+    except ProcessLookupError:  # pragma: no cover - already gone
+        pass
+    try:
+        fs._stop()  # closes the alive pipe, waits for the server, removes its socket
+    except (OSError, ChildProcessError):  # pragma: no cover - reaped elsewhere
+        pass
+
+
 class ShardPool:
-    """``workers`` spawned processes, each with its own generator, detectors and identity cache."""
+    """``workers`` processes (forked from the fork server, :func:`pool_context`), each with its own
+    generator, detectors and identity cache."""
 
     def __init__(self, workers: int):
-        import multiprocessing
-
         self.workers = workers
-        self._ctx = multiprocessing.get_context("spawn")  # never fork a process that runs threads
+        start_pool_server(workers)  # when the run has not started it earlier
+        self._ctx = pool_context()
         self._lock = threading.Lock()
         self._ex = self._new()
         self._procs: list[Any] = []  # the processes of released executors, joined by close()
@@ -254,15 +352,18 @@ class ShardPool:
         self._start_all()
 
     def _new(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.workers, mp_context=self._ctx, initializer=_pool_init, initargs=(os.getpid(),))
+        return ProcessPoolExecutor(self.workers, mp_context=self._ctx, initializer=_pool_init,
+                                   initargs=(os.getpid(), dict(os.environ), os.getcwd()))
 
     def _start_all(self) -> None:
-        """Start every worker now, with SIGINT ignored while they start: a spawned child inherits the
-        ignored signal across exec and Python then installs no KeyboardInterrupt handler, so a Ctrl-C
-        while a worker is still importing prints no traceback (its initializer keeps SIGINT ignored).
-        The executor would otherwise spawn them one per submit, at any time. Main thread only (signal
-        handlers can be set only there); elsewhere, or without the executor's ``_launch_processes``,
-        the workers start on demand."""
+        """Start every worker now, with SIGINT ignored in them from the start: the executor would
+        otherwise start them one per submit, at any time. Forked from the fork server, a worker gets
+        the server's ignored SIGINT (:func:`start_pool_server`). Spawned, it inherits the ignored signal
+        across exec from this process (which ignores it while they start) and Python then installs no
+        KeyboardInterrupt handler. Either way a Ctrl-C while a worker is still importing prints no
+        traceback (its initializer keeps SIGINT ignored). Main thread only (signal handlers can be set
+        only there); elsewhere, or without the executor's ``_launch_processes``, the workers start on
+        demand."""
         import signal
 
         if threading.current_thread() is not threading.main_thread():
@@ -270,11 +371,14 @@ class ShardPool:
         launch = getattr(self._ex, "_launch_processes", None)  # CPython >= 3.9: start max_workers now
         if launch is None:
             return
-        prev = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            launch()  # returns once every child has exec'd, i.e. inherited the ignored SIGINT
-        finally:
-            signal.signal(signal.SIGINT, prev)
+        if self._ctx.get_start_method() == "forkserver":
+            launch()  # waits for the server's imports (Ctrl-C stays live here: nothing is ignored)
+        else:
+            prev = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                launch()  # returns once every child has exec'd, i.e. inherited the ignored SIGINT
+            finally:
+                signal.signal(signal.SIGINT, prev)
         # The executor's manager thread (which alone tells workers to stop at shutdown) starts with the
         # first submit; a pool that never gets a batch (a resumed run with every shard done) would
         # leave its started workers waiting for work, and the interpreter's exit waiting for them.
