@@ -25,7 +25,7 @@ import os
 import socket
 import sys
 import threading
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,7 +37,7 @@ from dmsfactory.clips.behaviour_report import card_parts  # behaviour vs publish
 from dmsfactory.clips.generate import ClipGenerator
 from dmsfactory.clips.plan import clip_shard_jobs, make_clip_plan
 from dmsfactory.clips.shards import CLIPS_DIR, open_clip_shards, write_clip_shard
-from dmsfactory.datasets.card import CardCounts, CardSamples, build_manifest, write_card
+from dmsfactory.datasets.card import CardCounts, CardSamples, build_manifest, write_card, write_card_images
 from dmsfactory.datasets.coverage import CoverageCounter, coverage_gaps, coverage_markdown
 from dmsfactory.datasets.reader import iter_raw_split
 from dmsfactory.datasets.reader_files import write_reader_files  # wids indexes, croissant.json
@@ -625,22 +625,26 @@ def finalize(
         samples.add(doc, raw, quarantined, split)
         for part in parts:
             part.add(doc)
-    grid = samples.grid()
-    sections: list[CardSection] = []
-    for part in parts:
-        sec = part.section()
-        if sec is not None:
-            sections.append(sec)
-    if clip_records:
-        clip_docs = []
-        for split in ("train", "val", "test"):
-            if any(r["split"] == split and r.get("shard") for r in clip_records):
-                for c in open_clip_shards(out, split, with_frames=False):
-                    clip_docs.append(c["json"])
-                    cover.add(c["json"])
-        sections.append(clip_section(manifest["clips"], clip_docs))
-    sections.append(coverage_section(spec, cover))
-    card = write_card(out, manifest, counts, grid, sections, samples)
+    # the sample grid and contact sheets (OpenCV, mostly outside the GIL) are drawn in a thread while
+    # this one computes the sections (matplotlib plots, the privacy report's images)
+    with ThreadPoolExecutor(1, thread_name_prefix="dmsfactory-card-images") as ex:
+        images = ex.submit(write_card_images, out, manifest, samples.grid, samples)
+        sections: list[CardSection] = []
+        for part in parts:
+            sec = part.section()
+            if sec is not None:
+                sections.append(sec)
+        if clip_records:
+            clip_docs = []
+            for split in ("train", "val", "test"):
+                if any(r["split"] == split and r.get("shard") for r in clip_records):
+                    for c in open_clip_shards(out, split, with_frames=False):
+                        clip_docs.append(c["json"])
+                        cover.add(c["json"])
+            sections.append(clip_section(manifest["clips"], clip_docs))
+        sections.append(coverage_section(spec, cover))
+        sheets = images.result()
+    card = write_card(out, manifest, counts, None, sections, samples, sheets=sheets)
     return {"manifest": manifest, "card": str(card), "sections": sections, "out_dir": str(out)}
 
 

@@ -6,7 +6,7 @@ import platform
 from collections import Counter
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -279,6 +279,25 @@ def contact_sheets(out_dir: Path, counts: dict[str, int], n: int = SHEET_N, samp
     return links
 
 
+def write_card_images(
+    out_dir: Path,
+    manifest: dict[str, Any],
+    grid_samples: "list[tuple[dict[str, Any], np.ndarray]] | Callable[[], list[tuple[dict[str, Any], np.ndarray]]] | None",
+    samples: CardSamples | None = None,
+) -> list[str]:
+    """The card's pictures of samples: ``card/sample_grid.png`` and the contact sheets; returns the
+    sheets' links. ``grid_samples`` may be a function that returns them (decoded where this runs).
+    OpenCV draws, decodes and encodes them, mostly outside the GIL: ``finalize`` runs this in a
+    thread beside the sections' matplotlib plots."""
+    out_dir = Path(out_dir)
+    (out_dir / "card").mkdir(exist_ok=True)
+    if callable(grid_samples):
+        grid_samples = grid_samples()
+    if grid_samples:
+        sample_grid(grid_samples, out_dir / "card" / "sample_grid.png")
+    return contact_sheets(out_dir, manifest["counts"], samples=samples)
+
+
 def write_card(
     out_dir: Path,
     manifest: dict[str, Any],
@@ -286,19 +305,21 @@ def write_card(
     grid_samples: list[tuple[dict[str, Any], np.ndarray]] | None,
     sections: list[CardSection],
     samples: CardSamples | None = None,
+    sheets: list[str] | None = None,
 ) -> Path:
     """``counts``: a :class:`CardCounts` (or the records, counted here); ``grid_samples``: the sample
     grid's (doc, image) pairs (:func:`pick_grid_samples` or :meth:`CardSamples.grid`); ``samples``:
-    the contact sheets' images collected with them (without it, each sheet reads its shards)."""
+    the contact sheets' images collected with them (without it, each sheet reads its shards).
+    ``sheets``: the links :func:`write_card_images` returned when the caller drew the pictures
+    itself (``finalize`` draws them in a thread while it computes the sections); else drawn here."""
     out_dir = Path(out_dir)
     card_dir = out_dir / "card"
     card_dir.mkdir(exist_ok=True)
     if not isinstance(counts, CardCounts):
         counts = CardCounts.of(counts)
     _balance_plot(counts.balance, card_dir / "class_balance.png")
-    c = manifest["counts"]
-    if grid_samples:
-        sample_grid(grid_samples, card_dir / "sample_grid.png")
+    if sheets is None:
+        sheets = write_card_images(out_dir, manifest, grid_samples, samples)
 
     def cross(axis: str) -> str:
         cell = counts.cross[axis]
@@ -308,7 +329,6 @@ def write_card(
 
     split_ids = {s: len(counts.split_ids[s]) for s in ("train", "val", "test")}
     reasons = counts.reasons
-    sheets = contact_sheets(out_dir, c, samples=samples)
     md = [
         f"# Dataset card: {manifest['name']}",
         "",
