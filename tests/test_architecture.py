@@ -28,7 +28,8 @@ DOMAIN = {"dmsfactory.errors", "dmsfactory.conditions", "dmsfactory.taxonomy", "
           "dmsfactory.landmarks", "dmsfactory.seeds", "dmsfactory.fileio", "dmsfactory.env", "dmsfactory.quiet", "dmsfactory.interrupt"}
 RECORD = {"dmsfactory", "dmsfactory.sample", "dmsfactory.plan_entry", "dmsfactory.spec",
           "dmsfactory.generators.diffusion.templates"}  # + every ``<package>.config`` module (see layer_of)
-PIPELINE = {"dmsfactory.pipeline", "dmsfactory.preflight", "dmsfactory.summary", "dmsfactory.preload"}
+PIPELINE = {"dmsfactory.pipeline", "dmsfactory.preflight", "dmsfactory.summary", "dmsfactory.preload",
+            "dmsfactory.workerserver"}
 HEAVY_ORCHESTRATION = ("prefect", "prefect_dask", "dask", "distributed")
 
 # Function-level imports of dmsfactory modules that exist today (importer -> imported), outside lazy

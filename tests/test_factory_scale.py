@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dmsfactory import pipeline
+from dmsfactory import pipeline, workerserver
 from dmsfactory.datasets import iter_records
 from dmsfactory.plan import make_plan
 from dmsfactory.spec import parse_spec
@@ -130,7 +130,7 @@ def test_the_fork_server_preload_imports_the_workers_modules_and_starts_no_threa
     code = ("import os, sys, dmsfactory.preload; "
             "print(len(os.listdir('/proc/self/task')), all(m in sys.modules for m in ('torch', 'mediapipe', 'dlib', "
             "'albumentations', 'dmsfactory.privacy.stage')))")
-    r = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, **pipeline.SERVER_ENV), capture_output=True,
+    r = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, **workerserver.SERVER_ENV), capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.split()[-2:] == ["1", "True"], r.stdout
@@ -142,9 +142,9 @@ def test_pool_workers_are_forked_from_the_server_with_the_runs_environment_and_d
     a worker forked later still gets the run's current environment and working directory."""
     from multiprocessing import forkserver
 
-    if pipeline.pool_context().get_start_method() != "forkserver":  # pragma: no cover - Windows
+    if workerserver.pool_context().get_start_method() != "forkserver":  # pragma: no cover - Windows
         pytest.skip("no forkserver on this platform: workers are spawned")
-    pipeline.start_pool_server(2)
+    workerserver.start_pool_server(2)
     monkeypatch.setenv("DMSFACTORY_TEST_MARK", "set after the server started")
     monkeypatch.chdir(tmp_path)
     with pipeline.shard_pool(2) as pool:
@@ -161,14 +161,31 @@ def test_the_fork_server_ends_with_the_process_that_started_it():
     still importing (its CPU time then counts to the run)."""
     import psutil
 
-    if pipeline.pool_context().get_start_method() != "forkserver":  # pragma: no cover - Windows
+    if workerserver.pool_context().get_start_method() != "forkserver":  # pragma: no cover - Windows
         pytest.skip("no forkserver on this platform: workers are spawned")
-    code = ("from multiprocessing import forkserver; from dmsfactory import pipeline; pipeline.start_pool_server(2); "
+    code = ("from multiprocessing import forkserver; from dmsfactory import workerserver; workerserver.start_pool_server(2); "
             "print(forkserver._forkserver._forkserver_pid, flush=True)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     server = int(r.stdout.split()[-1])
     assert not psutil.pid_exists(server) or psutil.Process(server).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_fork_server_started_on_a_guess_can_be_stopped_and_started_again():
+    """``dmsfactory run`` starts the server before the spec says how many workers it wants; when the
+    answer is one, it stops the server (and a later pool starts a new one)."""
+    import psutil
+    from multiprocessing import forkserver
+
+    if workerserver.pool_context().get_start_method() != "forkserver":  # pragma: no cover - Windows
+        pytest.skip("no forkserver on this platform: workers are spawned")
+    workerserver.start_pool_server(2)
+    pid = forkserver._forkserver._forkserver_pid
+    assert pid is not None and psutil.pid_exists(pid)
+    workerserver.stop_pool_server()
+    assert forkserver._forkserver._forkserver_pid is None and not psutil.pid_exists(pid)
+    workerserver.start_pool_server(2)
+    assert forkserver._forkserver._forkserver_pid not in (None, pid)
 
 
 def test_parallel_workers_take_the_larger_batches_first():

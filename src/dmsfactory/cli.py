@@ -11,8 +11,9 @@ import os
 import sys
 from pathlib import Path
 
-from dmsfactory.env import apply_defaults
+from dmsfactory.env import apply_defaults, available_cores
 from dmsfactory.errors import UserError
+from dmsfactory.workerserver import start_pool_server, stop_pool_server  # standard library only
 
 apply_defaults()  # Prefect, telemetry and logging settings measured on these machines; users may override them
 
@@ -78,6 +79,9 @@ def _run_target(out: str, staging: str | None) -> str | None:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
+    guess = a.workers if a.workers is not None else available_cores()  # spec.run.workers may say 1 (below)
+    if not a.cluster and guess > 1:  # the workers' fork server imports their modules while this process starts
+        start_pool_server(guess)
     spec = _load(a.spec)
     if a.limit is not None and a.limit <= 0:
         raise UsageError(f"--limit: must be a positive number of renders (got {a.limit})")
@@ -96,8 +100,8 @@ def cmd_run(a: argparse.Namespace) -> int:
     if a.workers is not None and a.workers < 1:
         raise UsageError(f"--workers: must be at least 1 (got {a.workers})")
     workers = pipeline.resolve_workers(spec, a.workers)
-    if not a.cluster:  # the workers' fork server imports their modules while this process plans
-        pipeline.start_pool_server(workers)
+    if workers <= 1:
+        stop_pool_server()  # started on a guess the spec or free memory overruled
     remote = is_url(out)
     try:
         if not remote:

@@ -6,7 +6,7 @@ verify -> privacy -> one shard (+ its quarantine shard). The Prefect flow
 runs the same calls in a loop (used without Prefect and as the overhead baseline).
 
 **All cores.** With ``workers`` > 1 the batches run in a :class:`ShardPool`: that many worker
-processes (forked from a server that imported the heavy modules once: :func:`pool_context`; one
+processes (forked from a server that imported the heavy modules once: :mod:`dmsfactory.workerserver`; one
 MediaPipe/dlib graph each), one batch at a time per process. A batch's bytes
 do not depend on the process that made it (every draw is seeded from the spec and the sample, an
 identity's privacy verdict from its whole plan), so any ``workers`` gives byte-identical shards.
@@ -58,6 +58,7 @@ from dmsfactory.privacy.report import PrivacyReport
 from dmsfactory.privacy.stage import PrivacyStage
 from dmsfactory.sample import CardSection, FaceSample, Stage, run_stages
 from dmsfactory.spec import DatasetSpec
+from dmsfactory.workerserver import pool_context, start_pool_server
 
 log = logging.getLogger("dmsfactory")
 
@@ -250,94 +251,14 @@ def _pool_init(parent: int, env: dict[str, str] | None = None, cwd: str | None =
     threading.Thread(target=watch, daemon=True, name="dmsfactory-parent-watch").start()
 
 
-PRELOAD = "dmsfactory.preload"  # what the fork server imports before it forks a worker
-SERVER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-def pool_context() -> Any:
-    """Where the platform has it (Linux, macOS), multiprocessing's ``forkserver`` with :data:`PRELOAD`:
-    workers are forked from one server process that imported torch, MediaPipe, dlib, albumentations
-    and the renderer once (:mod:`dmsfactory.preload`), instead of each importing them (2-3 s) after
-    it starts. Elsewhere ``spawn``. Never plain ``fork``: the run's own process runs threads."""
-    import multiprocessing
-
-    if "forkserver" not in multiprocessing.get_all_start_methods():  # pragma: no cover - Windows
-        return multiprocessing.get_context("spawn")
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([PRELOAD])
-    return ctx
-
-
-def start_pool_server(workers: int) -> None:
-    """Start the fork server now when the run will use ``workers`` > 1 processes, so that its imports
-    (~2 s on one core) run while this process validates, plans and opens the output, not after.
-    Main thread (SIGINT is ignored while the server starts, as for spawned workers: a Ctrl-C while it
-    imports prints no traceback). The server runs BLAS/OpenMP on one thread (:data:`SERVER_ENV`):
-    libraries that start thread pools on import would otherwise start them in a process that forks;
-    workers get the run's environment back (:func:`_pool_init`) and keep BLAS on one thread, as the
-    renderer does anyway. Safe to call more than once; a no-op for one worker or without forkserver."""
-    import signal
-
-    if workers <= 1 or pool_context().get_start_method() != "forkserver":
-        return
-    if threading.current_thread() is not threading.main_thread():
-        return
-    from multiprocessing import forkserver
-
-    saved = {k: os.environ.get(k) for k in SERVER_ENV}
-    prev = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        os.environ.update(SERVER_ENV)
-        forkserver.ensure_running()
-        global _SERVER_STOP_REGISTERED
-        if not _SERVER_STOP_REGISTERED:
-            import atexit
-
-            atexit.register(stop_pool_server)
-            _SERVER_STOP_REGISTERED = True
-    finally:
-        signal.signal(signal.SIGINT, prev)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def _pool_shard(spec: DatasetSpec, job: ShardJob, out_dir: str) -> dict[str, Any]:
     rec = process_shard(spec, job, out_dir)
     rec["worker"] = f"{socket.gethostname()}:{os.getpid()}"
     return rec
 
 
-_SERVER_STOP_REGISTERED = False
-
-
-def stop_pool_server() -> None:
-    """End the fork server and wait for it (at exit: :func:`start_pool_server` registers it). Left
-    alone, the server outlives the run's process by its own exit (or, still importing, by up to ~2 s),
-    and neither its CPU time nor its workers' is counted to the run (``RUSAGE_CHILDREN``: the
-    benchmark's ``cpu_s``). Uses multiprocessing's ``_forkserver._stop`` (CPython 3.8+); a no-op where
-    it is missing or no server runs."""
-    import signal
-    from multiprocessing import forkserver
-
-    fs = getattr(forkserver, "_forkserver", None)
-    pid = getattr(fs, "_forkserver_pid", None)
-    if pid is None or not hasattr(fs, "_stop"):
-        return
-    try:
-        os.kill(pid, signal.SIGTERM)  # at once, even while it still imports (it forks nothing now)
-    except ProcessLookupError:  # pragma: no cover - already gone
-        pass
-    try:
-        fs._stop()  # closes the alive pipe, waits for the server, removes its socket
-    except (OSError, ChildProcessError):  # pragma: no cover - reaped elsewhere
-        pass
-
-
 class ShardPool:
-    """``workers`` processes (forked from the fork server, :func:`pool_context`), each with its own
+    """``workers`` processes (forked from the fork server, :mod:`dmsfactory.workerserver`), each with its own
     generator, detectors and identity cache."""
 
     def __init__(self, workers: int):

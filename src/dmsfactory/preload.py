@@ -5,7 +5,7 @@
 factory's stage modules (2-3 s of imports per process), the face model the renderer loads in its
 ``setup`` and numba's compiled renderer kernels (one small render). A forked worker starts with all
 of it and only builds its own models (MediaPipe graphs, dlib predictors, the descriptor network).
-The server starts when the run knows it will use workers (:func:`~dmsfactory.pipeline.start_pool_server`),
+``dmsfactory run`` starts the server first thing (:func:`~dmsfactory.workerserver.start_pool_server`),
 so these imports overlap the run's own start instead of following it.
 
 Importing this module must start no thread: a process that runs threads must not fork (a lock held
