@@ -184,6 +184,32 @@ def test_yawn_opens_slower_than_it_closes():
     assert 6.0 <= np.median(ds) <= 6.5
 
 
+def test_each_yawn_draws_its_lips_on_its_own_stream(monkeypatch):
+    """Behaviour 2.1.0 / renderer 0.10.0: every yawn of a clip draws how far its upper lip rises and its
+    lips stretch (``state.yawn_lips`` on its yawning frames, the renderer's weights times the opening),
+    on a stream of their own: with other ranges, every other field of every frame is unchanged."""
+    from dmsfactory.clips.drivers import YAWN
+
+    cfg = ClipsConfig(duration_s=16, scenarios={"y": 1}, scripts={"y": Script(kss=6, segments=[
+        Segment(kind="drive", duration_s=2), Segment(kind="yawn", duration_s=6.0), Segment(kind="drive", duration_s=1),
+        Segment(kind="yawn", duration_s=6.0), Segment(kind="drive", duration_s=1)])})
+    kss, segs = scenario_segments("y", cfg, np.random.default_rng(0))
+    frames = simulate(kss, segs, cfg.duration_s, np.random.default_rng(2)).frames(16 * 10, 10.0)
+    lips = {tuple(f["state"]["yawn_lips"].values()) for f in frames if f["state"]["yawn"] != "none"}
+    assert len(lips) == 2  # one draw per yawn, constant over it
+    for up, st in lips:
+        assert 0.35 <= up <= 1.0 and 0.55 <= st <= 0.9
+    assert all(f["state"]["yawn_lips"] is None for f in frames if f["state"]["yawn"] == "none")
+    monkeypatch.setitem(YAWN, "upper_lip_raise", (0.2, 0.2))
+    monkeypatch.setitem(YAWN, "lip_stretch", (0.3, 0.3))
+    other = simulate(kss, segs, cfg.duration_s, np.random.default_rng(2)).frames(16 * 10, 10.0)
+    for a, b in zip(frames, other):
+        if a["state"]["yawn"] != "none":
+            assert b["state"]["yawn_lips"] == {"upper_lip_raise": 0.2, "lip_stretch": 0.3}
+            a, b = {**a, "state": {**a["state"], "yawn_lips": None}}, {**b, "state": {**b["state"], "yawn_lips": None}}
+        assert a == b
+
+
 def test_drivers_are_per_identity_and_recorded():
     spec = parse_spec({"name": "drivers", "seed": 11, "classes": {"alert": 1},
                        "identities": {"count": 3, "images_per_identity": 1}})

@@ -71,7 +71,7 @@ def test_plan_entries_follow_the_contract():
               "lighting", "illuminance_lux", "accessory", "camera", "state", "head_pose_car", "gaze_in_head",
               "gaze_zone", "action", "phone", "clip_id", "frame_index"):
         assert k in f, k
-    assert set(f["state"]) == {"eye_openness_left", "eye_openness_right", "mouth_open", "yawn", "brow_raise", "smile"}
+    assert set(f["state"]) == {"eye_openness_left", "eye_openness_right", "mouth_open", "yawn", "yawn_lips", "brow_raise", "smile"}
     assert f["camera"]["image_size"] == 128
     assert -75 <= f["head_pose_car"]["yaw"] <= 75
 

@@ -20,7 +20,10 @@ sealed at rest: the pixels of every non-yawning mouth; mouth.opening_mm the lips
 Intel Xeon with AVX-512; and for renderer 0.9.0 (glossy upper eyelids: the pixels of every render, through the
 auto-exposure; params.render.lid_gloss) on the same machine; and, with no change
 to the code, on another CPU (an AMD EPYC with AVX2, no AVX-512: there every label document differed from the earlier
-fixture in its floats, no image did), when the fixture began to record its machine and a portable summary). A deliberate change of what the factory writes (renderer, labels, augmentation,
+fixture in its floats, no image did), when the fixture began to record its machine and a portable summary); and for renderer 0.10.0 (the
+upper front teeth as one band, identity code id-v5; each yawn's lips drawn, state.yawn_lips, clip
+behaviour 2.1.0: the pixels of renders with parted lips, every label's versions and plan state) on an
+Intel Xeon with AVX-512. A deliberate change of what the factory writes (renderer, labels, augmentation,
 privacy verdicts) regenerates the fixture with ``PYTHONPATH=src .venv/bin/python tests/golden_run.py
 --write``, committed together with that change; a refactor must never need to.
 """

@@ -172,6 +172,43 @@ def test_a_yawning_still_tilts_the_head_and_narrows_the_eyes_as_a_clips_yawn_doe
     assert yawns > 40
 
 
+def test_a_yawning_still_draws_its_lips_last_and_the_renderer_uses_them(tiny_spec_dict, monkeypatch):
+    """Renderer 0.10.0: a yawn's upper-lip raise and lip stretch are drawn per yawn (the clips' ranges),
+    after the moment's other draws (so they stay), recorded in the moment and given to the renderer as
+    ``state.yawn_lips``; non-yawning entries have none; the renderer's weights follow them."""
+    import importlib
+
+    from dmsfactory.clips.drivers import YAWN
+
+    R = importlib.import_module("dmsfactory.generators.procedural.render")
+    tiny_spec_dict["identities"] = {"count": 30, "images_per_identity": 10}
+    tiny_spec_dict["classes"] = {"severe_fatigue": 1.0}
+    plan = make_plan(parse_spec(tiny_spec_dict))
+    monkeypatch.setitem(YAWN, "upper_lip_raise", (0.35, 0.35))
+    monkeypatch.setitem(YAWN, "lip_stretch", (0.55, 0.55))
+    fixed = make_plan(parse_spec(tiny_spec_dict))
+    ups = []
+    for a, b in zip(plan, fixed):
+        st, ym = a["state"], a["state"]["yawn_moment"]
+        if ym is None:
+            assert st["yawn_lips"] is None and a == b
+            continue
+        assert st["yawn_lips"] == {"upper_lip_raise": ym["upper_lip_raise"], "lip_stretch": ym["lip_stretch"]}
+        assert 0.35 <= ym["upper_lip_raise"] <= 1.0 and 0.55 <= ym["lip_stretch"] <= 0.9
+        ups.append(ym["upper_lip_raise"])
+        drawn = {"upper_lip_raise", "lip_stretch"}
+        assert {k: v for k, v in ym.items() if k not in drawn} == {
+            k: v for k, v in b["state"]["yawn_moment"].items() if k not in drawn}
+        assert {**a, "state": {**st, "yawn_moment": None, "yawn_lips": None}} == {
+            **b, "state": {**b["state"], "yawn_moment": None, "yawn_lips": None}}
+        w = R.expression_weights(st)
+        assert w["mouthUpperUp_L"] == pytest.approx(min(1.0, ym["upper_lip_raise"] * st["mouth_open"]))
+        assert w["mouthStretch_R"] == pytest.approx(min(1.0, ym["lip_stretch"] * st["mouth_open"]))
+        w0 = R.expression_weights({**st, "yawn_lips": None})  # entries without them: the former recipe
+        assert w0["mouthUpperUp_L"] == pytest.approx(0.35 * st["mouth_open"])
+    assert len(ups) > 20 and np.std(ups) > 0.1
+
+
 def test_shard_jobs_cover_plan_once(tiny_spec_dict):
     spec = parse_spec(tiny_spec_dict)
     plan = make_plan(spec)

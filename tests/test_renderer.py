@@ -531,7 +531,7 @@ def test_each_identity_has_its_own_teeth_tongue_and_cavity_and_keeps_its_other_d
     assert teeth.mean(1).mean() > np.array([TX.mouth_colours(c)[0] for c in old]).mean(1).mean() + 10
     # the draws before id-v4 are what id-v3 drew (values recorded from the id-v3 code)
     first = young[0]
-    new = set(I.mouth_interior_code(900, 0.0))
+    new = set(I.mouth_interior_code(900, 0.0)) | set(I.teeth_code(900, 0.0, "female"))
     assert len(first) == 136 + len(new)
     assert (first["ict00"], first["lid_rest"], first["tex_seed"], first["skin_r"]) == pytest.approx((
         0.6477851524282461, 0.9890428331627474, 254176184.0, 173.19745200372293), rel=1e-12)  # float noise across CPUs
@@ -540,3 +540,46 @@ def test_each_identity_has_its_own_teeth_tongue_and_cavity_and_keeps_its_other_d
     for name, col in zip(("teeth", "tongue", "mouth"), TX.mouth_colours(first)):
         x, y = (int(v) for v in P.swatch_uv(name))
         assert np.abs(rgb[y, x].astype(float) - np.clip(col, 0, 255)).max() <= 1.0
+
+
+def test_incisor_display_falls_with_age_is_larger_in_women_and_keeps_the_other_draws():
+    """id-v5: how far the upper incisors show below the lip at rest, drawn per identity on its own stream
+    (every id-v4 draw unchanged, see the test above): about 3.4 mm under 30 falling to about 0 after 60,
+    ~1.5 mm more in women (Vig and Brundo 1978); clipped to -1..5 mm."""
+    import importlib
+
+    I = importlib.import_module("dmsfactory.generators.procedural.identity")
+
+    def shows(sex, age):
+        return np.array([I.sample_code(700 + s, {"sex": sex, "age": age, "skin_tone": 3})["incisor_show_mm"] for s in range(200)])
+
+    young_f, young_m, old_f = shows("female", 24), shows("male", 24), shows("female", 70)
+    assert 3.0 < young_f.mean() < 4.5 and young_f.std() > 0.6
+    assert young_f.mean() - young_m.mean() == pytest.approx(1.5, abs=0.4)
+    assert old_f.mean() < 0.5 and np.all((old_f >= -1.0) & (young_f <= 5.0))
+    c = I.sample_code(700, {"sex": "female", "age": 24, "skin_tone": 3})
+    assert c["incisor_show_mm"] == I.teeth_code(700, (24 - 16) / 64, "female")["incisor_show_mm"]
+
+
+def test_the_upper_teeth_band_is_symmetric_notched_between_crowns_and_faces_out():
+    import importlib
+
+    P = importlib.import_module("dmsfactory.generators.procedural.parts")
+    R = importlib.import_module("dmsfactory.generators.procedural.render")
+    p = P.upper_teeth(-0.07, 0.02, 40.0)
+    v = p.v
+    assert np.allclose(np.sort(v[:, 0]), np.sort(-v[:, 0]))  # mirror-symmetric
+    edge = v[v[:, 1] == v[:, 1].min()]
+    assert (np.abs(edge[:, 0]) < 0.0083).all() and v[:, 1].min() == pytest.approx(-0.07)  # the central incisors lowest
+    row0 = v[: len(np.unique(v[:, 0]))]
+    y_at = {round(x * 1000, 1): y for x, y in zip(row0[:, 0], row0[:, 1])}
+    assert y_at[8.3] > y_at[7.5] + 0.0004 and y_at[8.3] > y_at[9.0] + 0.0001  # a notch between crowns
+    assert y_at[16.5] < y_at[15.0] and y_at[16.5] < y_at[18.0]  # the canine's cusp
+    assert v[:, 2].max() == pytest.approx(0.02, abs=5e-5) and v[np.abs(v[:, 0]) > 0.02, 2].max() < 0.02 - 40 * 0.02**2 + 1e-9
+    n = np.cross(v[p.t[:, 1]] - v[p.t[:, 0]], v[p.t[:, 2]] - v[p.t[:, 0]])
+    front = np.abs(v[p.t].mean(1)[:, 0]) < 0.005
+    ok = np.linalg.norm(n[front], axis=1) > 0
+    assert (n[front][ok][:, 2] > 0).all()  # the labial face looks out of the mouth
+    im = R.identity_model(11, {"sex": "female", "age": 30, "skin_tone": 3, "mixup": None})
+    lm0 = P.FM.load().landmarks(im.v0)
+    assert im.upper_teeth.v[:, 1].min() == pytest.approx(lm0[13, 1] - im.code["incisor_show_mm"] / 1000, abs=1e-9)

@@ -170,8 +170,9 @@ def yawn_still(amplitude: float, rs: np.random.Generator) -> dict[str, Any]:
 
     Returns the mouth opening, the shape's level there (0..1 of the amplitude), every parameter that
     placed the moment, and the head's upward tilt and the eyes' narrowing at the acme (``head_tilt_deg``,
-    ``eye_narrow``, applied times the level as a clip's yawn applies them); all recorded in the plan
-    entry's ``state.yawn_moment``."""
+    ``eye_narrow``, applied times the level as a clip's yawn applies them) and the yawn's lips
+    (``upper_lip_raise``, ``lip_stretch``: the renderer's weights, times the opening, also in
+    ``state.yawn_lips``); all recorded in the plan entry's ``state.yawn_moment``."""
     peak_frac, opening_share = rs.uniform(*YAWN_SHAPE["peak_frac"]), rs.uniform(*YAWN_SHAPE["opening_share"])
     shape = YawnShape.split(0.0, 1.0, amplitude, peak_frac, opening_share)  # times as shares of the yawn
     y0 = min(1.0, YAWN_SHAPE["labelled_open"] / amplitude)
@@ -182,9 +183,12 @@ def yawn_still(amplitude: float, rs: np.random.Generator) -> dict[str, Any]:
     phase = "opening" if t < shape.opening_s else "acme" if t <= shape.opening_s + shape.peak_s else "closing"
     tilt = rs.uniform(*YAWN_SHAPE["head_tilt_deg"])  # drawn after the moment: its earlier draws stay as they were
     narrow = rs.uniform(*YAWN_SHAPE["eye_narrow"])
+    lip_up = rs.uniform(*YAWN_SHAPE["upper_lip_raise"])  # drawn last (renderer 0.10.0): the draws above stay
+    stretch = rs.uniform(*YAWN_SHAPE["lip_stretch"])
     return {"mouth_open": round_to(amplitude * level), "shape_level": round_to(level), "amplitude": round_to(amplitude),
             "peak_frac": round_to(peak_frac), "opening_share": round_to(opening_share), "time_frac": round_to(t),
-            "phase": phase, "head_tilt_deg": round_to(tilt), "eye_narrow": round_to(narrow)}
+            "phase": phase, "head_tilt_deg": round_to(tilt), "eye_narrow": round_to(narrow),
+            "upper_lip_raise": round_to(lip_up), "lip_stretch": round_to(stretch)}
 
 
 def make_entry(spec: DatasetSpec, spec_hash: str, index: int, ident: Identity, cond: dict[str, Any]) -> dict[str, Any]:
@@ -273,6 +277,7 @@ def make_entry(spec: DatasetSpec, spec_hash: str, index: int, ident: Identity, c
             "mouth_open": round_to(mouth),
             "yawn": yawn,
             "yawn_moment": yawn_moment,
+            "yawn_lips": {k: yawn_moment[k] for k in ("upper_lip_raise", "lip_stretch")} if yawn_moment else None,
             "brow_raise": round_to(r.uniform(0, 0.3) if cls in ("alert", "distracted", "phone") else r.uniform(0, 0.1)),
             "smile": round_to(r.uniform(0, 0.4) if cls == "alert" and yawn == "none" else 0.0),
         },

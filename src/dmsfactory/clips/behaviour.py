@@ -325,6 +325,7 @@ class ClipModel:
         lean = np.zeros(n)
         light = np.array([self.lighting] * n, dtype=object)
         log_lux = np.full(n, math.log(self.illuminance_lux))
+        lip_up, lip_st = np.full(n, np.nan), np.full(n, np.nan)  # a yawn's lips (state.yawn_lips) while it lasts
         gaze_offsets = []
 
         def glance(g: dict[str, Any]) -> None:
@@ -353,6 +354,8 @@ class ClipModel:
                 head_pitch = head_pitch + d["pitch"] * m
                 brow = np.maximum(brow, 0.3 * m)
                 yawn[(mouth >= YAWN["labelled_open"]) & (t >= s) & (t <= d["shape"].end_s)] = d["label"]
+                during = (t >= s) & (t <= d["shape"].end_s)
+                lip_up[during], lip_st[during] = d["lips"]
             elif k == "nod":
                 head_pitch = head_pitch - d["pitch"] * _bump(t, s, s + min(e - s, 1.0), 0.4, 0.4)
             elif k == "phone":
@@ -404,7 +407,8 @@ class ClipModel:
                 "brow": np.clip(brow, 0, 1), "smile": np.clip(smile, 0, 1), "head_yaw": head_yaw,
                 "head_pitch": head_pitch, "head_roll": head_roll, "eye_yaw": e_y, "eye_pitch": e_p,
                 "zone": nearest_zone(head_yaw + e_y, head_pitch + e_p), "action": action, "phone": phone,
-                "activity": activity, "lean": lean, "lighting": light, "lux": np.exp(log_lux)}
+                "activity": activity, "lean": lean, "lighting": light, "lux": np.exp(log_lux), "lip_up": lip_up,
+                "lip_stretch": lip_st}
 
     def frames(self, n_frames: int, fps: float) -> list[dict[str, Any]]:
         """Per-frame plan fields at t_i = i / fps."""
@@ -418,6 +422,8 @@ class ClipModel:
                     "eye_openness_right": round(float(ch["open_r"][i]), 4),
                     "mouth_open": round(float(ch["mouth"][i]), 4),
                     "yawn": str(ch["yawn"][i]),
+                    "yawn_lips": None if ch["yawn"][i] == "none" else {
+                        "upper_lip_raise": round(float(ch["lip_up"][i]), 4), "lip_stretch": round(float(ch["lip_stretch"][i]), 4)},
                     "brow_raise": round(float(ch["brow"][i]), 4),
                     "smile": round(float(ch["smile"][i]), 4),
                 },
@@ -506,6 +512,7 @@ def simulate(
     # independent streams, so that e.g. a different KSS changes the blinks but not the head sway
     seeds = [int(x) for x in rng.integers(0, 2**62, size=6)]
     r_pose, r_seg, r_times, r_ms = (np.random.default_rng(s) for s in seeds[:4])
+    r_lips = np.random.default_rng([seeds[1], 1])  # each yawn's lips, on their own stream (the draws above stay)
     blink_seed = seeds[4]
     if driver is None:
         driver = DriverTraits.draw(np.random.default_rng(seeds[5]))
@@ -549,7 +556,9 @@ def simulate(
         elif k == "yawn":
             shape = YawnShape.split(s, d, u(*YAWN["amplitude"]), u(*YAWN["peak_frac"]), u(*YAWN["opening_share"]))
             dr.update(shape=shape, narrow=u(*YAWN["eye_narrow"]), pitch=u(*YAWN["head_tilt_deg"]),
-                      label="yawning_with_hand" if seg.get("with_hand") else "yawning_without_hand")
+                      label="yawning_with_hand" if seg.get("with_hand") else "yawning_without_hand",
+                      lips=(round(float(r_lips.uniform(*YAWN["upper_lip_raise"])), 4),
+                            round(float(r_lips.uniform(*YAWN["lip_stretch"])), 4)))
             events.append({"type": "yawn", "start_s": shape.start_s, "end_s": shape.end_s,
                            "with_hand": bool(seg.get("with_hand")), "opening_s": shape.opening_s,
                            "peak_s": shape.peak_s, "closing_s": shape.closing_s,

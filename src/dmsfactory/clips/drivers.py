@@ -76,7 +76,8 @@ import numpy as np
 
 from dmsfactory.seeds import rng as seeded_rng
 
-BEHAVIOUR_VERSION = "2.0.0"  # bump when the behaviour models change what a seed produces
+BEHAVIOUR_VERSION = "2.1.0"  # bump when the behaviour models change what a seed produces
+# 2.1.0: each yawn draws its lips (YAWN["upper_lip_raise"], YAWN["lip_stretch"]; frames' state.yawn_lips)
 
 # per-blink variability (lognormal sigmas) and per-blink floor
 BLINK_SIGMA = {"closing_s": 0.15, "closed_s": 0.45, "reopening_s": 0.18}
@@ -104,7 +105,11 @@ YAWN = {"duration_mean_s": 6.25, "driver_sd_s": 0.4, "yawn_sd_s": 0.5, "lo_s": 4
         "amplitude": (0.7, 1.0),  # the widest opening (mouth_open)
         "labelled_open": 0.3,  # a moment of a yawn is labelled yawning while the mouth opens >= this (clips and stills)
         "head_tilt_deg": (4.0, 8.0),  # the head tilts up with the mouth, times the yawn's level (clips and stills)
-        "eye_narrow": (0.35, 0.5)}  # the eyes narrow by this share at the acme, times the yawn's level (clips and stills)
+        "eye_narrow": (0.35, 0.5),  # the eyes narrow by this share at the acme, times the yawn's level (clips and stills)
+        # the lips of one yawn (clips and stills; renderer blendshape weights times the opening): how far the
+        # upper lip rises (mouthUpperUp) and how far the lips stretch (mouthStretch); until renderer 0.10.0
+        # every yawn had 0.35 and 0.55 (render.YAWN_LIPS_DEFAULT, still used where a plan entry has none)
+        "upper_lip_raise": (0.35, 1.0), "lip_stretch": (0.55, 0.9)}
 
 # reference figures (issue 24) used by the benchmark and the dataset card
 REFERENCE = {

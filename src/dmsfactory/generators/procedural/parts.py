@@ -136,6 +136,54 @@ def fan(v_face: np.ndarray, contour: np.ndarray, depth: float, sw: str, name: st
     return Part(name, v, t, uv, cull=False)
 
 
+# The upper front teeth (renderer 0.10.0). The head model's upper teeth are a row of separate crowns whose
+# central incisors end 3 mm above the lip line (only canine and premolar tips reach it): when the lips
+# part they show as white spikes with dark gaps, and a yawn shows almost none of them. A real open mouth
+# shows a continuous band of upper incisors under the upper lip. This row replaces the model's upper
+# teeth: half-widths (projected on x) of the central and lateral incisor, canine and first premolar
+# (mean crown widths 8.6, 6.6, 7.6, 7.0 mm measured along the arch; here projected on the arch's
+# chord, so the later ones narrower), the edge of each tooth above the central incisors' (mm: laterals
+# sit higher, the canine ends in a cusp, the premolar higher again), a V-shaped notch where two crowns
+# meet, and a crown 11 mm tall and proclined (its edge ahead of its neck).
+TOOTH_X_MM = (0.0, 8.3, 14.0, 19.0, 23.5)
+TOOTH_EDGE_MM = (0.0, 0.7, 0.2, 0.9)
+CANINE_CUSP_MM, NOTCH_MM, NOTCH_HALF_MM = 1.0, 0.7, 0.6
+CROWN_MM, PROCLINE = 11.0, 0.15
+
+
+def upper_teeth(edge_y: float, front_z: float, arch: float, width: float = 1.0, step_mm: float = 0.5) -> Part:
+    """The upper front teeth as one curved band (head frame, metres): the incisal edge of the central
+    incisors at height ``edge_y``, their labial face at depth ``front_z``; the arch recedes as
+    ``arch * x**2`` (1/m); ``width`` scales it sideways. Columns every ``step_mm`` along x, with a
+    column on every crown boundary (the notches), rows denser near the edge; triangles face out."""
+    xb = np.asarray(TOOTH_X_MM) * width
+    xs = np.unique(np.round(np.concatenate([np.arange(0.0, xb[-1], step_mm), xb]), 6))
+    xs = np.concatenate([-xs[:0:-1], xs])  # symmetric, midline once
+    ax = np.abs(xs)
+    tooth = np.clip(np.searchsorted(xb, ax, side="right") - 1, 0, len(TOOTH_EDGE_MM) - 1)
+    lift = np.asarray(TOOTH_EDGE_MM)[tooth].copy()
+    c_lo, c_hi = xb[2], xb[3]  # the canine: a cusp at its middle
+    on_c = tooth == 2
+    lift[on_c] += CANINE_CUSP_MM * np.abs(ax[on_c] - 0.5 * (c_lo + c_hi)) / (0.5 * (c_hi - c_lo))
+    d_b = np.min(np.abs(ax[:, None] - xb[None, :-1]), axis=1)  # distance to the nearest crown boundary
+    lift += NOTCH_MM * np.clip(1.0 - d_b / (NOTCH_HALF_MM * width), 0.0, 1.0)
+    rows_mm = np.array([0.0, 0.4, 1.2, 3.0, 6.0, CROWN_MM])
+    X = xs / 1000.0
+    nu, nv = len(xs), len(rows_mm)
+    v = np.empty((nv, nu, 3))
+    for j, h in enumerate(rows_mm):
+        hh = np.maximum(h, lift) if j else lift  # the notch's top never rises above the row above it
+        v[j, :, 0] = X
+        v[j, :, 1] = edge_y + hh / 1000.0
+        v[j, :, 2] = front_z - arch * X**2 - PROCLINE * hh / 1000.0
+    v = v.reshape(-1, 3)
+    t = _grid_tris(nu, nv)
+    t = orient_outward(v, t, np.array([0.0, edge_y + 0.005, front_z - 0.03]))
+    p = Part("teeth", v, t, np.tile(swatch_uv("teeth"), (len(v), 1)), spec=0.3)
+    p.extra["boundary"] = np.tile(d_b < 0.3 * width, nv)  # vertices on a crown boundary (shaded darker)
+    return p
+
+
 LASH_MM = 2.6  # upper lashes at the middle of the lid (shorter towards the corners; x 0.8-1.4 by the lash code)
 
 

@@ -45,13 +45,14 @@ from .identity import identity_code, identity_shape
 from .raster import Fragments, interpolate, rasterize, vertex_normals
 from .texture import build_atlas, part_uv
 
-RENDERER_VERSION = "procedural-0.9.0"  # 0.4.0: ICT-FaceKit head (identity modes, blendshapes, mouth interior), new hand;
+RENDERER_VERSION = "procedural-0.10.0"  # 0.4.0: ICT-FaceKit head (identity modes, blendshapes, mouth interior), new hand;
 # 0.4.1: records lip_points (pixels unchanged); 0.4.2: ambient occlusion dims the ambient light only;
 # 0.5.0: face-priority auto-exposure (render info "exposure"); records eye_points
 # 0.6.0: corneal glints (catchlights) instead of the eyeball sheen on the cornea
 # 0.7.0: per-identity teeth, tongue and cavity colours (identity code id-v4)
 # 0.8.0: lips sealed at rest (LIP_SEAL); mouth_opening_mm is the lips' vertical gap
 # 0.9.0: glossy upper eyelids (LID_GLOSS_MAX; render info "lid_gloss")
+# 0.10.0: the upper front teeth as one band under the lip (parts.upper_teeth; identity code id-v5)
 PIVOT_IN_HEAD = np.array([0.0, -0.065, -0.075])
 LIPS = list(LIPS_OUTER + LIPS_INNER)
 
@@ -102,6 +103,9 @@ def model_geometry() -> dict:
         t = m.tris[k]
         if k in ("face", "head"):  # the model's neck ends inside the torso's collar (its flare to the shoulders goes)
             t = t[(m.mean[t][:, :, 1] > NECK_CUT_Y).all(1)]
+        if k == "teeth":  # the lower row only: the upper front teeth are our own band (parts.upper_teeth)
+            lm = m.landmarks(m.mean)
+            t = t[(m.mean[t][:, :, 1] < 0.5 * (lm[13, 1] + lm[14, 1])).all(1)]
         g["parts"][k] = (pv, loc[t])
     g["weld"] = np.concatenate([m.tris[k] for k in FM.PARTS])
     tf = np.concatenate([m.tris["face"], m.tris["head"]])
@@ -236,6 +240,7 @@ class IdentityModel:
         self.eyes = {s: P.eye_geometry(self.v0, s) for s in ("right", "left")}
         self.eyeballs = {s: P.eyeball(np.zeros(3), R)[0] for s, (c, R) in self.eyes.items()}
         self.fans = {s: P.fan(self.v0, m.eyes[s]["loop"], 0.010, "socket", "socket") for s in ("right", "left")}
+        self.upper_teeth = _upper_teeth(self.v0, self.face0, self.code)
         self._acc: dict = {}
 
     def fan(self, key: str, v: np.ndarray, contour: np.ndarray, depth: float) -> "P.Part":
@@ -256,6 +261,29 @@ class IdentityModel:
             else:
                 self._acc[acc] = []
         return self._acc[acc]
+
+
+UPPER_TEETH_ARCH = 40.0  # 1/m: the model's upper row recedes 12.6 mm by 18 mm to the side (mean head)
+UPPER_TEETH_WIDTH_M = 0.0638  # the mean head's upper row, side to side
+
+
+def _upper_teeth(v0: np.ndarray, lm0: np.ndarray, code: dict) -> P.Part:
+    """The identity's upper front teeth (``parts.upper_teeth``), head frame: the labial face where the
+    model's central incisors have it, the arch as wide as the model's upper row, and the central
+    incisors' edge ``incisor_show_mm`` below the upper lip's inner line at rest (identity code id-v5;
+    0 for codes before it: the edge at the lip line)."""
+    m = FM.load()
+    tv = v0[m.part_vertices["teeth"]]
+    up = tv[tv[:, 1] > 0.5 * (lm0[13, 1] + lm0[14, 1])]
+    front_z = float(up[np.abs(up[:, 0]) < 0.003, 2].max())
+    width = float(np.ptp(up[:, 0]) / UPPER_TEETH_WIDTH_M)
+    edge_y = float(lm0[13, 1]) - float(code.get("incisor_show_mm", 0.0)) / 1000.0
+    p = P.upper_teeth(edge_y, front_z, UPPER_TEETH_ARCH / width**2, width)
+    z_lips = float(v0[m.mouth["loop"], 2].mean())
+    ao = PART_AO["teeth"] * np.clip(1.0 - (z_lips - p.v[:, 2]) / 0.035, 0.25, 1.0)
+    p.extra["ao"] = np.where(p.extra.pop("boundary"), 0.6 * ao, ao)
+    p.cull = False
+    return p
 
 
 def _mask_model(v0: np.ndarray, lm0: np.ndarray) -> dict:
@@ -360,6 +388,10 @@ def _side_suffix(side: str) -> str:
 # 0.2-1.8 mm. Non-yawning openings below LIP_SEAL_OPEN press the lips together (mouthPress up to
 # LIP_SEAL at 0, mouthClose against the jaw's drop) and part them gradually up to it.
 LIP_SEAL, LIP_SEAL_OPEN = 0.6, 0.12
+# A yawn's lips: mouthUpperUp and mouthStretch weights times the opening. Drawn per yawn since 0.10.0
+# (``state.yawn_lips``: clips and stills, ranges in ``clips.drivers.YAWN``); these, every yawn's until
+# then, where a plan entry has none.
+YAWN_LIPS_DEFAULT = {"upper_lip_raise": 0.35, "lip_stretch": 0.55}
 
 
 def expression_weights(st: dict, eye_rot: dict | None = None) -> dict[str, float]:
@@ -380,13 +412,14 @@ def expression_weights(st: dict, eye_rot: dict | None = None) -> dict[str, float
     sm, br = float(st["smile"]), float(st["brow_raise"])
     squint = 0.45 * sm + (0.5 * mo if yawn else 0.0)
     if yawn:
+        lips = {**YAWN_LIPS_DEFAULT, **(st.get("yawn_lips") or {})}  # drawn per yawn since 0.10.0
         add("jawOpen", 0.95 * mo)
         add("noseSneer_L", 0.2 * mo)
         add("noseSneer_R", 0.2 * mo)
         for s in ("_L", "_R"):
-            add("mouthStretch" + s, 0.55 * mo)
+            add("mouthStretch" + s, float(lips["lip_stretch"]) * mo)
             add("mouthLowerDown" + s, 0.35 * mo)
-            add("mouthUpperUp" + s, 0.35 * mo)
+            add("mouthUpperUp" + s, float(lips["upper_lip_raise"]) * mo)
             add("browInnerUp" + s, 0.35 * mo)
     else:  # lips at rest are sealed: pressed together at 0, parting fully only from LIP_SEAL_OPEN on
         seal = max(0.0, 1.0 - mo / LIP_SEAL_OPEN)
@@ -906,6 +939,8 @@ def _build_scene(entry: dict, config: ProceduralConfig) -> _Scene:
         sink = np.array([0.0, 0.0, -0.0015 * (1.0 - o) ** 2])  # a closing eye's ball never pokes through the lid skin
         parts.append(P.Part("eyeball", tpl.v @ Rg_eye[side].T + c + sink, tpl.t, tpl.uv, spec=tpl.spec))
         eye_pts[side] = iris_points(c, R, Rg_eye[side])
+    if mouth_mm >= 1.5:  # as the model's lower teeth: hidden behind closed lips
+        parts.append(im.upper_teeth)
     if acc != "none":
         parts += im.accessory(acc, v, face)
     srng = _srng(entry, "props")
