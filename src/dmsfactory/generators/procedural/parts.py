@@ -179,7 +179,7 @@ def upper_teeth(edge_y: float, front_z: float, arch: float, width: float = 1.0, 
     v = v.reshape(-1, 3)
     t = _grid_tris(nu, nv)
     t = orient_outward(v, t, np.array([0.0, edge_y + 0.005, front_z - 0.03]))
-    p = Part("teeth", v, t, np.tile(swatch_uv("teeth"), (len(v), 1)), spec=0.3)
+    p = Part("teeth", v, t, np.tile(swatch_uv("teeth"), (len(v), 1)), cull=False, spec=0.3)
     p.extra["boundary"] = np.tile(d_b < 0.3 * width, nv)  # vertices on a crown boundary (shaded darker)
     return p
 

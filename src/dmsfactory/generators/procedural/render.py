@@ -105,7 +105,10 @@ def model_geometry() -> dict:
             t = t[(m.mean[t][:, :, 1] > NECK_CUT_Y).all(1)]
         if k == "teeth":  # the lower row only: the upper front teeth are our own band (parts.upper_teeth)
             lm = m.landmarks(m.mean)
-            t = t[(m.mean[t][:, :, 1] < 0.5 * (lm[13, 1] + lm[14, 1])).all(1)]
+            upper = m.mean[:, 1] > 0.5 * (lm[13, 1] + lm[14, 1])  # above the mean head's lip line
+            t = t[~upper[t].any(1)]
+            g["upper_teeth"] = pv[upper[pv]]  # the model's upper row: where the band goes (_upper_teeth)
+            g["upper_teeth_width"] = float(np.ptp(m.mean[g["upper_teeth"], 0]))
         g["parts"][k] = (pv, loc[t])
     g["weld"] = np.concatenate([m.tris[k] for k in FM.PARTS])
     tf = np.concatenate([m.tris["face"], m.tris["head"]])
@@ -264,25 +267,23 @@ class IdentityModel:
 
 
 UPPER_TEETH_ARCH = 40.0  # 1/m: the model's upper row recedes 12.6 mm by 18 mm to the side (mean head)
-UPPER_TEETH_WIDTH_M = 0.0638  # the mean head's upper row, side to side
 
 
 def _upper_teeth(v0: np.ndarray, lm0: np.ndarray, code: dict) -> P.Part:
     """The identity's upper front teeth (``parts.upper_teeth``), head frame: the labial face where the
-    model's central incisors have it, the arch as wide as the model's upper row, and the central
-    incisors' edge ``incisor_show_mm`` below the upper lip's inner line at rest (identity code id-v5;
-    0 for codes before it: the edge at the lip line)."""
+    model's central incisors have it, the arch as wide as the model's upper row (relative to the mean
+    head's), and the central incisors' edge ``incisor_show_mm`` below the upper lip's inner line at rest
+    (identity code id-v5; 0 for codes before it: the edge at the lip line)."""
     m = FM.load()
-    tv = v0[m.part_vertices["teeth"]]
-    up = tv[tv[:, 1] > 0.5 * (lm0[13, 1] + lm0[14, 1])]
+    geo = model_geometry()
+    up = v0[geo["upper_teeth"]]
     front_z = float(up[np.abs(up[:, 0]) < 0.003, 2].max())
-    width = float(np.ptp(up[:, 0]) / UPPER_TEETH_WIDTH_M)
+    width = float(np.ptp(up[:, 0]) / geo["upper_teeth_width"])
     edge_y = float(lm0[13, 1]) - float(code.get("incisor_show_mm", 0.0)) / 1000.0
     p = P.upper_teeth(edge_y, front_z, UPPER_TEETH_ARCH / width**2, width)
     z_lips = float(v0[m.mouth["loop"], 2].mean())
     ao = PART_AO["teeth"] * np.clip(1.0 - (z_lips - p.v[:, 2]) / 0.035, 0.25, 1.0)
     p.extra["ao"] = np.where(p.extra.pop("boundary"), 0.6 * ao, ao)
-    p.cull = False
     return p
 
 
