@@ -656,3 +656,19 @@ def test_a_labelled_face_box_limits_description_and_haar_to_that_face(renders):
     empty = np.concatenate([np.full_like(a.image, 90), b.image], axis=1)
     assert haar.haar(np.ascontiguousarray(empty), roi=box_a) == []
     assert haar.haar(np.ascontiguousarray(empty))  # the whole-image scan finds b
+
+
+def test_privacy_report_keeps_descriptors_end_to_end_and_names_a_sample_of_another_length():
+    """The report holds the descriptors as one float32 buffer (no object per descriptor): the same
+    matrix as stacking them; a descriptor of another length names its sample."""
+    from dmsfactory.privacy.report import PrivacyReport
+
+    rng = np.random.default_rng(3)
+    vecs = rng.normal(size=(5, 128)).astype(np.float32)
+    rep = PrivacyReport(PrivacyConfig(), [])
+    for i, v in enumerate(vecs):
+        rep.add({"key": f"s{i}", "identity": f"id{i % 2}", "verdicts": [], "arrays": {"face_descriptor": v.tolist()}})
+    got = np.frombuffer(rep.desc, np.float32).reshape(-1, rep.desc_dim)
+    assert got.shape == (5, 128) and np.array_equal(got, vecs)
+    with pytest.raises(ValueError, match="'bad'.*64 values"):
+        rep.add({"key": "bad", "identity": "id9", "verdicts": [], "arrays": {"face_descriptor": [0.0] * 64}})

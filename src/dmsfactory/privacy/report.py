@@ -342,7 +342,8 @@ class PrivacyReport:
         self._nearest: list[tuple[float, int, dict[str, Any]]] = []  # max-heap (by -distance) of the closest
         self._judged_identities: set[str] = set()
         self.presence = _PresenceRates()
-        self.desc: list[np.ndarray] = []
+        self.desc = array("f")  # the descriptors end to end (float32): no object per descriptor, no stacked copy
+        self.desc_dim = 0
         self.desc_ident: list[str | None] = []
         self.desc_keys = _Keys()
         self.ph = array("Q")
@@ -388,7 +389,11 @@ class PrivacyReport:
                     li["images"] += 1
         arrays = r.get("arrays") or {}
         if not quarantined and arrays.get("face_descriptor"):
-            self.desc.append(np.asarray(arrays["face_descriptor"], np.float32))
+            v = np.asarray(arrays["face_descriptor"], np.float32).ravel()
+            if self.desc_dim and len(v) != self.desc_dim:
+                raise ValueError(f"sample {r['key']!r}: face_descriptor has {len(v)} values, the others {self.desc_dim}")
+            self.desc_dim = len(v)
+            self.desc.frombytes(v.tobytes())
             self.desc_ident.append(r.get("identity"))
             self.desc_keys.append(r["key"])
         if not quarantined and arrays.get("phash"):
@@ -409,7 +414,7 @@ class PrivacyReport:
     def section(self) -> CardSection:
         cfg = self.cfg
         nearest = sorted((item for _, _, item in self._nearest), key=lambda m: m["distance"])
-        desc = np.stack(self.desc).astype(np.float32) if self.desc else np.zeros((0, 128), np.float32)
+        desc = np.frombuffer(self.desc, np.float32).reshape(-1, self.desc_dim) if self.desc else np.zeros((0, 128), np.float32)
         idents = self.desc_ident
         thr_id = cfg.identity_threshold
         ok = len(desc) > 0
