@@ -427,6 +427,33 @@ def test_native_log_filter_drops_only_the_noise(capfd):
     assert "after" in capfd.readouterr().err
 
 
+def test_native_log_filter_drops_tflite_pieces_that_two_writers_interleaved(capfd):
+    """TensorFlow Lite writes "INFO: ", its message and the newline separately; two workers starting
+    their graphs together interleave the pieces (seen in a CI run). Every order of two writers' pieces
+    comes out with nothing of them, and the lines around them unchanged."""
+    import itertools
+
+    from dmsfactory.quiet import filter_native_logs
+
+    pieces = [b"INFO: ", b"Created TensorFlow Lite XNNPACK delegate for CPU.", b"\n"]
+    orders = set()
+    for who in itertools.product("ab", repeat=6):  # each writer's three pieces in its own order
+        if who.count("a") == 3:
+            orders.add(who)
+    for who in sorted(orders):
+        nxt = {"a": 0, "b": 0}
+        with filter_native_logs() as f:
+            os.write(2, b"before\n")
+            for w in who:
+                os.write(2, pieces[nxt[w]])
+                nxt[w] += 1
+            os.write(2, b"INFO: Initialized TensorFlow Lite runtime.\n")  # not noise: kept
+            os.write(2, b"after\n")
+        err = capfd.readouterr().err
+        assert err == "before\nINFO: Initialized TensorFlow Lite runtime.\nafter\n", (who, err)
+        assert f.dropped >= 1
+
+
 def test_native_log_filter_ends_with_its_block_while_a_child_still_holds_the_pipe(capfd):
     """A spawned worker pool's resource tracker inherits fd 2 and outlives the command: the block's
     end must wait for what was written before it, not for the pipe's end of file (that waited out a

@@ -18,6 +18,13 @@ lines above). absl ``E``/``F`` lines, Python warnings, tracebacks and everything
 untouched. Python's own ``sys.stderr`` is re-pointed at the real stderr, so tqdm, logging and
 tracebacks do not go through the pipe at all (and still see a terminal). ``dmsfactory -v`` skips
 the filter.
+
+TensorFlow Lite writes its line in three pieces (``"INFO: "``, the message, the newline: three
+writes on unbuffered stderr), so two worker processes that start their graphs at the same moment
+interleave them (``INFO: INFO: Created ... CPU.Created ... CPU.`` then two newlines; seen once in a CI
+run on a loaded box). The filter therefore removes the XNNPACK message wherever it lands in a line,
+then the ``INFO: `` pieces it leaves dangling (followed by another ``INFO: `` or by the line's end), and
+the bare newline that follows a dropped line.
 """
 
 from __future__ import annotations
@@ -36,7 +43,23 @@ NOISE = re.compile(
     rb"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\."
     rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR)\r?$"
 )
-_PREFIXES = (b"I0", b"W0", b"I1", b"W1", b"INFO: Created", b"WARNING: All log")
+_PREFIXES = (b"I0", b"W0", b"I1", b"W1", b"INFO: ", b"WARNING: All log", b"Created TensorFlow Lite XNNPACK")
+# TensorFlow Lite's message and the severity pieces it leaves when another writer's pieces came between
+TFLITE_XNNPACK = b"Created TensorFlow Lite XNNPACK delegate for CPU."
+_DANGLING_INFO = re.compile(rb"INFO: (?=INFO: |\r?$)")
+
+
+def strip_noise(line: bytes) -> tuple[bytes, bool]:
+    """One line (newline stripped) without its noise, and whether it held any."""
+    noisy = False
+    if TFLITE_XNNPACK in line:
+        line, noisy = line.replace(TFLITE_XNNPACK, b""), True
+    m = NOISE.search(line)
+    if m:
+        line, noisy = line[: m.start()], True
+    if noisy:
+        line = _DANGLING_INFO.sub(b"", line)
+    return line, noisy
 
 
 class _Forwarder(threading.Thread):
@@ -44,6 +67,7 @@ class _Forwarder(threading.Thread):
         super().__init__(name="dmsfactory-native-log-filter", daemon=True)
         self.read_fd, self.out_fd = read_fd, out_fd
         self.dropped = 0
+        self._after_noise = False  # the last line was noise: a bare newline after it is its own
         # written into the pipe when the block ends: what arrived before it has been forwarded once the
         # thread reaches it, whether or not a child process still holds the pipe open (no EOF then)
         self.marker = b"\x00dmsfactory-end-of-block-" + os.urandom(8).hex().encode() + b"\x00"
@@ -58,7 +82,7 @@ class _Forwarder(threading.Thread):
         """Where an unfinished line could be turning into a noise line or the end marker (hold from
         there), else its length."""
         for i in range(len(partial)):
-            if partial[i] in b"IW" and any(p.startswith(partial[i : i + len(p)]) for p in _PREFIXES):
+            if partial[i] in b"IWC" and any(p.startswith(partial[i : i + len(p)]) for p in _PREFIXES):
                 return i
             if partial[i] == 0 and self.marker.startswith(partial[i : i + len(self.marker)]):
                 return i
@@ -95,21 +119,25 @@ class _Forwarder(threading.Thread):
         """Whole lines (newline stripped) -> what to forward (newlines restored), noise dropped."""
         out = []
         for line in lines:
-            m = NOISE.search(line)
-            if m:
+            rest, noisy = strip_noise(line)
+            if noisy:
                 self.dropped += 1
-                if m.start():  # e.g. a progress bar without newline, then the noise line
-                    out.append(line[: m.start()])
+                if rest.strip():  # e.g. a progress bar without newline, then the noise line
+                    out.append(rest)
+            elif not line.strip(b"\r") and self._after_noise:
+                pass  # the newline of interleaved noise pieces that landed on the line before
             else:
                 out.append(line + b"\n")
+            self._after_noise = noisy
         return out
 
     def _forward_all(self, data: bytes) -> None:
         """Forward ``data`` whole (its last line need not end with a newline), without its noise."""
         *lines, last = data.split(b"\n")
         out = self._filter(lines)
-        if last and not NOISE.search(last):
-            out.append(last)
+        rest, noisy = strip_noise(last)
+        if rest and (not noisy or rest.strip()):
+            out.append(rest)
         if out:
             self._emit(b"".join(out))
 
