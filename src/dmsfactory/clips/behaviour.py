@@ -353,8 +353,8 @@ class ClipModel:
                 mouth = np.maximum(mouth, d["shape"].amplitude * m)
                 head_pitch = head_pitch + d["pitch"] * m
                 brow = np.maximum(brow, 0.3 * m)
-                yawn[(mouth >= YAWN["labelled_open"]) & (t >= s) & (t <= d["shape"].end_s)] = d["label"]
                 during = (t >= s) & (t <= d["shape"].end_s)
+                yawn[(mouth >= YAWN["labelled_open"]) & during] = d["label"]
                 lip_up[during], lip_st[during] = d["lips"]
             elif k == "nod":
                 head_pitch = head_pitch - d["pitch"] * _bump(t, s, s + min(e - s, 1.0), 0.4, 0.4)
