@@ -12,9 +12,9 @@ are processed. None of the environment switches reaches them (measured with medi
 five lines), and the bundled absl symbols are not exported, so its log level cannot be set.
 
 :func:`filter_native_logs` therefore puts a pipe on fd 2 for the duration of a command: a thread
-forwards what arrives to the real stderr and drops only lines that match :data:`NOISE` (absl's
-``I``/``W`` lines with their ``MMDD time thread file:line]`` prefix, the two banner
-lines above). absl ``E``/``F`` lines, Python warnings, tracebacks and everything on stdout pass
+forwards what arrives to the real stderr and drops only the noise (:func:`strip_noise`: absl's
+``I``/``W`` lines with their ``MMDD time thread file:line]`` prefix and its banner, :data:`NOISE`;
+TensorFlow Lite's XNNPACK line, :data:`TFLITE_XNNPACK`). absl ``E``/``F`` lines, Python warnings, tracebacks and everything on stdout pass
 untouched. Python's own ``sys.stderr`` is re-pointed at the real stderr, so tqdm, logging and
 tracebacks do not go through the pipe at all (and still see a terminal). ``dmsfactory -v`` skips
 the filter.
@@ -37,10 +37,9 @@ import sys
 import threading
 from typing import Iterator
 
-# a noise line, or the noise tail of a line whose head is another writer's unfinished output
+# an absl noise line, or its tail after another writer's unfinished output (TensorFlow Lite's: below)
 NOISE = re.compile(
     rb"(?:[IW]\d{4} [\d:.]+ +\d+ [^ \]]+:\d+\] .*"
-    rb"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\."
     rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR)\r?$"
 )
 _PREFIXES = (b"I0", b"W0", b"I1", b"W1", b"INFO: ", b"WARNING: All log", b"Created TensorFlow Lite XNNPACK")
