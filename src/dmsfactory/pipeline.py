@@ -565,7 +565,7 @@ def finalize(
             sections.append(clip_section(manifest["clips"], clip_docs))
         sections.append(coverage_section(spec, cover))
         sheets = images.result()
-    card = write_card(out, manifest, counts, None, sections, samples, sheets=sheets)
+    card = write_card(out, manifest, counts, sections, sheets)
     return {"manifest": manifest, "card": str(card), "sections": sections, "out_dir": str(out)}
 
 

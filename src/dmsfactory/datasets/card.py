@@ -16,7 +16,7 @@ from dmsfactory.datasets.preview import SPLITS, Candidates, candidates, contact_
 from dmsfactory.datasets.reader import shard_paths
 from dmsfactory.datasets.shards import decode_image, write_json_atomic
 from dmsfactory.labelers.params import SCHEMA_VERSION, ibug68_index_map
-from dmsfactory.sample import CardSection, is_quarantined
+from dmsfactory.sample import CardSection
 from dmsfactory.transfer.link import card_lines  # links to sim-to-real reports survive a re-written card
 
 PACKAGES = (
@@ -128,13 +128,6 @@ class CardCounts:
     @property
     def reasons(self) -> list[dict[str, Any]]:
         return _sorted_reasons(self._reasons)
-
-    @classmethod
-    def of(cls, records: list[dict[str, Any]]) -> "CardCounts":
-        c = cls()
-        for r in records:
-            c.add(r)
-        return c
 
 
 def draw_landmarks(img: np.ndarray, doc: dict[str, Any]) -> np.ndarray:
@@ -301,25 +294,18 @@ def write_card_images(
 def write_card(
     out_dir: Path,
     manifest: dict[str, Any],
-    counts: "CardCounts | list[dict[str, Any]]",
-    grid_samples: list[tuple[dict[str, Any], np.ndarray]] | None,
+    counts: CardCounts,
     sections: list[CardSection],
-    samples: CardSamples | None = None,
-    sheets: list[str] | None = None,
+    sheets: list[str],
 ) -> Path:
-    """``counts``: a :class:`CardCounts` (or the records, counted here); ``grid_samples``: the sample
-    grid's (doc, image) pairs (:func:`pick_grid_samples` or :meth:`CardSamples.grid`); ``samples``:
-    the contact sheets' images collected with them (without it, each sheet reads its shards).
-    ``sheets``: the links :func:`write_card_images` returned when the caller drew the pictures
-    itself (``finalize`` draws them in a thread while it computes the sections); else drawn here."""
+    """``README.md`` and the class-balance plot: ``counts`` from the one pass over the samples,
+    ``sections`` the stages' reports, ``sheets`` the contact sheets' links that
+    :func:`write_card_images` returned (``finalize`` draws the pictures in a thread while it computes
+    the sections)."""
     out_dir = Path(out_dir)
     card_dir = out_dir / "card"
     card_dir.mkdir(exist_ok=True)
-    if not isinstance(counts, CardCounts):
-        counts = CardCounts.of(counts)
     _balance_plot(counts.balance, card_dir / "class_balance.png")
-    if sheets is None:
-        sheets = write_card_images(out_dir, manifest, grid_samples, samples)
 
     def cross(axis: str) -> str:
         cell = counts.cross[axis]
