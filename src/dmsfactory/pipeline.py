@@ -549,7 +549,7 @@ def finalize(
     # the sample grid and contact sheets (OpenCV, mostly outside the GIL) are drawn in a thread while
     # this one computes the sections (matplotlib plots, the privacy report's images)
     with ThreadPoolExecutor(1, thread_name_prefix="dmsfactory-card-images") as ex:
-        images = ex.submit(write_card_images, out, manifest, samples.grid, samples)
+        images = ex.submit(write_card_images, out, manifest, samples)
         sections: list[CardSection] = []
         for part in parts:
             sec = part.section()

@@ -6,13 +6,13 @@ import platform
 from collections import Counter
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
 
 from dmsfactory.datasets.hf import card_header  # YAML front matter: load_dataset(DIR) configs + features
-from dmsfactory.datasets.preview import SPLITS, Candidates, candidates, contact_sheet, pick, write_sheet
+from dmsfactory.datasets.preview import SPLITS, Candidates, candidates, pick, write_sheet
 from dmsfactory.datasets.reader import shard_paths
 from dmsfactory.datasets.shards import decode_image, write_json_atomic
 from dmsfactory.labelers.params import SCHEMA_VERSION, ibug68_index_map
@@ -261,34 +261,27 @@ def quarantine_by_reason(docs) -> list[dict[str, Any]]:
     return _sorted_reasons(groups)
 
 
-def contact_sheets(out_dir: Path, counts: dict[str, int], n: int = SHEET_N, samples: CardSamples | None = None) -> list[str]:
-    """Write ``card/preview-<split>.png`` for every split with images; returns the card's links.
-    ``samples``: the images collected in ``finalize``'s pass (else each sheet reads its shards)."""
+def contact_sheets(out_dir: Path, counts: dict[str, int], samples: CardSamples) -> list[str]:
+    """Write ``card/preview-<split>.png`` for every split with images, from the images collected in
+    ``finalize``'s pass; returns the card's links."""
     links = []
     for split, key in (("train", "train"), ("val", "val"), ("test", "test"), ("quarantine", "quarantined")):
         if counts.get(key):
-            res = write_sheet(out_dir, split, samples.sheet(split)) if samples is not None else contact_sheet(out_dir, split, n)
+            res = write_sheet(out_dir, split, samples.sheet(split))
             links.append(f"[{split}](card/{Path(res['path']).name})")
     return links
 
 
-def write_card_images(
-    out_dir: Path,
-    manifest: dict[str, Any],
-    grid_samples: "list[tuple[dict[str, Any], np.ndarray]] | Callable[[], list[tuple[dict[str, Any], np.ndarray]]] | None",
-    samples: CardSamples | None = None,
-) -> list[str]:
+def write_card_images(out_dir: Path, manifest: dict[str, Any], samples: CardSamples) -> list[str]:
     """The card's pictures of samples: ``card/sample_grid.png`` and the contact sheets; returns the
-    sheets' links. ``grid_samples`` may be a function that returns them (decoded where this runs).
-    OpenCV draws, decodes and encodes them, mostly outside the GIL: ``finalize`` runs this in a
-    thread beside the sections' matplotlib plots."""
+    sheets' links. The grid's images are decoded here. OpenCV draws, decodes and encodes them, mostly
+    outside the GIL: ``finalize`` runs this in a thread beside the sections' matplotlib plots."""
     out_dir = Path(out_dir)
     (out_dir / "card").mkdir(exist_ok=True)
-    if callable(grid_samples):
-        grid_samples = grid_samples()
-    if grid_samples:
-        sample_grid(grid_samples, out_dir / "card" / "sample_grid.png")
-    return contact_sheets(out_dir, manifest["counts"], samples=samples)
+    grid = samples.grid()
+    if grid:
+        sample_grid(grid, out_dir / "card" / "sample_grid.png")
+    return contact_sheets(out_dir, manifest["counts"], samples)
 
 
 def write_card(
