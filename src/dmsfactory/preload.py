@@ -35,6 +35,18 @@ def _import_heavy() -> None:
             pass
 
 
+def _one_opencv_thread() -> None:
+    """OpenCV starts its own thread pool at its first parallel call (the warm-up render below makes
+    one on some CPUs: seen on an AMD EPYC, not on an Intel Xeon). A worker forked from a server with
+    that pool inherits the pool's bookkeeping but not its threads, and its ``cv2.setNumThreads(1)``
+    (:func:`~dmsfactory.pipeline.default_threads`) then waits forever on a condition variable that
+    only the missing threads could release: the run hangs before its first batch. One thread from
+    the start means there is no pool to inherit."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
 def _warm_renderer() -> None:
     """Load the face model and numba's cached kernels (one 64-px render) in the server."""
     model_geometry()
@@ -42,4 +54,5 @@ def _warm_renderer() -> None:
 
 
 _import_heavy()
+_one_opencv_thread()
 _warm_renderer()
