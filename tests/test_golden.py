@@ -24,7 +24,9 @@ fixture in its floats, no image did), when the fixture began to record its machi
 upper front teeth as one band, identity code id-v5; each yawn's lips drawn, state.yawn_lips, clip
 behaviour 2.1.0: the pixels of renders with parted lips, every label's versions and plan state) on an
 Intel Xeon with AVX-512, and again when the band's width was measured on the model's upper row as the
-mean head splits it for every identity (the pixels of some parted-lip renders). A deliberate change of what the factory writes (renderer, labels, augmentation,
+mean head splits it for every identity (the pixels of some parted-lip renders); and for renderer 0.11.0 (one
+glasses frame per identity: the pixels of renders with glasses or sunglasses, ``params.render.glasses`` in
+every label document) on an AMD EPYC with AVX2. A deliberate change of what the factory writes (renderer, labels, augmentation,
 privacy verdicts) regenerates the fixture with ``PYTHONPATH=src .venv/bin/python tests/golden_run.py
 --write``, committed together with that change; a refactor must never need to.
 """

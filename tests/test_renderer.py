@@ -108,6 +108,40 @@ def test_deterministic_and_distinct():
     assert not np.array_equal(a.image, c.image)
 
 
+def test_each_identity_wears_its_own_glasses_frame():
+    """Frames vary between identities (material, colour, size, shape, rim) and stay with the person:
+    two samples of one identity wear the same frame, recorded in the render info; a thin metal rim
+    covers fewer pixels than a wide acetate one."""
+    from dmsfactory.generators.procedural.parts import GLASSES_RIM, glasses_style
+
+    styles = [glasses_style(float(s)) for s in range(300)]
+    assert glasses_style(5.0) == styles[5]
+    assert {st["material"] for st in styles} == {"acetate", "metal"}
+    assert len({tuple(st["colour"]) for st in styles}) >= 6
+    for st in styles:
+        lo, hi = GLASSES_RIM[st["material"]]
+        assert lo <= st["rim"] <= hi and 0.023 <= st["half_width_m"] <= 0.028 and 2.0 <= st["shape_exponent"] <= 4.0
+
+    def frame_pixels(seed, sample_seed=99, accessory="glasses"):
+        r = render(example_plan_entry(accessory=accessory, identity_seed=seed, sample_seed=sample_seed))
+        idx = [i for i, n in enumerate(r.part_names) if n == "glasses_frame"]
+        return r, int(np.isin(r.part_ids, idx).sum())
+
+    seen = {}
+    for seed in range(40):
+        st = identity_model(seed, {}).glasses_style
+        if st["material"] not in seen:
+            seen[st["material"]] = seed
+        if len(seen) == 2:
+            break
+    (metal, n_metal), (acetate, n_acetate) = frame_pixels(seen["metal"]), frame_pixels(seen["acetate"])
+    assert metal.render_info["glasses"]["material"] == "metal" and acetate.render_info["glasses"]["material"] == "acetate"
+    assert 0 < n_metal < 0.6 * n_acetate, (n_metal, n_acetate)
+    again, _ = frame_pixels(seen["metal"], sample_seed=3)
+    assert again.render_info["glasses"] == metal.render_info["glasses"]
+    assert render(example_plan_entry(identity_seed=seen["metal"])).render_info["glasses"] is None
+
+
 def test_same_bytes_at_any_blas_thread_count(tiny_spec_dict):
     """The head model's matrix products run on one BLAS thread whatever OMP_NUM_THREADS says: a
     multi-threaded BLAS sums in another order and once gave other landmarks and pixels at 2 threads."""

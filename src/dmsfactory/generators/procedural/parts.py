@@ -362,24 +362,55 @@ def neck_and_torso(clothing: float, head_size: float) -> list[Part]:
 
 
 # ---------------------------------------------------------------- accessories
-def glasses(face: np.ndarray, sp: dict, dark: bool) -> list[Part]:
-    """``face``: the 468 landmarks (head frame)."""
+# Frames of glasses, one style per identity (renderer 0.11.0; before it every wearer had the same thick dark
+# oval). Acetate rims are 5-8 mm wide bands around the lens, metal rims ~1.5-2.5 mm wires; lens
+# widths of 46-56 mm and heights of 30-42 mm (half-axes below) span common adult frames; the shape runs
+# from an oval (superellipse exponent 2) to a rounded rectangle (4). Colours are sRGB of the frame swatch.
+GLASSES_MATERIAL = {"acetate": 0.55, "metal": 0.45}
+GLASSES_COLOURS = {
+    "acetate": ((30, 28, 28), (75, 52, 38), (40, 42, 58), (110, 30, 35)),  # black, tortoise brown, navy, burgundy
+    "metal": ((175, 175, 180), (165, 138, 82), (85, 85, 92)),  # silver, gold, gunmetal
+}
+GLASSES_RIM = {"acetate": (0.09, 0.16), "metal": (0.035, 0.06)}  # rim band, share of the lens half-width
+GLASSES_TUBE_R = {"acetate": 0.0019, "metal": 0.0009}  # bridge and temple radius, metres
+
+
+def glasses_style(tex_seed: float) -> dict:
+    """The frame an identity wears (glasses and sunglasses alike), from its texture seed (a mixup
+    identity: its dominant parent's): material, sRGB colour, lens half-width / half-height (m), shape
+    exponent, rim band (share of the half-width). Recorded in ``params.render.glasses``."""
+    r = np.random.default_rng([int(tex_seed), 0x6C5])
+    mats = list(GLASSES_MATERIAL)
+    mat = mats[int(r.choice(len(mats), p=list(GLASSES_MATERIAL.values())))]
+    cols = GLASSES_COLOURS[mat]
+    return {"material": mat, "colour": list(cols[int(r.integers(len(cols)))]),
+            "half_width_m": round(float(r.uniform(0.023, 0.028)), 5), "half_height_m": round(float(r.uniform(0.015, 0.021)), 5),
+            "shape_exponent": round(float(r.uniform(2.0, 4.0)), 3), "rim": round(float(r.uniform(*GLASSES_RIM[mat])), 4)}
+
+
+def glasses(face: np.ndarray, sp: dict, dark: bool, style: dict) -> list[Part]:
+    """``face``: the 468 landmarks (head frame); ``style``: :func:`glasses_style`."""
     parts = []
     ring_v, ring_t = [], []
     lens_v, lens_t = [], []
-    n = 24
+    n = 32
     ang = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    ex = 2.0 / float(style["shape_exponent"])
+    cs, sn = np.cos(ang), np.sin(ang)
+    ux, uy = np.sign(cs) * np.abs(cs) ** ex, np.sign(sn) * np.abs(sn) ** ex  # superellipse
     zl = max(face[[159, 386, 105, 334, 6], 2].max(), face[[168], 2].max() - 0.004) + 0.010
+    tube_r = GLASSES_TUBE_R[style["material"]]
     for side, up in (("right", T.R_EYE_UPPER), ("left", T.L_EYE_UPPER)):
         c = face[list(up)].mean(0)
         cx = c[0] * 1.05
         cy = c[1] - 0.001
-        ax, ay = 0.026, 0.019 if not dark else 0.022
-        e = np.stack([cx + ax * np.cos(ang), cy + ay * np.sin(ang) - 0.003 * (np.sin(ang) < 0), np.full(n, zl)], 1)
+        ax = float(style["half_width_m"])
+        ay = float(style["half_height_m"]) + (0.003 if dark else 0.0)
+        e = np.stack([cx + ax * ux, cy + ay * uy - 0.003 * (sn < 0), np.full(n, zl)], 1)
         # wrap: outer side bends back
         e[:, 2] -= 0.12 * np.clip(np.abs(e[:, 0]) - 0.03, 0, None)
         outer = e.copy()
-        outer[:, :2] = (e[:, :2] - [cx, cy]) * 1.12 + [cx, cy]
+        outer[:, :2] = (e[:, :2] - [cx, cy]) * (1.0 + float(style["rim"])) + [cx, cy]
         b = len(ring_v) * n
         ring_v += [e, outer + [0, 0, 0.001]]
         ring_t += [(b + i, b + (i + 1) % n, b + n + (i + 1) % n) for i in range(n)]
@@ -388,16 +419,17 @@ def glasses(face: np.ndarray, sp: dict, dark: bool) -> list[Part]:
         lens_v.append(np.concatenate([e, [[cx, cy, zl + 0.002]]]))
         lens_t += [(lb + i, lb + (i + 1) % n, lb + n) for i in range(n)]
     rv = np.concatenate(ring_v)
-    frame = Part("glasses_frame", rv, np.array(ring_t), np.tile(swatch_uv("frame"), (len(rv), 1)), cull=False, spec=0.8, occluder=True)
+    spec = 0.8 if style["material"] == "acetate" else 1.0
+    frame = Part("glasses_frame", rv, np.array(ring_t), np.tile(swatch_uv("frame"), (len(rv), 1)), cull=False, spec=spec, occluder=True)
     parts.append(frame)
     # bridge and temples
     rx0 = ring_v[1][np.argmax(ring_v[1][:, 0])]
     lx0 = ring_v[3][np.argmin(ring_v[3][:, 0])]
-    parts.append(tube(rx0 + [0, 0.004, 0], lx0 + [0, 0.004, 0], 0.0018, 0.0018, n=6, sw="frame", name="glasses_bridge", spec=0.8, occluder=True))
+    parts.append(tube(rx0 + [0, 0.004, 0], lx0 + [0, 0.004, 0], tube_r, tube_r, n=6, sw="frame", name="glasses_bridge", spec=spec, occluder=True))
     for e, s in ((ring_v[1], -1), (ring_v[3], 1)):
         p0 = e[np.argmax(s * e[:, 0])] + [0, 0.004, 0]
         p1 = np.array([s * (sp["r"][0] + 0.004), p0[1] - 0.004, sp["c"][2] + 0.01])
-        parts.append(tube(p0, p1, 0.0022, 0.0018, n=6, sw="frame", name="glasses_temple", spec=0.6, occluder=True))
+        parts.append(tube(p0, p1, 1.2 * tube_r, tube_r, n=6, sw="frame", name="glasses_temple", spec=0.75 * spec, occluder=True))
     lv = np.concatenate(lens_v)
     lens = Part("lens", lv, np.array(lens_t), np.tile(swatch_uv("lens_dark" if dark else "lens_clear"), (len(lv), 1)), cull=False)
     parts.append(lens)

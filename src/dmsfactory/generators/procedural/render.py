@@ -45,7 +45,7 @@ from .identity import identity_code, identity_shape
 from .raster import Fragments, interpolate, rasterize, vertex_normals
 from .texture import build_atlas, part_uv
 
-RENDERER_VERSION = "procedural-0.10.0"  # 0.4.0: ICT-FaceKit head (identity modes, blendshapes, mouth interior), new hand;
+RENDERER_VERSION = "procedural-0.11.0"  # 0.4.0: ICT-FaceKit head (identity modes, blendshapes, mouth interior), new hand;
 # 0.4.1: records lip_points (pixels unchanged); 0.4.2: ambient occlusion dims the ambient light only;
 # 0.5.0: face-priority auto-exposure (render info "exposure"); records eye_points
 # 0.6.0: corneal glints (catchlights) instead of the eyeball sheen on the cornea
@@ -53,6 +53,7 @@ RENDERER_VERSION = "procedural-0.10.0"  # 0.4.0: ICT-FaceKit head (identity mode
 # 0.8.0: lips sealed at rest (LIP_SEAL); mouth_opening_mm is the lips' vertical gap
 # 0.9.0: glossy upper eyelids (LID_GLOSS_MAX; render info "lid_gloss")
 # 0.10.0: the upper front teeth as one band under the lip (parts.upper_teeth; identity code id-v5)
+# 0.11.0: one frame style per identity for glasses and sunglasses (parts.glasses_style; render info "glasses")
 PIVOT_IN_HEAD = np.array([0.0, -0.065, -0.075])
 LIPS = list(LIPS_OUTER + LIPS_INNER)
 
@@ -229,6 +230,7 @@ class IdentityModel:
         zy = np.linalg.norm(self.face0[234] - self.face0[454])
         ml = m.landmarks(m.mean)
         self.head_size = float(zy / np.linalg.norm(ml[234] - ml[454]))
+        self.glasses_style = P.glasses_style(self.code["tex_seed"])  # the frame this person wears (0.11.0)
         self.rgb, self.nir = build_atlas(self.code)
         self.atlas_f = {"rgb": self.rgb.astype(np.float32) / 255.0, "nir": self.nir.astype(np.float32)[..., None] / 255.0}
         self.sp = P.skull_params(self.v0)
@@ -258,7 +260,7 @@ class IdentityModel:
             return [_mask_part(self._acc["mask"], v)]
         if acc not in self._acc:
             if acc in ("glasses", "sunglasses"):
-                self._acc[acc] = P.glasses(self.face0, self.sp, acc == "sunglasses")
+                self._acc[acc] = P.glasses(self.face0, self.sp, acc == "sunglasses", self.glasses_style)
             elif acc == "cap":
                 self._acc[acc] = P.cap(self.sp)
             else:
@@ -1355,6 +1357,7 @@ def _landmarks_and_info(sc: _Scene, mesh: _Mesh, ras: _Raster, out: np.ndarray, 
         "identity": {**im.info, "code": dict(im.code_rounded)},
         "lighting": {"mode": light["mode"], "bright_pupil": bool(light.get("bright_pupil", False)), "noise_sigma": float(light["noise"])},
         "lens_transmittance": lens_T,
+        "glasses": dict(im.glasses_style) if entry.get("accessory") in ("glasses", "sunglasses") else None,
         "lid_gloss": round(lid_gloss(entry), 4),
         "supersample": ss,
     }

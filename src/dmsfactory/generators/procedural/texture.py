@@ -15,7 +15,7 @@ import numpy as np
 
 from . import facemodel as FM
 from . import topology as T
-from .parts import ATLAS, EYE_RECT, FACE_RECT, HAIR_RECT, SKIN_RECT, SWATCH_RECT, SWATCHES, swatch_uv
+from .parts import ATLAS, EYE_RECT, FACE_RECT, HAIR_RECT, SKIN_RECT, SWATCH_RECT, SWATCHES, glasses_style, swatch_uv
 
 CREASE = 0.35  # strength of the supratarsal crease line
 UNDER_EYE = 1.0  # strength of the under-eye darkening
@@ -306,7 +306,7 @@ def build_atlas(code: dict) -> tuple[np.ndarray, np.ndarray]:
     eye[rad < a_pupil] = 8
     img[ey:ey + es, ex:ex + es] = eye
     # ---- swatches
-    sw = {"socket": (170, 110, 105), "frame": (30, 28, 28),
+    sw = {"socket": (170, 110, 105), "frame": tuple(glasses_style(code["tex_seed"])["colour"]),
           "lens_dark": (20, 22, 25), "lens_clear": (200, 215, 225), "mask": (150, 195, 225), "cap": (40, 50, 80),
           "phone": (25, 25, 28), "screen": (60, 110, 160), "sleeve": (60, 60, 70), "seat": (45, 45, 48), "lash": tuple(np.minimum(hair * 0.35, 28.0).tolist())}
     sw["teeth"], sw["tongue"], sw["mouth"] = mouth_colours(code)
