@@ -587,6 +587,31 @@ def test_identity_whose_one_view_matches_a_gallery_face_quarantines_all_its_imag
     assert len(st2.views.rendered) == 3
 
 
+def test_an_identitys_descriptors_do_not_depend_on_the_identities_judged_with_it(tmp_path):
+    """The descriptor network's output moves in the last float bits with its batch: an identity's views
+    are described in a call of their own, so the same identity gets bit-identical descriptors whether a
+    process judges it alone or together with others (with one worker or two, a batch meets different
+    identities not yet judged)."""
+    from dmsfactory.privacy.stage import PrivacyStage
+
+    entries, samples = _identity_batch()
+    gal = tmp_path / "gallery"
+    gal.mkdir()
+    cv2.imwrite(str(gal / "astronaut.png"), _astronaut()[..., ::-1])
+    cfg = PrivacyConfig(galleries=[str(gal)], cache_dir=str(tmp_path / "cache"), identity_views=3)
+
+    def descriptors(idents):
+        st = PrivacyStage(cfg, encoding=("jpg", 95), views=_Views(entries, samples))
+        verdicts = st.identity_verdicts(idents)
+        return {i: [v.descriptor for v in verdicts[i].views] for i in idents}
+
+    together = descriptors(["id000000", "id000001", "id000002"])
+    for ident, descs in together.items():
+        alone = descriptors([ident])[ident]
+        assert len(alone) == len(descs) == 3
+        assert all(np.array_equal(a, b) for a, b in zip(alone, descs)), ident
+
+
 def test_view_order_covers_pose_and_lighting_and_puts_occluded_views_last():
     from dmsfactory.privacy.identity import view_order
 
