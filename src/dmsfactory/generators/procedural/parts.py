@@ -363,9 +363,10 @@ def neck_and_torso(clothing: float, head_size: float) -> list[Part]:
 
 # ---------------------------------------------------------------- accessories
 # Frames of glasses, one style per identity (renderer 0.11.0; before it every wearer had the same thick dark
-# oval). Acetate rims are 5-8 mm wide bands around the lens, metal rims ~1.5-2.5 mm wires; lens
-# widths of 46-56 mm and heights of 30-42 mm (half-axes below) span common adult frames; the shape runs
-# from an oval (superellipse exponent 2) to a rounded rectangle (4). Colours are sRGB of the frame swatch.
+# oval). Acetate rims are ~2-4.5 mm bands around the lens, metal rims ~1-1.7 mm wires (GLASSES_RIM times the
+# lens half-width); lens widths of 46-56 mm and heights of 30-42 mm (half-axes in glasses_style) span common
+# adult frames; the shape runs from an oval (superellipse exponent 2) to a rounded rectangle (4). Colours
+# are sRGB of the frame swatch.
 GLASSES_MATERIAL = {"acetate": 0.55, "metal": 0.45}
 GLASSES_COLOURS = {
     "acetate": ((30, 28, 28), (75, 52, 38), (40, 42, 58), (110, 30, 35)),  # black, tortoise brown, navy, burgundy
