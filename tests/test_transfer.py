@@ -137,7 +137,7 @@ def test_crop_rule_same_framing_on_render_and_its_mediapipe_redetection(renders)
     Tolerance, from 309 renders of the demo spec where MediaPipe found the face (all conditions, camera yaw
     up to 70 deg): IoU median 0.86 (5th percentile 0.68, min 0.54), centre offset median 0.047 of the side
     (95th percentile 0.116), side ratio 0.85-1.11 (5-95 %). The misses are MediaPipe fitting a human face
-    to our longest identities (its box up to 23 % shorter; docs/transfer.md), not the rule. So: median IoU
+    to our longest identities (its box up to 23 % shorter; docs/transfer-log.md), not the rule. So: median IoU
     >= 0.80, at least 80 % of faces >= 0.72, every centre within 0.12 of the side, every side ratio in
     0.75-1.15; crops of open eyes median IoU >= 0.6, none below 0.4 (measured median 0.73)."""
     from dmsfactory.labelers.config import VerifyConfig

@@ -6,7 +6,7 @@ split. They are not a knob: a report is only comparable with another report if t
 same. The classifiers' training framings (:data:`EYE_ZOOM`, :data:`YAWN_ZOOM`) came later and were
 not chosen blind: they follow framing differences measured between the two domains (the eye sets'
 crops looked at, MediaPipe's face box against the exact one on renders) and were checked on the real
-development sets (docs/transfer.md); reports from before them are a different model. GroupNorm
+development sets (docs/transfer-log.md); reports from before them are a different model. GroupNorm
 instead of BatchNorm so that Opacus (DP-SGD, per-sample gradients) accepts the network.
 
 ``RefNet``: four stages (3x3 conv stride 2, GroupNorm, ReLU, then -- from the second stage on -- a
@@ -68,7 +68,7 @@ MEAN, STD = 0.5, 0.25
 # Random framing in training: a zoom (the crop side over the crop rule's) and a shift (up to this share
 # of the side on each axis). Landmarks, head pose, gaze: uniform 0.9-1.1 and 5 %, the framing noise
 # between exact and detected landmarks; wider framing made the landmark regressor worse (inner 51
-# 8.2 -> 8.6 %, docs/transfer.md "Framing in training").
+# 8.2 -> 8.6 %, docs/transfer-log.md "Framing in training").
 JITTER_SCALE = 0.1
 JITTER_SHIFT = 0.05
 # The two classifiers zoom log-uniformly over wider ranges, so that where the eye or face sits in its
@@ -99,7 +99,7 @@ class TaskConfig:
     shift: float = JITTER_SHIFT  # training shift, up to this share of the crop side per axis
 
 
-# epochs from the synthetic validation curves of the development dataset (docs/transfer.md): eye 8 (AUC
+# epochs from the synthetic validation curves of the development dataset (docs/transfer-log.md): eye 8 (AUC
 # 0.906 at 4, 0.922 at 8, 0.925 at 12), yawn 16 (0.70 at 4, 0.84 at 8, 0.880 at 16), landmarks 16
 # (inner-51 NME 0.133 at 8, 0.111 at 12, 0.107 at 16); from scratch on 1,160 synthetic eye crops
 # (the size of a real set's training folds) 30 epochs beat 15 (AUC 0.884 vs 0.856): real_epochs 30

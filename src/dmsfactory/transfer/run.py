@@ -109,7 +109,7 @@ def _versions() -> dict[str, Any]:
 
 def _machine() -> dict[str, Any]:
     """What picks the training's float kernels: the same set, seeds and code trained on another CPU
-    kernel path gives other figures (docs/transfer.md, eighth session: a yawn row moved by 0.9 points
+    kernel path gives other figures (docs/transfer-log.md, eighth session: a yawn row moved by 0.9 points
     with torch's kernels forced from AVX-512 to AVX2 on one box, by ~6 points between two machines)."""
     import torch  # heavy: torch
 

@@ -122,7 +122,7 @@ def read_synthetic(dataset_dir: str | Path, split: str, tasks: tuple[str, ...], 
 
     ``augmented=False`` leaves out the augment stage's views (a sample with ``aug`` or ``source_key``),
     counted in ``excluded`` for every task: trained on the renders alone, the report shows whether the
-    augmentation helps on the real data (docs/transfer.md)."""
+    augmentation helps on the real data (docs/transfer-log.md, "Does the augment stage pay?")."""
     ib = np.asarray(ibug68_index_map(), np.int64)
     buf: dict[str, tuple[list, list, list, list]] = {t: ([], [], [], []) for t in tasks}
     counts = Counter()
