@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PREFECT_LOGGING_LEVEL="WARNING")

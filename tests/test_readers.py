@@ -30,7 +30,7 @@ from dmsfactory.datasets.record_schema import PARAMS_MEMBER, SAMPLE_SCHEMA, chec
 from dmsfactory.datasets.wids_index import index_sets
 from dmsfactory.labelers.params import SCHEMA_VERSION, make_labels
 from dmsfactory.labelers.schema import (
-    CLIP_LABELS_SCHEMA, CLIP_SCHEMA_FINGERPRINTS, LABEL_SCHEMA, SCHEMA_FINGERPRINTS, Leaf, ListOf, check_labels,
+    CLIP_LABELS_SCHEMA, CLIP_SCHEMA_FINGERPRINTS, LABEL_SCHEMA, SCHEMA_FINGERPRINTS, ListOf, check_labels,
     fingerprint, iter_leaves,
 )
 

@@ -7,7 +7,6 @@ import pytest
 
 from dmsfactory.labelers.config import VerifyConfig
 from dmsfactory.labelers.verify import VerifyStage, agreement_report
-from dmsfactory.sample import FaceSample
 from dmsfactory.spec import SpecError, parse_spec
 
 procedural = pytest.importorskip("dmsfactory.generators.procedural")

@@ -22,7 +22,6 @@ The fatigue -> appearance mapping (docs/labels.md) is the table ``CLASS_STATES``
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from typing import Any

@@ -30,7 +30,6 @@ and a faster closing (minimum-jerk), after the phase description of Barbizet (19
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable
 

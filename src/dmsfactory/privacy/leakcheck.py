@@ -28,7 +28,6 @@ DIR``, never to the working directory.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import tarfile

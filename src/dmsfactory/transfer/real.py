@@ -29,7 +29,7 @@ from dmsfactory.labelers.verify import EAR_LEFT, EAR_RIGHT, VerifyStage, ear, he
 from dmsfactory.privacy.descriptors import iou, load_image, mediapipe_box_to_hog
 from dmsfactory.transfer import crops as C
 from dmsfactory.transfer.layout import ClassSet, FaceSet
-from dmsfactory.transfer.synth import eye_crop, face_crops
+from dmsfactory.transfer.synth import face_crops
 
 
 @dataclass

@@ -194,7 +194,7 @@ def markdown(rep: dict[str, Any]) -> str:
             L += ["DP-SGD rows (privacy.dp.dp_sgd_fit): " + "; ".join(
                 f"ε target {k[6:]}: spent ≤ {v['privacy']['epsilon_max']:.2f}, δ ≤ {v['privacy']['delta_max']:.2g}, "
                 f"σ {min(v['privacy']['noise_multiplier']):.2f}–{max(v['privacy']['noise_multiplier']):.2f}"
-                for k, v in dp) + f"; per fold, unit = one real image; ledgers in `ledgers/`.", ""]
+                for k, v in dp) + "; per fold, unit = one real image; ledgers in `ledgers/`.", ""]
         for p in s.get("plots", []):
             L.append(f"![{Path(p).stem}](plots/{Path(p).name})")
         L.append("")
