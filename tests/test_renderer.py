@@ -545,6 +545,31 @@ def test_atlas_blends_inside_the_mask_support_equal_whole_image_blends_bit_for_b
     assert np.array_equal(P.head_radius(model.v0, model.sp, d).reshape(-1), ref)
 
 
+def test_atlas_blurs_inside_the_mask_support_equal_whole_image_blurs_bit_for_bit():
+    """texture._blur blurs a mask only inside its support grown past the kernel's reach: it must equal
+    ``cv2.GaussianBlur`` of the whole image exactly, for the atlas's sigmas, a mask in the middle, one
+    touching two image edges, a one-pixel mask, an empty one and the 512 x 512 atlas size."""
+    from dmsfactory.generators.procedural import texture as TX
+
+    rng = np.random.default_rng(5)
+    for size in (128, 512):
+        for sigma in (0.8, 1.0, 1.3, 1.5, 1.6, 2, 3, 4, 7, 14):
+            masks = []
+            m = np.zeros((size, size), np.float32)
+            cv2.ellipse(m, (size // 3, size // 2), (12, 5), 20, 0, 360, 1.0, -1, cv2.LINE_AA)
+            masks.append(m * rng.random((size, size), dtype=np.float32))
+            m = np.zeros((size, size), np.float32)
+            cv2.rectangle(m, (size - 9, 0), (size - 1, 20), 0.7, -1)  # at the top and right edges
+            masks.append(m)
+            m = np.zeros((size, size), np.float32)
+            m[size // 2, 5] = 1.0
+            masks.append(m)
+            masks.append(np.zeros((size, size), np.float32))
+            for m in masks:
+                got = TX._blur(m, sigma)
+                assert got.dtype == np.float32 and np.array_equal(got, cv2.GaussianBlur(m, (0, 0), sigma)), (size, sigma)
+
+
 def test_each_identity_has_its_own_teeth_tongue_and_cavity_and_keeps_its_other_draws():
     """id-v4: the mouth interior's colours are drawn per identity (darker, yellower teeth with age) on their
     own stream, so every earlier draw of the code is what id-v3 drew; the atlas paints the swatches the
