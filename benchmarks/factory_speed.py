@@ -22,7 +22,7 @@ one path for every checkout, so that two checkouts benchmark the same samples):
   grown to that many by more identities, where ``--renders`` only cuts it); the
   difference between the two runs is the work that grows with the dataset, without what every run pays
   once (imports, model setup, gallery load, the card's plots): marginal renders/s (wall and per CPU
-  second, each also over the renderer alone) and the fixed seconds the shorter run spent (docs/orchestration.md:
+  second, each also over the renderer alone) and the fixed seconds the shorter run spent (docs/orchestration-log.md:
   at 400 and 1,200 demo renders the marginal rate was within 3 % of the whole-run rate). With more
   than one ``--workers``, the N2 run is made again at the largest W: ``steady_state.scaling`` gives
   W over W = 1 at N2 renders and at the margin (the work that grows with the dataset).
