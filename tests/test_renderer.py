@@ -642,3 +642,18 @@ def test_the_upper_teeth_band_is_symmetric_notched_between_crowns_and_faces_out(
     im = R.identity_model(11, {"sex": "female", "age": 30, "skin_tone": 3, "mixup": None})
     lm0 = P.FM.load().landmarks(im.v0)
     assert im.upper_teeth.v[:, 1].min() == pytest.approx(lm0[13, 1] - im.code["incisor_show_mm"] / 1000, abs=1e-9)
+
+
+def test_the_renderers_channel_mean_is_numpys_bit_for_bit():
+    """render._channel_mean replaces ``img.mean(axis=2)`` (auto-exposure, night-IR backgrounds) with an
+    explicit (c0 + c1) + c2 over 3: it must stay NumPy's result exactly, or exposure and pixels move."""
+    from dmsfactory.generators.procedural.render import _channel_mean
+
+    rng = np.random.default_rng(8)
+    for size in (64, 256, 512):
+        for scale in (1e-3, 1.0, 300.0):
+            img = rng.random((size, size, 3), dtype=np.float32) * np.float32(scale)
+            assert np.array_equal(_channel_mean(img), img.mean(axis=2))
+            assert np.array_equal(_channel_mean(img)[..., None], img.mean(2, keepdims=True))
+    img64 = rng.random((32, 32, 3))  # float64 too
+    assert np.array_equal(_channel_mean(img64), img64.mean(axis=2))

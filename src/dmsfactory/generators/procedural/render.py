@@ -660,7 +660,7 @@ def _background(entry: dict, S: int, ss: int, R_cw: np.ndarray, C: np.ndarray, K
     qcam = camera_setup({"camera": {**cam, "distance_m": key[4] * 0.025}})  # the key alone defines the image
     bg = paint_background(S, {"R_cw": qcam["R_cw"], "C": qcam["C"]}, K, bl, r)
     if mode == "night_ir":
-        bg = bg.mean(2, keepdims=True)
+        bg = _channel_mean(bg)[..., None]
     glow = None
     if mode == "backlight":
         glow = cv2.GaussianBlur((bg > 0.9).astype(np.float32) * 0.25, (0, 0), 6 * ss)
@@ -1244,8 +1244,15 @@ AE_TARGET = (100.0, 135.0)  # 8-bit level of the metered mean
 AE_RANGE = (0.4, 4.0)  # gain / nominal gain
 
 
+def _channel_mean(img: np.ndarray) -> np.ndarray:
+    """``img.mean(axis=2)`` of an (H, W, 3) float32 image, bit for bit ((c0 + c1) + c2, then / 3 in
+    float32: the order NumPy sums a short last axis in, `tests/test_renderer.py` holds it to NumPy's),
+    ~20x faster: NumPy reduces a length-3 last axis with strided passes (2 ms for a 256 x 256 image)."""
+    return ((img[..., 0] + img[..., 1]) + img[..., 2]) / np.float32(3)
+
+
 def _auto_exposure(entry: dict, img: np.ndarray, face_px: np.ndarray, nominal: float) -> dict:
-    luma = img.mean(axis=2) if img.shape[2] == 3 else img[..., 0]
+    luma = _channel_mean(img) if img.shape[2] == 3 else img[..., 0]
     frame = float(luma.mean())
     metered = AE_FACE_WEIGHT * float(luma[face_px].mean()) + (1 - AE_FACE_WEIGHT) * frame if face_px.any() else frame
     target = float(_srng(entry, "exposure").uniform(*AE_TARGET))
