@@ -250,18 +250,15 @@ class PrivacyStage:
         always the same views in the same order. Costs ~2.5 ms per view (8.5 against 6 ms per chip)."""
         self.setup()
         out: dict[str, IdentityVerdict] = {}
-        pending = []
         for identity in dict.fromkeys(identities):
             hit = self._identities.get(identity)
             if hit is not None:
                 self._identities.move_to_end(identity)
                 out[identity] = hit
-            else:
-                pending.append(self._identity_views(identity, by_key or {}, analysed or {}))
-        for _, views in pending:
+                continue
+            res, views = self._identity_views(identity, by_key or {}, analysed or {})
             self.analyzer.complete([a for _, _, a, _ in views])
-        for res, views in pending:
-            out[res.identity] = self._judge_identity(res, views)
+            out[identity] = self._judge_identity(res, views)
         return out
 
     def _identity_views(self, identity: str, by_key: dict[str, FaceSample], analysed: dict[str, tuple[Any, str | None]]):
