@@ -26,7 +26,9 @@ behaviour 2.1.0: the pixels of renders with parted lips, every label's versions 
 Intel Xeon with AVX-512, and again when the band's width was measured on the model's upper row as the
 mean head splits it for every identity (the pixels of some parted-lip renders); and for renderer 0.11.0 (one
 glasses frame per identity: the pixels of renders with glasses or sunglasses, ``params.render.glasses`` in
-every label document) on an AMD EPYC with AVX2. A deliberate change of what the factory writes (renderer, labels, augmentation,
+every label document) on an AMD EPYC with AVX2; and when identity views skipped HOG where MediaPipe found the
+face and the Haar presence fallback ran only where a face is expected (privacy verdict scores and a default
+spec's keys, as ``privacy.identity_view_hog`` joined the spec hash) on the same AMD EPYC. A deliberate change of what the factory writes (renderer, labels, augmentation,
 privacy verdicts) regenerates the fixture with ``PYTHONPATH=src .venv/bin/python tests/golden_run.py
 --write``, committed together with that change; a refactor must never need to.
 """

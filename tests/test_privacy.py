@@ -277,10 +277,12 @@ def test_presence_quarantines_faceless_only_when_a_face_is_expected(stage):
     out = stage.process([expected, hidden, labelled])
     assert out[0].quarantined and "no face detected" in out[0].quarantine_reasons[0]
     assert "visible landmark fraction 1.00" in out[0].quarantine_reasons[0]
+    assert "haar" in out[0].verdicts[0]["scores"]["run"]  # the fallback decides a quarantine
     for s in out[1:]:
         assert not s.quarantined
         pres = [v for v in s.verdicts if v["check"] == "presence"][0]
         assert pres["verdict"] == "undetectable" and pres["scores"]["expected"] is False
+        assert "haar" not in pres["scores"]["run"]  # no face expected: the Haar fallback would decide nothing
         assert [v for v in s.verdicts if v["check"] == "leakage"][0]["verdict"] == "undetectable"
 
 
@@ -610,6 +612,57 @@ def test_an_identitys_descriptors_do_not_depend_on_the_identities_judged_with_it
         alone = descriptors([ident])[ident]
         assert len(alone) == len(descs) == 3
         assert all(np.array_equal(a, b) for a, b in zip(alone, descs)), ident
+
+
+def test_identity_views_scan_with_hog_only_where_mediapipe_missed_the_labelled_face(tmp_path, monkeypatch):
+    """``identity_view_hog: fallback`` (default): a view whose labelled face MediaPipe found is aligned
+    from MediaPipe's eye box, with no HOG scan; ``always`` scans every view and keeps HOG's box where
+    both found the face. A face MediaPipe missed is still found by the scan."""
+    from dmsfactory.privacy.descriptors import FaceDescriber, mediapipe_box_to_hog
+    from dmsfactory.privacy.presence import PresenceDetectors
+    from dmsfactory.privacy.stage import PrivacyStage
+
+    entries, samples = _identity_batch()
+    gal = tmp_path / "gallery"
+    gal.mkdir()
+    cv2.imwrite(str(gal / "astronaut.png"), _astronaut()[..., ::-1])
+    scans = []
+    real_scan = FaceDescriber.hog_boxes
+    monkeypatch.setattr(FaceDescriber, "hog_boxes", lambda self, img: scans.append(img.shape) or real_scan(self, img))
+
+    def views(mode):
+        cfg = PrivacyConfig(galleries=[str(gal)], cache_dir=str(tmp_path / "cache"), identity_views=3, identity_view_hog=mode)
+        st = PrivacyStage(cfg, encoding=("jpg", 95), views=_Views(entries, samples))
+        st.setup()
+        scans.clear()
+        v = st.identity_verdicts(["id000000", "id000001", "id000002"])
+        return {i: v[i].views for i in v}, len(scans)
+
+    fallback, fallback_scans = views("fallback")
+    always, always_scans = views("always")
+    assert always_scans >= 9 and fallback_scans < always_scans
+    by_key = {s.key: s for s in samples}
+    mp, fd = PresenceDetectors(("mediapipe",)), FaceDescriber(("mediapipe", "hog"))
+    hog_boxed = 0
+    for ident in fallback:
+        assert [v.key for v in fallback[ident]] == [v.key for v in always[ident]]
+        for vf, va in zip(fallback[ident], always[ident]):
+            st = PrivacyStage(PrivacyConfig(), encoding=("jpg", 95))
+            img, _ = st.judged(by_key[vf.key])
+            found = [f for f in mp.mediapipe(img)]
+            if not found:
+                continue
+            eye_box = mediapipe_box_to_hog(found[0].box, found[0].extra["keypoints"])
+            assert np.allclose(vf.descriptor, fd.describe_box(img, eye_box), atol=1e-5)  # MediaPipe's box, no scan
+            hog = [f for f in fd.hog_boxes(img) if f.score >= 0]
+            if hog:
+                hog_boxed += 1
+                assert np.allclose(va.descriptor, fd.describe_box(img, hog[0].box), atol=1e-5)  # HOG's box
+    assert hog_boxed >= 1
+    # MediaPipe missed it (no detections handed in): the scan finds the labelled face
+    s = samples[0]
+    faces = fd.describe(s.image, [], roi=tuple(float(v) for v in s.written_bbox), hog="fallback")
+    assert len(faces) == 1 and faces[0].source == "hog"
 
 
 def test_view_order_covers_pose_and_lighting_and_puts_occluded_views_last():

@@ -188,7 +188,11 @@ class RunCfg(_Strict):
 # (section, field) -> the value that leaves samples as they were before the field existed.
 # privacy.descriptor_backend "auto" runs dlib's network in torch: descriptors move by float noise
 # (< 2e-6 L2, docs/privacy.md), so datasets made before it keep their keys and resume.
-HASH_NEUTRAL_DEFAULTS: dict[tuple[str, str], Any] = {("conditions", "talking"): 0.0, ("privacy", "descriptor_backend"): "auto"}
+# privacy.identity_view_hog: "always" is how identity views were described before the field; its default
+# "fallback" moves some views' descriptors (and so verdicts), so a default spec's keys changed with it.
+HASH_NEUTRAL_DEFAULTS: dict[tuple[str, str], Any] = {
+    ("conditions", "talking"): 0.0, ("privacy", "descriptor_backend"): "auto", ("privacy", "identity_view_hog"): "always",
+}
 
 
 class DatasetSpec(_Strict):

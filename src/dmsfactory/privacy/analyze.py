@@ -56,12 +56,15 @@ class FaceAnalyzer:
 
     def analyze(
         self, image: np.ndarray, name: str = "image", presence: bool = True, descriptors: bool = True, hash_: bool = True,
-        roi: tuple[float, float, float, float] | None = None,
+        roi: tuple[float, float, float, float] | None = None, face_expected: bool = True,
     ) -> Analysis:
         """Presence detectors (``presence``), face boxes + dlib descriptors (``descriptors``; with
         ``descriptors=False`` the result keeps what :meth:`describe` needs to add them later without
         running MediaPipe again) and the perceptual hash. ``roi``: the labelled face box (original
-        pixels): the Haar presence fallback looks only around it (:meth:`PresenceDetectors.haar`)."""
+        pixels): the Haar presence fallback looks only around it (:meth:`PresenceDetectors.haar`).
+        ``face_expected=False`` (the sample's labels say no face is visible): with ``presence_fallback``
+        only the first presence detector runs, as a fallback could only turn "undetectable" into
+        "present", which decides nothing for such a sample."""
         img = as_rgb_uint8(image, name)
         small, scale = limit_side(img, self.cfg.max_image_side)
         if max(img.shape[:2]) < self.cfg.min_image_side:  # thumbnails: dlib HOG needs faces >= ~40 px
@@ -71,7 +74,8 @@ class FaceAnalyzer:
             small = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)), interpolation=cv2.INTER_CUBIC)
         res = PresenceResult()
         if presence:
-            res = self.presence.detect(small, fallback=self.cfg.presence_fallback, roi=_scaled(roi, scale))
+            res = self.presence.detect(small, fallback=self.cfg.presence_fallback, roi=_scaled(roi, scale),
+                                       first_only=self.cfg.presence_fallback and not face_expected)
         mp = res.detections.get("mediapipe")
         if mp is None and "mediapipe" in self.cfg.descriptor_detectors:
             mp = self.presence.mediapipe(small)  # descriptor boxes need it (now or in a later describe())
@@ -84,14 +88,16 @@ class FaceAnalyzer:
             self.describe(a)
         return a
 
-    def describe(self, a: Analysis, roi: tuple[float, float, float, float] | None = None, defer: bool = False) -> Analysis:
+    def describe(self, a: Analysis, roi: tuple[float, float, float, float] | None = None, defer: bool = False,
+                 hog: str = "always") -> Analysis:
         """Add the faces with descriptors to a presence-only analysis (no second MediaPipe run);
         ``roi`` (the labelled face box, original-image pixels): only that face
         (:meth:`FaceDescriber.describe`). ``defer``: the faces' descriptors wait for
-        :meth:`complete`, which runs the network once for many analyses."""
+        :meth:`complete`, which runs the network once for many analyses. ``hog``: ``fallback`` scans
+        with HOG only when MediaPipe missed the ``roi`` face (:meth:`FaceDescriber.describe`)."""
         if a.described:
             return a
-        faces = self.describer.describe(a.work, a.mp_work, roi=_scaled(roi, a.scale), defer=defer)
+        faces = self.describer.describe(a.work, a.mp_work, roi=_scaled(roi, a.scale), defer=defer, hog=hog)
         if a.scale != 1.0:
             for f in faces:
                 f.box = tuple(v / a.scale for v in f.box)

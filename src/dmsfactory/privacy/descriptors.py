@@ -246,10 +246,11 @@ class FaceDescriber:
             for r, s in zip(dets, scores)
         ]
 
-    def merge_boxes(self, img: np.ndarray, mediapipe: list[Face] | None) -> list[Face]:
-        """Face boxes of all configured detectors, merged (HOG preferred where both found the face)."""
+    def merge_boxes(self, img: np.ndarray, mediapipe: list[Face] | None, scan: bool = True) -> list[Face]:
+        """Face boxes of all configured detectors, merged (HOG preferred where both found the face);
+        ``scan=False``: MediaPipe's boxes alone (no HOG scan)."""
         faces: list[Face] = []
-        if "hog" in self.detectors:
+        if "hog" in self.detectors and scan:
             faces = self.hog_boxes(img)
         for f in faces:
             f.extra["detectors"] = ["hog"]
@@ -299,7 +300,8 @@ class FaceDescriber:
             f.descriptor = d
 
     def describe(self, img: np.ndarray, mediapipe: list[Face] | None = None,
-                 roi: tuple[float, float, float, float] | None = None, defer: bool = False) -> list[Face]:
+                 roi: tuple[float, float, float, float] | None = None, defer: bool = False,
+                 hog: str = "always") -> list[Face]:
         """All faces in ``img`` (uint8 RGB) with descriptors; largest first. ``defer`` (torch backend):
         cut each face's chip but leave its descriptor for :meth:`complete`, so that many images' faces
         go through the network together (same numbers as one at a time, up to float noise).
@@ -308,12 +310,19 @@ class FaceDescriber:
         the one that overlaps the box best (IoU > ``ROI_MIN_IOU``); none when no face overlaps it. Used
         for identity views, where the verdict is about the identity's own face: a false detection
         elsewhere in a render is not the identity, and a false match on it would quarantine the
-        identity for nothing. HOG still scans the whole image: in a window around the box it ran in
-        15 ms instead of 28, but its box moved by a few pixels, and the descriptor of a view that is
-        byte for byte a gallery photo then sat 0.065 from the gallery's own (< 0.05 with the same
-        scan)."""
+        identity for nothing. When HOG scans, it scans the whole image: in a window around the box
+        it ran in 15 ms instead of 28, but its box moved by a few pixels.
+
+        ``hog="fallback"`` (with ``roi``; the identity views' default, ``identity_view_hog``): the
+        labelled face's MediaPipe box alone, when MediaPipe found it; HOG scans only when it did not.
+        The scan is most of a view's cost (~24 of ~37 ms on a 256 px render) and on demo renders
+        finds the face in about half the views anyway (docs/privacy.md)."""
         if roi is not None:
-            face = labelled_face(self.merge_boxes(img, mediapipe), roi)
+            face = None
+            if hog == "fallback" and mediapipe:
+                face = labelled_face(self.merge_boxes(img, mediapipe, scan=False), roi)
+            if face is None:
+                face = labelled_face(self.merge_boxes(img, mediapipe), roi)
             faces = [face] if face is not None else []
         else:
             faces = self.merge_boxes(img, mediapipe)

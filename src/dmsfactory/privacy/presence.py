@@ -124,12 +124,15 @@ class PresenceDetectors:
             for (x, y, w, h) in np.asarray(rects).reshape(-1, 4)
         ]
 
-    def detect(self, img: np.ndarray, fallback: bool = False, roi: tuple[float, float, float, float] | None = None) -> PresenceResult:
+    def detect(self, img: np.ndarray, fallback: bool = False, roi: tuple[float, float, float, float] | None = None,
+               first_only: bool = False) -> PresenceResult:
         """Run the detectors in order. ``fallback``: stop at the first that finds a face (a later one
-        would not change "present"; Haar costs ~10x MediaPipe). Detectors not run are absent from
-        ``detections``. ``roi``: the labelled face box; Haar looks only around it (:meth:`haar`)."""
+        would not change "present"; Haar costs ~10x MediaPipe). ``first_only``: run the first detector
+        alone (the gate, where no face is expected: a fallback's answer would decide nothing).
+        Detectors not run are absent from ``detections``. ``roi``: the labelled face box; Haar looks
+        only around it (:meth:`haar`)."""
         res = PresenceResult()
-        for d in self.detectors:
+        for d in self.detectors[:1] if first_only else self.detectors:
             res.detections[d] = self.mediapipe(img) if d == "mediapipe" else self.haar(img, roi)
             if fallback and res.detections[d]:
                 break

@@ -635,7 +635,7 @@ def _markdown(d: dict[str, Any], files: dict[str, bytes], no_gallery: bool) -> s
     L.append("")
     pr = d["presence_rates"].get("all", {}).get("all")
     if pr:
-        fb = " (Haar runs only where MediaPipe found nothing)" if d["detectors"].get("presence_fallback") else ""
+        fb = " (Haar runs only where MediaPipe found nothing and the labels expect a face)" if d["detectors"].get("presence_fallback") else ""
         L.append("Face presence (all samples): " + ", ".join(f"{k[5:]} {v:.1%}" for k, v in pr.items() if k.startswith("rate_")) + fb + ".")
         worst = sorted(((val["rate_any"], axis, name) for axis, vals in d["presence_rates"].items() if axis != "all"
                         for name, val in vals.items()))[:3]

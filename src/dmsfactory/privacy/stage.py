@@ -7,7 +7,8 @@ exactly what the gate saw (a JPEG round trip moved one demo face from 0.638 to 0
 
 Per sample (:meth:`PrivacyStage.process`):
 
-1. **presence** - MediaPipe, then Haar only when MediaPipe found nothing (``presence_fallback``).
+1. **presence** - MediaPipe, then Haar only when MediaPipe found nothing (``presence_fallback``) and the
+   labels expect a face (where they do not, a face Haar found would decide nothing).
    No face where the sample's labels say one is visible => quarantined (``check="presence"``) when
    ``quarantine_faceless``. The pHash of the face region is stored as ``arrays["phash"]`` (0/1).
 2. **leakage**, in one of two modes (``leakage_mode``; the report says which ran):
@@ -175,7 +176,9 @@ class PrivacyStage:
                 analysed[s.key] = (self.analyzer.analyze(img, name=f"sample {s.key}", presence=False,
                                                          descriptors=self.per_image(s), hash_=False), sha)
                 continue
-            a = self.analyzer.analyze(img, name=f"sample {s.key}", descriptors=self.per_image(s), hash_=False, roi=s.written_bbox)
+            expected, why = face_expected(s, cfg.expect_visible_fraction)
+            a = self.analyzer.analyze(img, name=f"sample {s.key}", descriptors=self.per_image(s), hash_=False,
+                                      roi=s.written_bbox, face_expected=expected)
             analysed[s.key] = (a, sha)
             prim = a.primary(s.written_bbox) if a.described else None
             mp = a.presence.detections.get("mediapipe") or []
@@ -185,7 +188,6 @@ class PrivacyStage:
             if a.described:
                 found["hog"] = any(f.source == "hog" for f in a.faces)
             present = any(found.values())
-            expected, why = face_expected(s, cfg.expect_visible_fraction)
             scores = {"detected_by": [k for k, v in found.items() if v], "run": list(found), "expected": expected,
                       "mode": "image" if self.per_image(s) else "identity", **a.presence.scores()}
             if present:
@@ -279,7 +281,8 @@ class PrivacyStage:
                     continue
                 img, sha = self.judged(s)
                 a = self.analyzer.analyze(img, name=f"view {key}", presence=False, descriptors=False, hash_=False)
-            self.analyzer.describe(a, roi=s.written_bbox, defer=True)  # the identity's own face only (the box as written)
+            # the identity's own face only (the box as written); HOG only where MediaPipe missed it (by default)
+            self.analyzer.describe(a, roi=s.written_bbox, defer=True, hog=self.cfg.identity_view_hog)
             if a.faces:
                 views.append((key, sha, a, s.written_bbox))
         return res, views
