@@ -643,13 +643,13 @@ def test_identity_views_scan_with_hog_only_where_mediapipe_missed_the_labelled_f
     assert always_scans >= 9 and fallback_scans < always_scans
     by_key = {s.key: s for s in samples}
     mp, fd = PresenceDetectors(("mediapipe",)), FaceDescriber(("mediapipe", "hog"))
+    judge = PrivacyStage(PrivacyConfig(), encoding=("jpg", 95))  # the pixels the gate judged
     hog_boxed = 0
     for ident in fallback:
         assert [v.key for v in fallback[ident]] == [v.key for v in always[ident]]
         for vf, va in zip(fallback[ident], always[ident]):
-            st = PrivacyStage(PrivacyConfig(), encoding=("jpg", 95))
-            img, _ = st.judged(by_key[vf.key])
-            found = [f for f in mp.mediapipe(img)]
+            img, _ = judge.judged(by_key[vf.key])
+            found = mp.mediapipe(img)
             if not found:
                 continue
             eye_box = mediapipe_box_to_hog(found[0].box, found[0].extra["keypoints"])
