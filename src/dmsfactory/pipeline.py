@@ -547,7 +547,7 @@ def finalize(
         for part in parts:
             part.add(doc)
     # the sample grid and contact sheets (OpenCV, mostly outside the GIL) are drawn in a thread while
-    # this one computes the sections (matplotlib plots, the privacy report's images)
+    # this one computes the sections (charts, the privacy report's images)
     with ThreadPoolExecutor(1, thread_name_prefix="dmsfactory-card-images") as ex:
         images = ex.submit(write_card_images, out, manifest, samples)
         sections: list[CardSection] = []
@@ -637,7 +637,8 @@ def run_plain(
                 if on_shard:
                     on_shard(rec)
         else:
-            threading.Thread(target=_import_plotting, daemon=True, name="dmsfactory-card-imports").start()
+            if spec.clips is not None:  # only the clips' behaviour figure still uses matplotlib
+                threading.Thread(target=_import_plotting, daemon=True, name="dmsfactory-card-imports").start()
             pending = parallel_order(jobs)
             running = {pool.submit(spec, pending.pop(0), out) for _ in range(min(2 * workers, len(pending)))}
             while running:
@@ -657,7 +658,8 @@ def run_plain(
 
 def _import_plotting() -> None:
     """Import matplotlib (~0.3 s) while worker processes render, not after them: ``finalize`` draws
-    the card's plots with it, and this process is idle until the batches end."""
+    the clips' behaviour figure with it, and this process is idle until the batches end. (The card's
+    other charts are drawn with Pillow, :mod:`dmsfactory.charts`.)"""
     try:
         import matplotlib  # heavy: matplotlib (plots only)
 

@@ -11,6 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from dmsfactory.charts import stacked_bars_png
 from dmsfactory.datasets.hf import card_header  # YAML front matter: load_dataset(DIR) configs + features
 from dmsfactory.datasets.preview import SPLITS, Candidates, candidates, pick, write_sheet
 from dmsfactory.datasets.reader import shard_paths
@@ -80,27 +81,9 @@ def _table(rows: list[str], cols: list[str], cell: dict[tuple[str, str], int]) -
 
 def _balance_plot(balance: Counter, path: Path) -> None:
     """``balance``: (split, class) -> accepted samples."""
-    import matplotlib  # heavy: matplotlib (plots only)
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # heavy: matplotlib (plots only)
-
-    splits = ("train", "val", "test")
     classes = sorted({c for _, c in balance})
-    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=100)
-    x = np.arange(len(classes))
-    bottom = np.zeros(len(classes))
-    for s in splits:
-        vals = np.array([balance.get((s, c), 0) for c in classes])
-        ax.bar(x, vals, bottom=bottom, label=s)
-        bottom += vals
-    ax.set_xticks(x, classes, rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel("images")
-    ax.set_title("class balance by split (accepted images)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    stacks = {s: [balance.get((s, c), 0) for c in classes] for s in ("train", "val", "test")}
+    path.write_bytes(stacked_bars_png(classes, stacks, "class balance by split (accepted images)", "images"))
 
 
 class CardCounts:
@@ -275,7 +258,7 @@ def contact_sheets(out_dir: Path, counts: dict[str, int], samples: CardSamples) 
 def write_card_images(out_dir: Path, manifest: dict[str, Any], samples: CardSamples) -> list[str]:
     """The card's pictures of samples: ``card/sample_grid.png`` and the contact sheets; returns the
     sheets' links. The grid's images are decoded here. OpenCV draws, decodes and encodes them, mostly
-    outside the GIL: ``finalize`` runs this in a thread beside the sections' matplotlib plots."""
+    outside the GIL: ``finalize`` runs this in a thread beside the sections' charts."""
     out_dir = Path(out_dir)
     (out_dir / "card").mkdir(exist_ok=True)
     grid = samples.grid()

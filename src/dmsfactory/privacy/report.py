@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from dmsfactory.charts import histogram_png
 from dmsfactory.privacy.config import PrivacyConfig
 from dmsfactory.privacy.descriptors import ImageError, load_image, model_versions, resolve_descriptor_backend
 from dmsfactory.privacy.duplicates import (
@@ -212,31 +213,12 @@ class _Keys:
 def _hist_png(
     series: dict[str, list[float]], threshold: float | None, title: str, xlabel: str, extra_line: tuple[float, str] | None = None
 ) -> bytes:
-    import matplotlib  # heavy: matplotlib (plots only)
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt  # heavy: matplotlib (plots only)
-
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
     allv = [v for vs in series.values() for v in vs if np.isfinite(v)]
     bins = np.linspace(0, max(1.2, max(allv, default=1.2) * 1.05), 49)
-    for name, vs in series.items():
-        vs = [v for v in vs if np.isfinite(v)]
-        if vs:
-            ax.hist(vs, bins=bins, alpha=0.55, label=f"{name} (n={len(vs)})")
-    if threshold is not None:
-        ax.axvline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:g}")
+    lines = [(threshold, "threshold", "black")] if threshold is not None else []
     if extra_line is not None:
-        ax.axvline(extra_line[0], color="r", ls=":", lw=1, label=f"{extra_line[1]} {extra_line[0]:g}")
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("count")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+        lines.append((extra_line[0], extra_line[1], "red"))
+    return histogram_png(series, bins, title, xlabel, lines)
 
 
 def _thumb(img: np.ndarray | None, size: int = 96) -> np.ndarray:
