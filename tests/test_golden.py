@@ -28,7 +28,10 @@ mean head splits it for every identity (the pixels of some parted-lip renders); 
 glasses frame per identity: the pixels of renders with glasses or sunglasses, ``params.render.glasses`` in
 every label document) on an AMD EPYC with AVX2; and when identity views skipped HOG where MediaPipe found the
 face and the Haar presence fallback ran only where a face is expected (privacy verdict scores and a default
-spec's keys, as ``privacy.identity_view_hog`` joined the spec hash) on the same AMD EPYC. A deliberate change of what the factory writes (renderer, labels, augmentation,
+spec's keys, as ``privacy.identity_view_hog`` joined the spec hash) on the same AMD EPYC; and when the label
+documents were written with orjson (the same fields and values, other bytes: no spaces, ``0.00001`` for
+``1e-05``; every ``<key>.json`` member, no image, no ``params.txt``) and the tars with an integer mtime
+(no pax header per member: every tar's bytes, clips' too, no member's) on the same AMD EPYC. A deliberate change of what the factory writes (renderer, labels, augmentation,
 privacy verdicts) regenerates the fixture with ``PYTHONPATH=src .venv/bin/python tests/golden_run.py
 --write``, committed together with that change; a refactor must never need to.
 """

@@ -93,3 +93,35 @@ def test_same_samples_give_byte_identical_shards(tmp_path):
     time.sleep(1.1)
     rb = write_batch(b, "train-000000", samples, spec_hash="h", planned_keys=keys)
     assert ra["shard"]["sha256"] == rb["shard"]["sha256"]
+
+
+def test_documents_read_back_as_json_wrote_them_nan_included():
+    """The fast writer (orjson) is used only where it writes what ``json`` would read back: documents with
+    NaN, infinity, non-string keys or integers beyond 64 bits go through ``json`` (orjson would write
+    NaN as null)."""
+    from dmsfactory.datasets.reader import load_doc
+    from dmsfactory.datasets.record_schema import dumps_sorted, plain_json
+    from dmsfactory.datasets.shards import sample_doc_bytes
+
+    doc = {"b": [1, 2.5, 1e-05, None, True, "x"], "a": {"z": (3, 4), "y": -0.0}, "c": 2**63 - 1}
+    fast = dumps_sorted(doc)
+    assert plain_json(doc) and b", " not in fast  # orjson's compact output
+    assert json.loads(fast) == json.loads(json.dumps(doc, sort_keys=True))
+    assert list(json.loads(fast)) == ["a", "b", "c"]  # keys sorted
+    for bad in ({"a": [1.0, float("nan")]}, {"a": {"b": float("inf")}}, {1: "int key"}, {"a": 2**70}):
+        assert not plain_json(bad)
+        assert dumps_sorted(bad) == json.dumps(bad, sort_keys=True).encode()
+    assert np.isnan(load_doc(dumps_sorted({"a": float("nan")}))["a"])
+    # a sample: NaN in a label, or in the landmarks, reads back as NaN, not None
+    s0, s1, s2 = _samples(3)
+    s = s0
+    s.labels = {**s.labels, "gaze": {"yaw": float("nan")}}
+    raw, plain = sample_doc_bytes(s)
+    assert not plain and np.isnan(load_doc(raw)["labels"]["gaze"]["yaw"])
+    s = s1
+    s.landmarks = s.landmarks.astype(np.float64)
+    s.landmarks[3, 0] = np.nan
+    raw, plain = sample_doc_bytes(s)
+    assert not plain and np.isnan(load_doc(raw)["landmarks"]["xy"][3][0])
+    raw, plain = sample_doc_bytes(s2)
+    assert plain and load_doc(raw) == json.loads(json.dumps(s2.to_json(), sort_keys=True))

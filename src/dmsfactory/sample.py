@@ -119,6 +119,12 @@ class FaceSample(Verdicts):
             doc.setdefault("arrays", {})[name] = np.round(np.asarray(arr, dtype=np.float64), 5).tolist()
         return doc
 
+    def numbers_finite(self) -> bool:
+        """Whether the landmarks and arrays :meth:`to_json` writes hold finite numbers only (checked as arrays)."""
+        if self.landmarks is not None and not np.isfinite(np.asarray(self.landmarks, np.float64)).all():
+            return False
+        return all(np.isfinite(np.asarray(a, np.float64)).all() for a in self.arrays.values())
+
     @classmethod
     def from_json(cls, doc: dict[str, Any], image: np.ndarray | None = None) -> "FaceSample":
         lm = doc.get("landmarks")

@@ -15,26 +15,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
-from dmsfactory.datasets.shards import QUARANTINE_DIR, decode_image, iter_tar_docs, iter_tar_groups
+from dmsfactory.datasets.shards import QUARANTINE_DIR, decode_image, iter_tar_docs, iter_tar_groups, load_doc  # noqa: F401  (load_doc re-exported)
 
 if TYPE_CHECKING:
     import webdataset as wds
-
-try:  # a label document is ~40 kB of JSON (landmarks, arrays): orjson parses it ~1.4x faster (Prefect installs it)
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - orjson missing
-    _orjson = None
-
-
-def load_doc(raw: bytes) -> dict[str, Any]:
-    """One sample's JSON document, as ``json.loads`` reads it (orjson when installed; ``json`` for what
-    orjson refuses, e.g. NaN or integers beyond 64 bits)."""
-    if _orjson is not None:
-        try:
-            return _orjson.loads(raw)
-        except _orjson.JSONDecodeError:
-            pass
-    return json.loads(raw)
 
 
 def load_manifest(dataset_dir: str | Path) -> dict[str, Any]:
