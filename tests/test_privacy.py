@@ -663,6 +663,8 @@ def test_identity_views_scan_with_hog_only_where_mediapipe_missed_the_labelled_f
     s = samples[0]
     faces = fd.describe(s.image, [], roi=tuple(float(v) for v in s.written_bbox), hog="fallback")
     assert len(faces) == 1 and faces[0].source == "hog"
+    with pytest.raises(ValueError, match="identity_view_hog"):  # a typo at a direct call is not a silent scan
+        fd.describe(s.image, [], roi=tuple(float(v) for v in s.written_bbox), hog="fallbak")
 
 
 def test_view_order_covers_pose_and_lighting_and_puts_occluded_views_last():

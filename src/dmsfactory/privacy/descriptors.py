@@ -317,6 +317,8 @@ class FaceDescriber:
         labelled face's MediaPipe box alone, when MediaPipe found it; HOG scans only when it did not.
         The scan is most of a view's cost (~24 of ~37 ms on a 256 px render) and on demo renders
         finds the face in about half the views anyway (docs/privacy.md)."""
+        if hog not in ("always", "fallback"):
+            raise ValueError(f"hog={hog!r}: expected 'always' or 'fallback' (privacy.identity_view_hog)")
         if roi is not None:
             face = None
             if hog == "fallback" and mediapipe:

@@ -232,7 +232,7 @@ def _read_details(r: _Reader, node: Node) -> None:
             raise r.fail(f"expected an fc_ layer, found {name!r}")
         n_out, n_in = r.int(), r.int()
         params = r.tensor().reshape(-1)
-        w, _b = r.alias(), r.alias()
+        r.alias(), r.alias()  # the weight and bias aliases: the tensor above holds both
         bias_mode = r.int()
         for _ in range(4):
             r.float()

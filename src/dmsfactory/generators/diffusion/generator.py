@@ -155,7 +155,6 @@ class DiffusionGenerator:
         )
 
     def _generate_batch(self, entries: list[dict[str, Any]]) -> list[FaceSample]:
-        cfg = self.config
         samples = [self._base_sample(e, n) for n, e in enumerate(entries)]
         conds: list[dict | None] = []
         for s, e in zip(samples, entries):

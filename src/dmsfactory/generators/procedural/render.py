@@ -350,7 +350,6 @@ def _mask_model(v0: np.ndarray, lm0: np.ndarray) -> dict:
 
 def _mask_part(mm: dict, v: np.ndarray) -> "P.Part":
     used, A = mm["used"], mm["A"]
-    g = model_geometry()
     nu = model_normals(v)[used]
     base = v[used] + nu * 0.004
     x = base.copy()
