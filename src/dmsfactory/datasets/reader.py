@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
-from dmsfactory.datasets.shards import QUARANTINE_DIR, decode_image, iter_tar_docs, iter_tar_groups, load_doc  # noqa: F401  (load_doc re-exported)
+from dmsfactory.datasets.shards import QUARANTINE_DIR, decode_image, iter_tar_docs, iter_tar_groups, load_doc
 
 if TYPE_CHECKING:
     import webdataset as wds
@@ -50,7 +50,7 @@ def _decode(sample: dict[str, Any]) -> dict[str, Any]:
     return {
         "__key__": sample["__key__"],
         "image": decode_image(raw) if raw is not None else None,
-        "json": json.loads(sample["json"]),
+        "json": load_doc(sample["json"]),
     }
 
 

@@ -6,7 +6,6 @@ Reads with :func:`dmsfactory.datasets.open_shards` when it exists, else with a s
 
 from __future__ import annotations
 
-import json
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 
+from dmsfactory.datasets.shards import load_doc
 from dmsfactory.sample import is_quarantined
 
 HEAD_VALUES: dict[str, tuple[str, ...]] = {
@@ -119,7 +119,7 @@ def _iter_tar(dataset_dir: Path, split: str) -> Iterator[dict]:
             bgr = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
             if bgr is None:
                 raise ValueError(f"{f}: sample {key!r}: image does not decode")
-            yield {"__key__": key, "image": cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), "json": json.loads(g["json"])}
+            yield {"__key__": key, "image": cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), "json": load_doc(g["json"])}
 
 
 def iter_samples(dataset_dir: str | Path, split: str) -> Iterator[dict]:
