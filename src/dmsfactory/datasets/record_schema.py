@@ -33,7 +33,7 @@ try:
 except ImportError:  # pragma: no cover - orjson missing (it comes with prefect)
     _orjson = None
 
-PARAMS_MEMBER = "params.txt"  # tar member suffix: <key>.params.txt = json.dumps(params), exact
+PARAMS_MEMBER = "params.txt"  # tar member suffix: <key>.params.txt = the JSON of params (params_member), exact
 
 
 def _s(doc: str) -> Leaf:
