@@ -26,12 +26,10 @@ import json
 import math
 from typing import Any
 
+import orjson  # ~10x faster than json on a sample's document (0.07 vs 0.70 ms)
+
 from dmsfactory.labelers.schema import CLIP_LABELS_SCHEMA, LABEL_SCHEMA, Leaf, ListOf, Schema, check_document
 
-try:
-    import orjson as _orjson  # ~10x faster than json on a sample's document (0.07 vs 0.70 ms)
-except ImportError:  # pragma: no cover - orjson missing (it comes with prefect)
-    _orjson = None
 
 PARAMS_MEMBER = "params.txt"  # tar member suffix: <key>.params.txt = the JSON of params (params_member), exact
 
@@ -144,9 +142,9 @@ def dumps_sorted(x: Any, compact: bool = False, checked: bool = False) -> bytes:
     values when read back, though not the same bytes (orjson writes no spaces and some floats
     differently, e.g. ``0.00001`` for ``1e-05``). orjson when :func:`plain_json` holds (``checked``: the
     caller has checked it), else ``json``."""
-    if _orjson is not None and (checked or plain_json(x)):
+    if checked or plain_json(x):
         try:
-            return _orjson.dumps(x, option=_orjson.OPT_SORT_KEYS)
+            return orjson.dumps(x, option=orjson.OPT_SORT_KEYS)
         except TypeError:  # a type orjson does not write (json may, or raises as before)
             pass
     return json.dumps(x, sort_keys=True, separators=(",", ":") if compact else None).encode()
