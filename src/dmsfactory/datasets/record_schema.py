@@ -137,12 +137,12 @@ def plain_json(x: Any) -> bool:
     return True
 
 
-def dumps_sorted(x: Any, compact: bool = False, checked: bool = False) -> bytes:
+def dumps_sorted(x: Any, compact: bool = False, plain: bool | None = None) -> bytes:
     """``json.dumps(x, sort_keys=True)`` (``compact``: with ``separators=(",", ":")``) as data: the same
     values when read back, though not the same bytes (orjson writes no spaces and some floats
-    differently, e.g. ``0.00001`` for ``1e-05``). orjson when :func:`plain_json` holds (``checked``: the
-    caller has checked it), else ``json``."""
-    if checked or plain_json(x):
+    differently, e.g. ``0.00001`` for ``1e-05``). orjson when :func:`plain_json` holds, else ``json``;
+    ``plain``: the caller's answer to :func:`plain_json` (None: check here)."""
+    if plain if plain is not None else plain_json(x):
         try:
             return orjson.dumps(x, option=orjson.OPT_SORT_KEYS)
         except TypeError:  # a type orjson does not write (json may, or raises as before)
@@ -150,7 +150,7 @@ def dumps_sorted(x: Any, compact: bool = False, checked: bool = False) -> bytes:
     return json.dumps(x, sort_keys=True, separators=(",", ":") if compact else None).encode()
 
 
-def params_member(params: dict[str, Any], checked: bool = False) -> bytes:
+def params_member(params: dict[str, Any], plain: bool | None = None) -> bytes:
     """The exact JSON text of ``params`` written as ``<key>.params.txt`` (the exact values: any
-    reader's ``json.loads`` gives back these floats). ``checked``: :func:`plain_json` is known to hold."""
-    return dumps_sorted(params, compact=True, checked=checked)
+    reader's ``json.loads`` gives back these floats). ``plain``: as for :func:`dumps_sorted`."""
+    return dumps_sorted(params, compact=True, plain=plain)

@@ -147,14 +147,16 @@ def sample_doc_bytes(s: FaceSample) -> tuple[bytes, bool]:
     :func:`~dmsfactory.datasets.record_schema.plain_json`)."""
     doc = s.to_json()
     plain = s.numbers_finite() and plain_json({k: v for k, v in doc.items() if k not in ("landmarks", "arrays")})
-    return dumps_sorted(doc, checked=plain), plain
+    return dumps_sorted(doc, plain=plain), plain
 
 
 def _sample_records(samples: list[FaceSample], fmt: str, quality: int) -> Iterator[dict[str, Any]]:
     for s in samples:
         doc, plain = sample_doc_bytes(s)
         rec: dict[str, Any] = {"__key__": s.key, "json": doc,
-                               PARAMS_MEMBER: params_member(s.params, checked=plain)}  # exact params for typed readers
+                               # exact params for typed readers; a document that is not plain may still have
+                               # plain params, so those are checked alone
+                               PARAMS_MEMBER: params_member(s.params, plain=True if plain else None)}
         if s.image is not None:
             rec[fmt] = encode_sample(s, fmt, quality)
         yield rec
