@@ -197,6 +197,17 @@ def test_parallel_workers_take_the_larger_batches_first():
     assert order == ["train-000000", "test-000000", "val-000000", "train-000001"]  # ties keep plan order
 
 
+def test_a_process_freezes_what_its_first_worker_setup_made_and_only_then(monkeypatch, tiny_spec_dict):
+    """``gc.freeze`` after the first worker's setup (imports and models out of every full collection's
+    walk), not again for a second spec's worker: a later freeze would also pin that process's garbage."""
+    frozen = []
+    monkeypatch.setattr(pipeline, "_FROZEN", False)
+    monkeypatch.setattr(pipeline.gc, "freeze", lambda: frozen.append(len(pipeline._LOCAL.workers)))
+    for seed in (1101, 1102):  # two specs: two workers in this process
+        pipeline.get_worker(parse_spec(dict(tiny_spec_dict, seed=seed)))
+    assert frozen == [len(pipeline._LOCAL.workers) - 1]  # once, right after the first of the two
+
+
 def test_kill_during_a_multi_worker_run_resumes_without_duplicates(tmp_path, tiny_spec_dict, write_spec):
     import psutil
 
