@@ -26,6 +26,10 @@ one path for every checkout, so that two checkouts benchmark the same samples):
   at 400 and 1,200 demo renders the marginal rate was within 3 % of the whole-run rate). With more
   than one ``--workers``, the N2 run is made again at the largest W: ``steady_state.scaling`` gives
   W over W = 1 at N2 renders and at the margin (the work that grows with the dataset).
+  ``audited_images``: the images the verify audit checked in each run (~6 ms of CPU each). The audit
+  is sized on the whole plan and stops growing near 5,900 images on the demo spec (707 at 400
+  renders, 2,401 at 2,000, 4,002 at 6,000): part of the margin between two small runs is the audit
+  growing, which a large run does not pay per render.
 * ``scaling``: renders/s with the largest W over W = 1 (wall clock: needs the cores to be free), and
   the CPU time per render with W over W = 1 (the parallel overhead: model setup per process, views
   made again where a batch lacks them), which a shared machine does not distort.
@@ -192,7 +196,10 @@ def run_cli(spec_dict: dict, out: Path, workers: int, limit: int | None, nice: i
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {stderr[-3000:]}")
     m = json.loads((out / "manifest.json").read_text())
-    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "counts": m["counts"], "peak_rss_main_mb": round(samp.main / 2**20),
+    vr = out / "verify_report.json"
+    audited = (json.loads(vr.read_text()).get("audit") or {}).get("audited_images") if vr.is_file() else None
+    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "counts": m["counts"], "audited_images": audited,
+            "peak_rss_main_mb": round(samp.main / 2**20),
             "peak_rss_largest_worker_mb": round(samp.child / 2**20), "peak_rss_tree_mb": round(samp.tree / 2**20)}
 
 
@@ -256,7 +263,7 @@ def steady_state(a, gal: Path, alone: dict, e2e: dict, tmp: Path) -> dict:
     dw, dc = long["wall_s"] - short["wall_s"], long["cpu_s"] - short["cpu_s"]
     per_s, per_cpu_s = dn / dw, dn / dc
     res = {"renders": [short["renders"], long["renders"]], "wall_s": [short["wall_s"], long["wall_s"]],
-           "cpu_s": [short["cpu_s"], long["cpu_s"]],
+           "cpu_s": [short["cpu_s"], long["cpu_s"]], "audited_images": [short["audited_images"], long["audited_images"]],
            "marginal_renders_per_s": round(per_s, 2), "of_renderer_alone": round(per_s / alone["renders_per_s_wall"], 3),
            "marginal_renders_per_cpu_s": round(per_cpu_s, 2),
            "of_renderer_alone_cpu": round(per_cpu_s / alone["renders_per_s_cpu"], 3),
