@@ -38,8 +38,8 @@ _FRAME_RE = re.compile(r"^f(\d{5,})\.(jpg|png)$")
 
 
 def clips_dir(dataset_dir: str | Path) -> Path:
-    d = Path(dataset_dir)
     """``DIR/clips`` of a dataset directory; a directory that holds the clip tars itself is used as is."""
+    d = Path(dataset_dir)
     return d / CLIPS_DIR if (d / CLIPS_DIR).is_dir() else d
 
 
