@@ -26,7 +26,7 @@ one path for every checkout, so that two checkouts benchmark the same samples):
   at 400 and 1,200 demo renders the marginal rate was within 3 % of the whole-run rate). With more
   than one ``--workers``, the N2 run is made again at the largest W: ``steady_state.scaling`` gives
   W over W = 1 at N2 renders and at the margin (the work that grows with the dataset).
-  ``audited_images``: the images the verify audit checked in each run (~6 ms of CPU each). The audit
+  ``audited_images``: the images the verify audit checked in each run (6-7 ms of CPU each). The audit
   is sized on the whole plan and stops growing near 5,900 images on the demo spec (707 at 400
   renders, 2,401 at 2,000, 4,002 at 6,000): part of the margin between two small runs is the audit
   growing, which a large run does not pay per render.
