@@ -393,6 +393,27 @@ def test_auc_and_threshold_known_values():
     assert M.balanced_accuracy(np.array([0, 0, 0, 1]), np.array([0, 0, 0, 0])) == 0.5
 
 
+def test_threshold_rows_fit_on_real_labels_and_the_cv_row_sees_only_the_other_folds():
+    from dmsfactory.transfer.protocol import score_rows, threshold_rows
+    from dmsfactory.transfer.real import RealTask
+
+    y = np.r_[np.zeros(20), np.ones(20)][:, None]
+    rt = RealTask("yawn", "yawn", np.zeros((40, 1), np.float32), y, None, [f"{i}.jpg" for i in range(40)], 40, 40)
+    fold = np.arange(40) % 2
+    splits = [(f, np.nonzero(fold != f)[0], np.nonzero(fold == f)[0]) for f in (0, 1)]
+    # ranked right but every score below 0.5: the model's own threshold calls every row negative
+    s = np.r_[np.linspace(0.0, 0.1, 20), np.linspace(0.3, 0.4, 20)]
+    rows = threshold_rows("synthetic_only", "yawn", rt, s, splits, seed=0, n_boot=20)
+    assert score_rows("yawn", rt, s, 0, 20)["accuracy"] == 0.5
+    assert rows["synthetic_only_cv"]["accuracy"] == 1.0 and rows["synthetic_only_oracle"]["accuracy"] == 1.0
+    assert 0.1 < rows["synthetic_only_oracle"]["threshold"] < 0.3 and rows["synthetic_only_cv"]["threshold"] is None
+    # the order flips between the folds: the other fold's threshold misleads (fold 1 is judged by fold 0's,
+    # all wrong; fold 0 by fold 1's, which can only call every row one class), the whole set's helps
+    s = np.where(fold == 0, np.where(y[:, 0] == 1, 0.9, 0.1), np.where(y[:, 0] == 1, 0.2, 0.8))
+    rows = threshold_rows("m", "yawn", rt, s, splits, seed=0, n_boot=20)
+    assert rows["m_cv"]["balanced_accuracy"] == 0.25 and rows["m_oracle"]["balanced_accuracy"] == 0.75
+
+
 def test_bootstrap_intervals_cover_the_point_estimate_and_shrink_with_n():
     rng = np.random.default_rng(3)
     widths = []

@@ -3,6 +3,8 @@
 Every row is a prediction for every (detected) real row, so all rows share one denominator:
 
 * ``synthetic_only``: the model trained on the synthetic shards alone, applied to the whole set.
+  Binary tasks add ``synthetic_only_cv`` / ``_oracle``: its scores with a threshold fitted on real
+  labels (:func:`threshold_rows`), on the training folds / on the whole set.
 * ``real_kfold``: the same architecture trained from scratch on the real set, K-fold (K = 5): each
   row is predicted by the model that did not see its fold. Folds are grouped by identity when the
   set has identities (so a person never sits in a training and a test fold at once) and balanced by
@@ -223,7 +225,6 @@ def evaluate_set(task: str, rt: RealTask, syn_model, *, seed: int, n_boot: int =
     for name in (["real_kfold", "finetune_all", "chance"] + [f"finetune_k{k}" for k in learning_curve]
                  + [f"real_only_k{k}" for k in learning_curve] + [f"dp_eps{e:g}" for e in dp_epsilons]):
         preds[name] = _pred_shape(task, n)
-    base_cv = {b: np.zeros(n, np.int64) for b in rt.baselines} if kind == "binary" else {}
     dp_info: dict[str, list] = {f"dp_eps{e:g}": [] for e in dp_epsilons}
     splits = [(f, np.nonzero(fold != f)[0], np.nonzero(fold == f)[0]) for f in range(nf)]
     splits = [(f, tr, te) for f, tr, te in splits if len(te) and len(tr)]
@@ -255,11 +256,6 @@ def evaluate_set(task: str, rt: RealTask, syn_model, *, seed: int, n_boot: int =
             preds["chance"][te] = float(rt.y[tr, 0].mean() > 0.5)
         else:
             preds["chance"][te] = rt.y[tr].mean(0)
-        # baselines with thresholds fitted on the training folds
-        for b, s in rt.baselines.items():
-            if kind == "binary":
-                t, _ = M.best_threshold(rt.y[tr, 0], s[tr])
-                base_cv[b][te] = (s[te] > t).astype(int)
     methods: dict[str, dict] = {}
     for name, p in preds.items():
         if name == "chance" and kind == "binary":
@@ -277,11 +273,11 @@ def evaluate_set(task: str, rt: RealTask, syn_model, *, seed: int, n_boot: int =
                 "steps": [i["steps"] for i in info], "accountant": info[0]["accountant"],
                 "max_grad_norm": DP_MAX_GRAD_NORM, "epochs": TASKS[task].dp_epochs,
                 "unit": "one real image (record)"}
+    if kind == "binary":  # the synthetic model's threshold set on real labels: how much of its gap is the threshold
+        methods.update(threshold_rows("synthetic_only", task, rt, preds["synthetic_only"], splits, seed, n_boot))
     for b, s in rt.baselines.items():
         if kind == "binary":
-            methods[f"{b}_cv"] = score_rows(task, rt, s, seed, n_boot, threshold=None, hard=base_cv[b])
-            t, _ = M.best_threshold(rt.y[:, 0], s)
-            methods[f"{b}_oracle"] = {**score_rows(task, rt, s, seed, n_boot, threshold=t), "note": "threshold fitted on this set"}
+            methods.update(threshold_rows(b, task, rt, s, splits, seed, n_boot))
             preds[b] = s
         else:
             ok = np.all(np.isfinite(s.reshape(len(s), -1)), axis=1)
@@ -290,6 +286,22 @@ def evaluate_set(task: str, rt: RealTask, syn_model, *, seed: int, n_boot: int =
             preds[b] = s
     extra["folds"] = {"k": nf, "grouped_by": rt.notes.get("grouping"), "sizes": [int((fold == f).sum()) for f in range(nf)]}
     return {"methods": methods, "predictions": preds, "fold": fold, "fold_models": fold_models, **extra}
+
+
+def threshold_rows(name: str, task: str, rt: RealTask, score: np.ndarray, splits, seed: int, n_boot: int) -> dict[str, dict]:
+    """A binary score judged with a threshold set on real labels (:func:`metrics.best_threshold`: the
+    best balanced accuracy): ``{name}_cv``, each fold's rows with the threshold fitted on the other
+    folds (what a few labelled real images buy without training), and ``{name}_oracle``, the best
+    threshold on the whole set (an upper bound). ``splits``: (fold, train rows, test rows)."""
+    y = rt.y[:, 0]
+    hard = np.zeros(len(score), np.int64)
+    for _, tr, te in splits:
+        t, _ = M.best_threshold(y[tr], score[tr])
+        hard[te] = (score[te] > t).astype(int)
+    t, _ = M.best_threshold(y, score)
+    return {f"{name}_cv": {**score_rows(task, rt, score, seed, n_boot, threshold=None, hard=hard),
+                           "note": "threshold fitted on the other folds"},
+            f"{name}_oracle": {**score_rows(task, rt, score, seed, n_boot, threshold=t), "note": "threshold fitted on this set"}}
 
 
 def _rows(rt: RealTask, mask: np.ndarray) -> RealTask:
