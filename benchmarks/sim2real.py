@@ -66,6 +66,8 @@ def main(argv=None) -> int:
                            "rows": s.get("rows")}
             if "accuracy" in so:
                 heads[name].update(synthetic_only_accuracy=round(so["accuracy"], 4), real_kfold_accuracy=round(rk["accuracy"], 4))
+            if "synthetic_only_cv" in m:  # the same scores with a threshold from the real training folds
+                heads[name]["synthetic_only_cv_accuracy"] = round(m["synthetic_only_cv"]["accuracy"], 4)
         per[real] = {"seconds": round(dt, 1), "real_images": n_img, "within_900s": dt <= 900, "timings": rep["timings"],
                      "figures": heads}
     res = {
