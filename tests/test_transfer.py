@@ -595,6 +595,9 @@ def test_transfer_end_to_end_is_deterministic_and_linked_from_the_card(shards, r
                      link_card=False, quick=True)
     assert spread["auc"]["values"][1] == d["sets"]["eye_state"]["methods"]["synthetic_only"]["auc"]
     assert spread["auc"]["min"] <= spread["auc"]["mean"] <= spread["auc"]["max"]
+    cv = spread["accuracy_threshold_cv"]["values"]  # each seed's scores with thresholds from c's real training folds
+    assert len(cv) == 2 and cv[0] == c["sets"]["eye_state"]["methods"]["synthetic_only_cv"]["accuracy"]
+    assert all(0.0 <= v <= 1.0 for v in cv)
     assert "training seeds (6, 7" in (Path(c["out"]) / "report.md").read_text()
     assert "synthetic_only_seeds" not in a["sets"]["eye_state"]  # one seed: no spread reported
     # --quick: no learning curve and no DP-SGD rows; the rest is there

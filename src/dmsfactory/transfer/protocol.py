@@ -226,8 +226,7 @@ def evaluate_set(task: str, rt: RealTask, syn_model, *, seed: int, n_boot: int =
                  + [f"real_only_k{k}" for k in learning_curve] + [f"dp_eps{e:g}" for e in dp_epsilons]):
         preds[name] = _pred_shape(task, n)
     dp_info: dict[str, list] = {f"dp_eps{e:g}": [] for e in dp_epsilons}
-    splits = [(f, np.nonzero(fold != f)[0], np.nonzero(fold == f)[0]) for f in range(nf)]
-    splits = [(f, tr, te) for f, tr, te in splits if len(te) and len(tr)]
+    splits = fold_splits(fold)
     parts = {"reference": "real-trained reference" + (" and learning curve (k = " + ", ".join(map(str, learning_curve))
                                                        + ")" if learning_curve else ""),
              "fine-tunes": "fine-tune on all training folds" + (" and DP-SGD" if dp_epsilons else "")}
@@ -286,6 +285,13 @@ def evaluate_set(task: str, rt: RealTask, syn_model, *, seed: int, n_boot: int =
             preds[b] = s
     extra["folds"] = {"k": nf, "grouped_by": rt.notes.get("grouping"), "sizes": [int((fold == f).sum()) for f in range(nf)]}
     return {"methods": methods, "predictions": preds, "fold": fold, "fold_models": fold_models, **extra}
+
+
+def fold_splits(fold: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """(fold, training rows, test rows) of each fold that has both."""
+    nf = int(fold.max()) + 1 if len(fold) else 0
+    splits = [(f, np.nonzero(fold != f)[0], np.nonzero(fold == f)[0]) for f in range(nf)]
+    return [(f, tr, te) for f, tr, te in splits if len(te) and len(tr)]
 
 
 def threshold_rows(name: str, task: str, rt: RealTask, score: np.ndarray, splits, seed: int, n_boot: int) -> dict[str, dict]:

@@ -114,11 +114,12 @@ def method_table(task: str, methods: dict) -> list[str]:
 
 
 SEED_LABELS = {"auc": "AUC", "accuracy": "accuracy", "balanced_accuracy": "balanced accuracy",
+               "accuracy_threshold_cv": "accuracy with a threshold from the real training folds",
                "inner51": "inner-51 NME", "all68": "all-68 NME", "mean_mae": "mean MAE", "angular_error": "angular error"}
 
 
 def _seed_num(metric: str, v: float) -> str:
-    if metric in ("accuracy", "balanced_accuracy", "inner51", "all68"):
+    if metric in ("accuracy", "balanced_accuracy", "accuracy_threshold_cv", "inner51", "all68"):
         return _pct(v)
     if metric in ("mean_mae", "angular_error"):
         return _num(v, fmt="{:.1f}°")

@@ -343,7 +343,8 @@ def run_transfer(
                     "methods": res["methods"], "notes": rt.notes,
                 }
                 if len(seed_models) > 1:
-                    sec["synthetic_only_seeds"] = _seed_spread(task, rt, res["methods"]["synthetic_only"], seed_models[1:], seed, P)
+                    sec["synthetic_only_seeds"] = _seed_spread(task, rt, res["methods"]["synthetic_only"], seed_models[1:], seed, P,
+                                                               res["fold"], res["methods"].get("synthetic_only_cv"))
                 sec["analysis"] = _analysis(task, rt, model, res, vset, P)
                 sec["plots"] = R.plots(name, task, rt, res, out / "plots")
                 maps = sec["analysis"].pop("_maps", None)
@@ -378,15 +379,24 @@ SEED_METRICS = {"binary": ("auc", "accuracy", "balanced_accuracy"), "points": ("
                 "head_pose": ("mean_mae",), "gaze": ("angular_error",)}
 
 
-def _seed_spread(task: str, rt, first: dict, more: list, seed: int, P) -> dict[str, Any]:
+def _seed_spread(task: str, rt, first: dict, more: list, seed: int, P, fold=None, first_cv: dict | None = None) -> dict[str, Any]:
     """The synthetic-only figures of the same model trained with each training seed (``first``: the
     report's own row for seed ``seed``; ``more``: the models of seeds ``seed + 1``, ... scored here,
-    point estimates only), with mean, sd, min and max: how much one training run moves the figure."""
+    point estimates only), with mean, sd, min and max: how much one training run moves the figure.
+    Binary tasks with the report's ``fold`` and its ``synthetic_only_cv`` row (``first_cv``) add
+    ``accuracy_threshold_cv``: each seed's accuracy with thresholds from the real training folds."""
     from dmsfactory.transfer.models import TASKS, predict  # heavy: torch
 
     kind = TASKS[task].kind
     names = SEED_METRICS.get(kind) or SEED_METRICS[task]
-    per = [first] + [P.score_rows(task, rt, predict(m, rt.x, task), seed + k, n_boot=0) for k, m in enumerate(more, 1)]
+    scores = [predict(m, rt.x, task) for m in more]
+    per = [first] + [P.score_rows(task, rt, s, seed + k, n_boot=0) for k, s in enumerate(scores, 1)]
+    if kind == "binary" and fold is not None and first_cv is not None:
+        names = (*names, "accuracy_threshold_cv")
+        splits = P.fold_splits(fold)
+        per[0] = {**first, "accuracy_threshold_cv": first_cv["accuracy"]}
+        for k, s in enumerate(scores, 1):
+            per[k]["accuracy_threshold_cv"] = P.threshold_rows("s", task, rt, s, splits, seed + k, 0)["s_cv"]["accuracy"]
     out: dict[str, Any] = {"seeds": [seed + k for k in range(len(per))]}
     for k in names:
         v = np.array([float(r[k]) for r in per if r.get(k) is not None], np.float64)
