@@ -35,8 +35,8 @@ LABELS = {
     "mediapipe_iris": "MediaPipe iris offset + PnP head pose",
     "chance": "chance",
 }
-ORDER = ["synthetic_only", "synthetic_only_cv", "synthetic_only_oracle", "control_shuffled_labels", "finetune_k50", "finetune_k200", "finetune_all", "dp_eps1",
-         "dp_eps4", "dp_eps8", "real_only_k50", "real_only_k200", "real_kfold"]
+ORDER = ["synthetic_only", "synthetic_only_cv", "synthetic_only_oracle", "control_shuffled_labels", "finetune_k50",
+         "finetune_k200", "finetune_all", "dp_eps1", "dp_eps4", "dp_eps8", "real_only_k50", "real_only_k200", "real_kfold"]
 SET_TITLE = {"eye_state": "Eye state (face images, eyes cropped from MediaPipe's mesh)",
              "eye_crops": "Eye state (pre-cropped eye images)", "yawn": "Yawn / no yawn (face crops)",
              "landmarks": "68-point landmarks", "head_pose": "Head pose", "gaze": "Gaze"}
