@@ -394,13 +394,14 @@ def test_auc_and_threshold_known_values():
 
 
 def test_threshold_rows_fit_on_real_labels_and_the_cv_row_sees_only_the_other_folds():
-    from dmsfactory.transfer.protocol import score_rows, threshold_rows
+    from dmsfactory.transfer.protocol import fold_splits, score_rows, threshold_rows
     from dmsfactory.transfer.real import RealTask
 
     y = np.r_[np.zeros(20), np.ones(20)][:, None]
     rt = RealTask("yawn", "yawn", np.zeros((40, 1), np.float32), y, None, [f"{i}.jpg" for i in range(40)], 40, 40)
     fold = np.arange(40) % 2
-    splits = [(f, np.nonzero(fold != f)[0], np.nonzero(fold == f)[0]) for f in (0, 1)]
+    splits = fold_splits(fold)
+    assert [f for f, _, _ in splits] == [0, 1]
     # ranked right but every score below 0.5: the model's own threshold calls every row negative
     s = np.r_[np.linspace(0.0, 0.1, 20), np.linspace(0.3, 0.4, 20)]
     rows = threshold_rows("synthetic_only", "yawn", rt, s, splits, seed=0, n_boot=20)

@@ -294,17 +294,23 @@ def fold_splits(fold: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
     return [(f, tr, te) for f, tr, te in splits if len(te) and len(tr)]
 
 
+def cv_threshold_predictions(y: np.ndarray, score: np.ndarray, splits) -> np.ndarray:
+    """0/1 per row: ``score`` above the threshold fitted (:func:`metrics.best_threshold`) on the other
+    folds' rows; 0 for rows in no split. ``splits``: (fold, train rows, test rows)."""
+    hard = np.zeros(len(score), np.int64)
+    for _, tr, te in splits:
+        t, _ = M.best_threshold(y[tr], score[tr])
+        hard[te] = (score[te] > t).astype(int)
+    return hard
+
+
 def threshold_rows(name: str, task: str, rt: RealTask, score: np.ndarray, splits, seed: int, n_boot: int) -> dict[str, dict]:
     """A binary score judged with a threshold set on real labels (:func:`metrics.best_threshold`: the
     best balanced accuracy): ``{name}_cv``, each fold's rows with the threshold fitted on the other
     folds (what a few labelled real images buy without training), and ``{name}_oracle``, the best
     threshold on the whole set (an upper bound). ``splits``: (fold, train rows, test rows)."""
-    y = rt.y[:, 0]
-    hard = np.zeros(len(score), np.int64)
-    for _, tr, te in splits:
-        t, _ = M.best_threshold(y[tr], score[tr])
-        hard[te] = (score[te] > t).astype(int)
-    t, _ = M.best_threshold(y, score)
+    hard = cv_threshold_predictions(rt.y[:, 0], score, splits)
+    t, _ = M.best_threshold(rt.y[:, 0], score)
     return {f"{name}_cv": {**score_rows(task, rt, score, seed, n_boot, threshold=None, hard=hard),
                            "note": "threshold fitted on the other folds"},
             f"{name}_oracle": {**score_rows(task, rt, score, seed, n_boot, threshold=t), "note": "threshold fitted on this set"}}

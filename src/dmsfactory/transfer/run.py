@@ -396,7 +396,8 @@ def _seed_spread(task: str, rt, first: dict, more: list, seed: int, P, fold=None
         splits = P.fold_splits(fold)
         per[0] = {**first, "accuracy_threshold_cv": first_cv["accuracy"]}
         for k, s in enumerate(scores, 1):
-            per[k]["accuracy_threshold_cv"] = P.threshold_rows("s", task, rt, s, splits, seed + k, 0)["s_cv"]["accuracy"]
+            hard = P.cv_threshold_predictions(rt.y[:, 0], s, splits)
+            per[k]["accuracy_threshold_cv"] = P.score_rows(task, rt, s, seed + k, n_boot=0, threshold=None, hard=hard)["accuracy"]
     out: dict[str, Any] = {"seeds": [seed + k for k in range(len(per))]}
     for k in names:
         v = np.array([float(r[k]) for r in per if r.get(k) is not None], np.float64)
