@@ -393,6 +393,24 @@ def test_auc_and_threshold_known_values():
     assert M.balanced_accuracy(np.array([0, 0, 0, 1]), np.array([0, 0, 0, 0])) == 0.5
 
 
+def test_best_threshold_is_the_first_best_candidate_by_its_definition():
+    """The counted-by-search version against trying every candidate with balanced_accuracy (ties,
+    NaN scores, one class only): the same threshold and the same value, bit for bit."""
+    rng = np.random.default_rng(3)
+    for trial in range(300):
+        n = int(rng.integers(1, 40))
+        y = rng.integers(0, 2 if trial % 5 else 1, n)
+        s = np.round(rng.random(n), 1 if trial % 2 else 6)
+        if trial % 7 == 0:
+            s[rng.random(n) < 0.3] = np.nan
+        u = np.unique(s)
+        cands = np.r_[u[0] - 1.0, (u[:-1] + u[1:]) / 2.0, u[-1] + 1.0] if len(u) > 1 else np.r_[u[0] - 1.0, u[0]]
+        vals = [M.balanced_accuracy(y, (s > t).astype(int)) for t in cands]
+        j = int(np.argmax(vals))
+        t, b = M.best_threshold(y, s)
+        assert b == vals[j] and (t == cands[j] or (np.isnan(t) and np.isnan(cands[j]))), trial
+
+
 def test_threshold_rows_fit_on_real_labels_and_the_cv_row_sees_only_the_other_folds():
     from dmsfactory.transfer.protocol import fold_splits, score_rows, threshold_rows
     from dmsfactory.transfer.real import RealTask

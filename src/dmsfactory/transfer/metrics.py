@@ -76,12 +76,20 @@ def best_threshold(y: np.ndarray, score: np.ndarray) -> tuple[float, float]:
     s = np.asarray(score, np.float64)
     u = np.unique(s)
     cands = np.r_[u[0] - 1.0, (u[:-1] + u[1:]) / 2.0, u[-1] + 1.0] if len(u) > 1 else np.r_[u[0] - 1.0, u[0]]
-    best = (float(cands[0]), -1.0)
-    for t in cands:
-        b = balanced_accuracy(y, (s > t).astype(int))
-        if b > best[1]:
-            best = (float(t), b)
-    return best
+    # Every candidate at once: a class's rows predicted 0 at t are its scores <= t (a NaN score is never
+    # > t, as -inf), counted by a binary search in the class's sorted scores. Each recall and their mean
+    # are the same float operations as balanced_accuracy's, so the values, and the first maximum, are.
+    recalls = []
+    for c in (0, 1):
+        sc = np.sort(np.nan_to_num(s[y == c], nan=-np.inf))
+        if len(sc):
+            at_or_below = np.searchsorted(sc, cands, side="right")
+            recalls.append((at_or_below if c == 0 else len(sc) - at_or_below) / len(sc))
+    if not recalls:
+        return float(cands[0]), -1.0
+    b = recalls[0] if len(recalls) == 1 else (recalls[0] + recalls[1]) / 2
+    j = int(np.argmax(b))
+    return float(cands[j]), float(b[j])
 
 
 def _units(n: int, groups: Sequence[str] | None) -> list[np.ndarray]:
