@@ -30,6 +30,10 @@ one path for every checkout, so that two checkouts benchmark the same samples):
   is sized on the whole plan and stops growing near 5,900 images on the demo spec (707 at 400
   renders, 2,401 at 2,000, 4,002 at 6,000): part of the margin between two small runs is the audit
   growing, which a large run does not pay per render.
+  ``--repeats K`` (K > 1) makes the one-worker pair K times in a row, each pair after its own
+  renderer-alone measurement: ``steady_state.repeats`` lists every pair's marginal rate and ratio and
+  their medians. The two-core boxes here drift: the same 2,000-render run took 111-113 s in one hour
+  and 85-89 s in the next (docs/orchestration-log.md), so one pair can land in a slow spell.
 * ``scaling``: renders/s with the largest W over W = 1 (wall clock: needs the cores to be free), and
   the CPU time per render with W over W = 1 (the parallel overhead: model setup per process, views
   made again where a batch lacks them), which a shared machine does not distort.
@@ -49,6 +53,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -101,6 +106,9 @@ def renderer_alone(spec, n: int) -> dict:
     gen = get_generator(spec)
     gen.setup()
     gen.generate(entries[:1])  # untimed: the rasteriser's numba kernel compiles on a fresh checkout's first call
+    # every identity built inside the timed call, as a run builds it (also for --repeats, whose later
+    # measurements would otherwise find every identity in the renderer's cache)
+    sys.modules["dmsfactory.generators.procedural.render"]._CACHE.clear()
     t, c = time.perf_counter(), time.process_time()
     gen.generate(entries)
     wall, cpu = time.perf_counter() - t, time.process_time() - c
@@ -252,6 +260,34 @@ def steady_specs(a, gal: Path) -> tuple[dict, dict]:
     return cut, sd
 
 
+def _margin(short: dict, long: dict) -> tuple[float, float, float, float]:
+    """(renders, wall s, CPU s) the longer run added, and renders/s at that margin."""
+    dn = long["renders"] - short["renders"]
+    dw, dc = long["wall_s"] - short["wall_s"], long["cpu_s"] - short["cpu_s"]
+    return dn, dw, dn / dw, dn / dc
+
+
+def repeated_margins(a, gal: Path, spec, first: dict, alone: dict, tmp: Path) -> dict:
+    """The one-worker (``--renders``, ``--steady``) pair ``--repeats`` times (the first pair is
+    ``first``, measured after ``alone``), each later pair after its own renderer-alone run: every
+    pair's marginal renders/s, its ratio to that renderer-alone rate, and the medians."""
+    cut, sd = steady_specs(a, gal)
+    per_s, ratio, rend = [first["marginal_renders_per_s"]], [first["of_renderer_alone"]], [alone["renders_per_s_wall"]]
+    for k in range(1, a.repeats):
+        al = renderer_alone(spec, min(a.renders, spec.total_samples))
+        short = e2e_run(cut, tmp / f"rep{k}-short", 1)
+        long = e2e_run(sd, tmp / f"rep{k}-long", 1)
+        m = _margin(short, long)[2]
+        per_s.append(round(m, 2))
+        ratio.append(round(m / al["renders_per_s_wall"], 3))
+        rend.append(al["renders_per_s_wall"])
+        print(json.dumps({"repeat": k + 1, "renderer_alone": al["renders_per_s_wall"], "wall_s": [short["wall_s"], long["wall_s"]],
+                          "marginal_renders_per_s": per_s[-1]}), file=sys.stderr)
+    return {"pairs": len(per_s), "renderer_alone_per_s": rend, "marginal_renders_per_s": per_s, "of_renderer_alone": ratio,
+            "median_marginal_renders_per_s": round(statistics.median(per_s), 2),
+            "median_of_renderer_alone": round(statistics.median(ratio), 3)}
+
+
 def steady_state(a, gal: Path, alone: dict, e2e: dict, tmp: Path) -> dict:
     """Marginal throughput between a one-worker run at ``--renders`` and one at ``--steady`` renders;
     with more than one ``--workers``, the ``--steady`` run again at the largest W (scaling there, and
@@ -259,9 +295,7 @@ def steady_state(a, gal: Path, alone: dict, e2e: dict, tmp: Path) -> dict:
     cut, sd = steady_specs(a, gal)
     short = e2e.get("1") or e2e_run(cut, tmp / "e2e-w1", 1)
     long = e2e_run(sd, tmp / "steady-w1", 1)
-    dn = long["renders"] - short["renders"]
-    dw, dc = long["wall_s"] - short["wall_s"], long["cpu_s"] - short["cpu_s"]
-    per_s, per_cpu_s = dn / dw, dn / dc
+    dn, dw, per_s, per_cpu_s = _margin(short, long)
     res = {"renders": [short["renders"], long["renders"]], "wall_s": [short["wall_s"], long["wall_s"]],
            "cpu_s": [short["cpu_s"], long["cpu_s"]], "audited_images": [short["audited_images"], long["audited_images"]],
            "marginal_renders_per_s": round(per_s, 2), "of_renderer_alone": round(per_s / alone["renders_per_s_wall"], 3),
@@ -291,6 +325,8 @@ def main() -> None:
     ap.add_argument("--skip-e2e", action="store_true")
     ap.add_argument("--steady", type=int, default=0,
                     help="renders of a second one-worker run (> --renders): per-render throughput without fixed costs")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="with --steady: make the one-worker pair this many times (medians in steady_state.repeats)")
     a = ap.parse_args()
     from dmsfactory.spec import parse_spec
 
@@ -329,6 +365,8 @@ def main() -> None:
             res["end_to_end"] = e2e
             if a.steady:
                 res["steady_state"] = steady_state(a, gal, res["renderer_alone"], e2e, tmp)
+                if a.repeats > 1:
+                    res["steady_state"]["repeats"] = repeated_margins(a, gal, spec, res["steady_state"], res["renderer_alone"], tmp)
                 print(json.dumps({"steady_state": res["steady_state"]}), file=sys.stderr)
             ws = sorted(int(k) for k in e2e)
             if len(ws) > 1:
