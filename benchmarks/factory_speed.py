@@ -33,7 +33,7 @@ one path for every checkout, so that two checkouts benchmark the same samples):
   ``--repeats K`` (K > 1) makes the one-worker pair K times in a row, each pair after its own
   renderer-alone measurement: ``steady_state.repeats`` lists every pair's marginal rate and ratio and
   their medians. The two-core boxes here drift: the same 2,000-render run took 111-113 s in one hour
-  and 85-89 s in the next (docs/orchestration-log.md), so one pair can land in a slow spell.
+  and 82-89 s in the next (docs/orchestration-log.md), so one pair can land in a slow spell.
 * ``scaling``: renders/s with the largest W over W = 1 (wall clock: needs the cores to be free), and
   the CPU time per render with W over W = 1 (the parallel overhead: model setup per process, views
   made again where a batch lacks them), which a shared machine does not distort.
@@ -261,7 +261,8 @@ def steady_specs(a, gal: Path) -> tuple[dict, dict]:
 
 
 def _margin(short: dict, long: dict) -> tuple[float, float, float, float]:
-    """(renders, wall s, CPU s) the longer run added, and renders/s at that margin."""
+    """The renders and wall seconds the longer run added, and renders per wall second and per CPU
+    second at that margin."""
     dn = long["renders"] - short["renders"]
     dw, dc = long["wall_s"] - short["wall_s"], long["cpu_s"] - short["cpu_s"]
     return dn, dw, dn / dw, dn / dc

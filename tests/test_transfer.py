@@ -395,7 +395,7 @@ def test_auc_and_threshold_known_values():
 
 def test_best_threshold_is_the_first_best_candidate_by_its_definition():
     """The counted-by-search version against trying every candidate with balanced_accuracy (ties,
-    NaN scores, one class only): the same threshold and the same value, bit for bit."""
+    NaN and infinite scores, one class only): the same threshold and the same value, bit for bit."""
     rng = np.random.default_rng(3)
     for trial in range(300):
         n = int(rng.integers(1, 40))
@@ -403,6 +403,8 @@ def test_best_threshold_is_the_first_best_candidate_by_its_definition():
         s = np.round(rng.random(n), 1 if trial % 2 else 6)
         if trial % 7 == 0:
             s[rng.random(n) < 0.3] = np.nan
+        if trial % 11 == 0:
+            s[rng.random(n) < 0.3] = rng.choice([np.inf, -np.inf])
         u = np.unique(s)
         cands = np.r_[u[0] - 1.0, (u[:-1] + u[1:]) / 2.0, u[-1] + 1.0] if len(u) > 1 else np.r_[u[0] - 1.0, u[0]]
         vals = [M.balanced_accuracy(y, (s > t).astype(int)) for t in cands]

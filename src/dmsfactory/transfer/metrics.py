@@ -81,7 +81,8 @@ def best_threshold(y: np.ndarray, score: np.ndarray) -> tuple[float, float]:
     # are the same float operations as balanced_accuracy's, so the values, and the first maximum, are.
     recalls = []
     for c in (0, 1):
-        sc = np.sort(np.nan_to_num(s[y == c], nan=-np.inf))
+        sc = s[y == c]
+        sc = np.sort(np.where(np.isnan(sc), -np.inf, sc))
         if len(sc):
             at_or_below = np.searchsorted(sc, cands, side="right")
             recalls.append((at_or_below if c == 0 else len(sc) - at_or_below) / len(sc))
