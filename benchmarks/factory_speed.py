@@ -268,11 +268,10 @@ def _margin(short: dict, long: dict) -> tuple[float, float, float, float]:
     return dn, dw, dn / dw, dn / dc
 
 
-def repeated_margins(a, gal: Path, spec, first: dict, alone: dict, tmp: Path) -> dict:
-    """The one-worker (``--renders``, ``--steady``) pair ``--repeats`` times (the first pair is
-    ``first``, measured after ``alone``), each later pair after its own renderer-alone run: every
-    pair's marginal renders/s, its ratio to that renderer-alone rate, and the medians."""
-    cut, sd = steady_specs(a, gal)
+def repeated_margins(a, spec, cut: dict, sd: dict, first: dict, alone: dict, tmp: Path) -> dict:
+    """The one-worker pair of specs ``cut`` and ``sd`` ``--repeats`` times (the first pair is ``first``,
+    measured after ``alone``), each later pair after its own renderer-alone run: every pair's marginal
+    renders/s, its ratio to that renderer-alone rate, and the medians."""
     per_s, ratio, rend = [first["marginal_renders_per_s"]], [first["of_renderer_alone"]], [alone["renders_per_s_wall"]]
     for k in range(1, a.repeats):
         al = renderer_alone(spec, min(a.renders, spec.total_samples))
@@ -289,14 +288,14 @@ def repeated_margins(a, gal: Path, spec, first: dict, alone: dict, tmp: Path) ->
             "median_of_renderer_alone": round(statistics.median(ratio), 3)}
 
 
-def steady_state(a, gal: Path, alone: dict, e2e: dict, tmp: Path) -> dict:
+def steady_state(a, gal: Path, spec, alone: dict, e2e: dict, tmp: Path) -> dict:
     """Marginal throughput between a one-worker run at ``--renders`` and one at ``--steady`` renders;
     with more than one ``--workers``, the ``--steady`` run again at the largest W (scaling there, and
-    at the margin)."""
+    at the margin); with ``--repeats`` K > 1, the one-worker pair K times in all (``repeats``)."""
     cut, sd = steady_specs(a, gal)
     short = e2e.get("1") or e2e_run(cut, tmp / "e2e-w1", 1)
     long = e2e_run(sd, tmp / "steady-w1", 1)
-    dn, dw, per_s, per_cpu_s = _margin(short, long)
+    _, dw, per_s, per_cpu_s = _margin(short, long)
     res = {"renders": [short["renders"], long["renders"]], "wall_s": [short["wall_s"], long["wall_s"]],
            "cpu_s": [short["cpu_s"], long["cpu_s"]], "audited_images": [short["audited_images"], long["audited_images"]],
            "marginal_renders_per_s": round(per_s, 2), "of_renderer_alone": round(per_s / alone["renders_per_s_wall"], 3),
@@ -311,6 +310,8 @@ def steady_state(a, gal: Path, alone: dict, e2e: dict, tmp: Path) -> dict:
         res[f"workers_{hi}"] = {"wall_s": [short_hi["wall_s"], long_hi["wall_s"]], "cpu_s": [short_hi["cpu_s"], long_hi["cpu_s"]]}
         res["scaling"] = {f"{hi}_over_1": round(long["wall_s"] / long_hi["wall_s"], 3),
                           f"marginal_{hi}_over_1": round(dw / (long_hi["wall_s"] - short_hi["wall_s"]), 3)}
+    if a.repeats > 1:
+        res["repeats"] = repeated_margins(a, spec, cut, sd, res, alone, tmp)
     return res
 
 
@@ -365,9 +366,7 @@ def main() -> None:
                 print(json.dumps({f"workers_{w}": r}), file=sys.stderr)
             res["end_to_end"] = e2e
             if a.steady:
-                res["steady_state"] = steady_state(a, gal, res["renderer_alone"], e2e, tmp)
-                if a.repeats > 1:
-                    res["steady_state"]["repeats"] = repeated_margins(a, gal, spec, res["steady_state"], res["renderer_alone"], tmp)
+                res["steady_state"] = steady_state(a, gal, spec, res["renderer_alone"], e2e, tmp)
                 print(json.dumps({"steady_state": res["steady_state"]}), file=sys.stderr)
             ws = sorted(int(k) for k in e2e)
             if len(ws) > 1:
